@@ -1,0 +1,128 @@
+//! The two traits every backend implements: [`Backend`] runs and creates
+//! sandboxes, [`Sandbox`] is one long-lived sandbox.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::cmd::Cmd;
+use crate::enforcement::Enforcement;
+use crate::error::Result;
+use crate::output::OutputSink;
+use crate::result::RunResult;
+use crate::spec::SandboxSpec;
+
+/// Whether a backend can run here, and if not, why and what to change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Availability {
+    pub available: bool,
+    /// Why it is or is not available, in a sentence.
+    pub reason: String,
+    /// What to do to make it available, when it is not.
+    pub hint: Option<String>,
+}
+
+impl Availability {
+    pub fn yes(reason: impl Into<String>) -> Self {
+        Availability {
+            available: true,
+            reason: reason.into(),
+            hint: None,
+        }
+    }
+
+    pub fn no(reason: impl Into<String>, hint: impl Into<String>) -> Self {
+        Availability {
+            available: false,
+            reason: reason.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+/// A way of running sandboxes: native, podman, docker or local.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// `native`, `podman`, `docker` or `local`.
+    fn name(&self) -> &str;
+
+    /// Probes the machine (cheaply) for what this backend needs.
+    async fn availability(&self) -> Availability;
+
+    async fn is_available(&self) -> bool {
+        self.availability().await.available
+    }
+
+    /// What this backend would enforce for `spec`, one entry per constraint
+    /// the spec requests. Computed before running; the run's result carries it.
+    fn enforcement(&self, spec: &SandboxSpec) -> Enforcement;
+
+    /// Runs one command in a fresh sandbox that is gone when this returns.
+    async fn run(&self, spec: &SandboxSpec, cmd: Cmd) -> Result<RunResult> {
+        self.run_streaming(spec, cmd, None).await
+    }
+
+    /// Like [`Backend::run`], also sending output to `sink` while it runs.
+    /// The result still holds output up to the spec's output limit.
+    async fn run_streaming(
+        &self,
+        spec: &SandboxSpec,
+        cmd: Cmd,
+        sink: Option<OutputSink>,
+    ) -> Result<RunResult>;
+
+    /// Starts a long-lived sandbox. With `main`, that command is its main
+    /// process and [`Sandbox::logs`] holds its output; without, it idles
+    /// until stopped.
+    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>>;
+}
+
+/// The main process's output so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Logs {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// One long-lived sandbox. Dropping it, or the caller dying, removes it and
+/// everything in it.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// Unique among live sandboxes; usable as `Network::Pod(id)` by others.
+    fn id(&self) -> &str;
+
+    /// The backend it runs on.
+    fn backend(&self) -> &str;
+
+    /// What is enforced for it.
+    fn enforcement(&self) -> &Enforcement;
+
+    /// Runs a command inside; a timeout kills that command's whole process tree.
+    async fn exec(&self, cmd: Cmd) -> Result<RunResult> {
+        self.exec_streaming(cmd, None).await
+    }
+
+    async fn exec_streaming(&self, cmd: Cmd, sink: Option<OutputSink>) -> Result<RunResult>;
+
+    /// Copies a host file or directory to `sandbox_path` (its parent must exist).
+    async fn copy_in(&self, host_path: &Path, sandbox_path: &Path) -> Result<()>;
+
+    /// Copies a file or directory from inside to `host_path`.
+    async fn copy_out(&self, sandbox_path: &Path, host_path: &Path) -> Result<()>;
+
+    /// Output of the main process so far (bounded by the output limit).
+    async fn logs(&self) -> Result<Logs>;
+
+    /// The host port on 127.0.0.1 where `sandbox_port` is published, if it is.
+    fn published_port(&self, sandbox_port: u16) -> Option<u16> {
+        let _ = sandbox_port;
+        None
+    }
+
+    /// Stops every process inside; the sandbox can still be removed.
+    async fn stop(&self) -> Result<()>;
+
+    /// Stops and deletes the sandbox. Idempotent.
+    async fn remove(&self) -> Result<()>;
+}
