@@ -7,6 +7,7 @@
 //! the [`conformance`] suite that proves a backend keeps the contract.
 
 pub mod backend;
+pub mod choice;
 pub mod cmd;
 pub mod conformance;
 pub mod enforcement;
@@ -16,6 +17,7 @@ pub mod result;
 pub mod spec;
 
 pub use backend::{Availability, Backend, Logs, Sandbox};
+pub use choice::BackendChoice;
 pub use cmd::Cmd;
 pub use enforcement::{Constraint, Enforcement, Entry, Status};
 pub use error::{Error, IoContext, Result};
