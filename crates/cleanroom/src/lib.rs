@@ -1,1 +1,42 @@
-//! placeholder
+//! Run commands and tests hermetically.
+//!
+//! This is the crate to depend on. It re-exports the contract of
+//! `cleanroom-core` (spec, command, result, enforcement report, traits),
+//! picks a backend (`native`, `podman`, `docker` or `local`) automatically or
+//! by name, and offers the same API to async and to blocking callers.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> cleanroom::Result<()> {
+//! use cleanroom::{Cmd, SandboxSpec};
+//!
+//! let spec = SandboxSpec::default();
+//! let result = cleanroom::run_spec(&spec, Cmd::from(["sh", "-c", "echo hi; exit 3"])).await?;
+//! assert_eq!(result.exit_code, 3);
+//! assert_eq!(result.stdout_lossy(), "hi\n");
+//! for warning in result.enforcement.warnings() {
+//!     eprintln!("{warning}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod auto;
+pub mod blocking;
+mod local;
+mod registry;
+
+pub use auto::{doctor, AutoBackend, BackendReport, NotEnforced};
+pub use cleanroom_core::*;
+pub use local::{LocalBackend, LocalSandbox};
+pub use registry::backend_for;
+
+/// Runs `cmd` in a fresh default sandbox on the detected backend.
+pub async fn run(cmd: impl Into<Cmd>) -> Result<RunResult> {
+    run_spec(&SandboxSpec::default(), cmd).await
+}
+
+/// Runs `cmd` in a fresh sandbox made to `spec` on the detected backend.
+pub async fn run_spec(spec: &SandboxSpec, cmd: impl Into<Cmd>) -> Result<RunResult> {
+    AutoBackend::detect().await?.run(spec, cmd.into()).await
+}

@@ -453,7 +453,17 @@ async fn env_isolation(h: &Harness) -> CheckResult {
     let r = h.run(&spec, cmd).await?;
     expect(r.exit_code == 0, || format!("`env` gave {}", show(&r)))?;
     let got = parse_env(&r.stdout);
+    // Without filesystem isolation the working directory (and so HOME) is a
+    // fresh host directory rather than spec.workdir; it must not be the caller's.
+    let isolated = h.claims(&spec, Constraint::FilesystemIsolation);
+    let host_home = std::env::var("HOME").unwrap_or_default();
     for (k, v) in &got {
+        if k == "HOME" && !isolated {
+            expect(v.starts_with('/') && *v != host_home, || {
+                format!("HOME={v}: want a fresh directory, not the caller's home")
+            })?;
+            continue;
+        }
         if k == CANARY_VAR {
             return Err(format!(
                 "host variable {CANARY_VAR} leaked into the sandbox"

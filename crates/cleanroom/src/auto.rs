@@ -1,0 +1,191 @@
+//! Choosing a backend: by name, or `auto` (podman, then docker, then native,
+//! then local: the first available that can honour the request).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cleanroom_core::{
+    Availability, Backend, BackendChoice, Cmd, Constraint, Enforcement, OutputSink, Result,
+    RunResult, Sandbox, SandboxSpec, Status,
+};
+use serde::Serialize;
+
+use crate::local::LocalBackend;
+use crate::registry::backend_for;
+
+/// A backend picked by [`AutoBackend::detect`] or [`AutoBackend::select`];
+/// it runs everything on that backend and remembers why it was picked.
+#[derive(Clone)]
+pub struct AutoBackend {
+    inner: Arc<dyn Backend>,
+    reason: String,
+}
+
+impl std::fmt::Debug for AutoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoBackend")
+            .field("chosen", &self.inner.name())
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+impl AutoBackend {
+    /// `auto`, honouring `CLEANROOM_BACKEND` and `CLEANROOM_IMAGE` when set.
+    pub async fn detect() -> Result<Self> {
+        let choice = match std::env::var("CLEANROOM_BACKEND") {
+            Ok(name) if !name.is_empty() => BackendChoice::parse(&name, "CLEANROOM_BACKEND")?,
+            _ => BackendChoice::Auto,
+        };
+        let image = std::env::var("CLEANROOM_IMAGE")
+            .ok()
+            .filter(|s| !s.is_empty());
+        AutoBackend::select(choice, image.as_deref()).await
+    }
+
+    /// A named backend (an error, with the reason, if it is not available
+    /// here), or for `auto` the first available in order.
+    pub async fn select(choice: BackendChoice, image: Option<&str>) -> Result<Self> {
+        if choice != BackendChoice::Auto {
+            let backend = backend_for(choice, image)?;
+            let a = backend.availability().await;
+            if !a.available {
+                return Err(cleanroom_core::Error::Unavailable {
+                    backend: choice.to_string(),
+                    reason: a.reason,
+                    hint: a.hint,
+                });
+            }
+            return Ok(AutoBackend {
+                inner: backend,
+                reason: format!("{choice} was asked for by name"),
+            });
+        }
+        let mut passed = Vec::new();
+        for c in BackendChoice::AUTO_ORDER {
+            let backend = backend_for(c, image)?;
+            let a = backend.availability().await;
+            if a.available {
+                let mut reason = format!("{c}: {}", a.reason);
+                if !passed.is_empty() {
+                    reason.push_str(&format!(" (passed over: {})", passed.join("; ")));
+                }
+                tracing::info!("auto-selected the {c} backend: {reason}");
+                return Ok(AutoBackend {
+                    inner: backend,
+                    reason,
+                });
+            }
+            passed.push(format!("{c}: {}", a.reason));
+        }
+        // Local is always available; reaching here means it was refused.
+        Ok(AutoBackend {
+            inner: Arc::new(LocalBackend::new()),
+            reason: "local as the last resort".into(),
+        })
+    }
+
+    /// Name of the backend in use.
+    pub fn chosen(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Why it was chosen.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    pub fn inner(&self) -> Arc<dyn Backend> {
+        self.inner.clone()
+    }
+}
+
+#[async_trait]
+impl Backend for AutoBackend {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn availability(&self) -> Availability {
+        self.inner.availability().await
+    }
+
+    fn enforcement(&self, spec: &SandboxSpec) -> Enforcement {
+        self.inner.enforcement(spec)
+    }
+
+    async fn run_streaming(
+        &self,
+        spec: &SandboxSpec,
+        cmd: Cmd,
+        sink: Option<OutputSink>,
+    ) -> Result<RunResult> {
+        self.inner.run_streaming(spec, cmd, sink).await
+    }
+
+    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
+        self.inner.create(spec, main).await
+    }
+}
+
+/// One backend as `cleanroom doctor` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendReport {
+    pub name: String,
+    pub available: bool,
+    pub reason: String,
+    pub hint: Option<String>,
+    /// Whether `auto` picks this one on this machine.
+    pub chosen_by_auto: bool,
+    /// For the default spec with memory, CPU and pids limits.
+    pub enforced: Vec<Constraint>,
+    pub not_enforced: Vec<NotEnforced>,
+}
+
+/// A constraint a backend cannot enforce here, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct NotEnforced {
+    pub constraint: Constraint,
+    pub reason: String,
+}
+
+/// Every backend's availability and guarantees on this machine, in `auto` order.
+pub async fn doctor(image: Option<&str>) -> Result<Vec<BackendReport>> {
+    let spec = SandboxSpec {
+        memory: Some(512 << 20),
+        cpus: Some(1.0),
+        pids: Some(512),
+        ..SandboxSpec::default()
+    };
+    let mut reports = Vec::new();
+    let mut chosen = false;
+    for c in BackendChoice::AUTO_ORDER {
+        let backend = backend_for(c, image)?;
+        let a = backend.availability().await;
+        let e = backend.enforcement(&spec);
+        let chosen_by_auto = a.available && !chosen;
+        chosen |= chosen_by_auto;
+        reports.push(BackendReport {
+            name: c.to_string(),
+            available: a.available,
+            reason: a.reason,
+            hint: a.hint,
+            chosen_by_auto,
+            enforced: e
+                .entries
+                .iter()
+                .filter(|x| x.status == Status::Enforced)
+                .map(|x| x.constraint)
+                .collect(),
+            not_enforced: e
+                .unenforced()
+                .into_iter()
+                .map(|(constraint, reason)| NotEnforced {
+                    constraint,
+                    reason: reason.to_string(),
+                })
+                .collect(),
+        });
+    }
+    Ok(reports)
+}

@@ -1,0 +1,157 @@
+//! The same API for callers outside async code, such as plain `#[test]`
+//! functions.
+//!
+//! Every call runs on one shared background runtime, so sandboxes outlive
+//! the call that made them. Called from inside a tokio runtime, the call
+//! hops to a helper thread instead of nesting runtimes, so it never panics
+//! there.
+//!
+//! ```
+//! let result = cleanroom::blocking::AutoBackend::detect()?.run_cmd(["echo", "hello"])?;
+//! assert_eq!(result.stdout_lossy(), "hello\n");
+//! # Ok::<(), cleanroom::Error>(())
+//! ```
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use cleanroom_core::{Backend as _, BackendChoice, Cmd, Logs, Result, RunResult, SandboxSpec};
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cleanroom-blocking")
+            .enable_all()
+            .build()
+            .expect("the OS refused to start the threads of cleanroom's blocking runtime")
+    })
+}
+
+/// Runs `fut` to completion from synchronous code, even when the caller is
+/// itself on a tokio runtime thread.
+fn block_on<F>(fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| {
+            s.spawn(|| runtime().block_on(fut))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    } else {
+        runtime().block_on(fut)
+    }
+}
+
+/// Runs `cmd` in a fresh sandbox on the detected backend with the default spec.
+pub fn run(cmd: impl Into<Cmd>) -> Result<RunResult> {
+    AutoBackend::detect()?.run_cmd(cmd)
+}
+
+/// Runs `cmd` in a fresh sandbox made to `spec` on the detected backend.
+pub fn run_spec(spec: &SandboxSpec, cmd: impl Into<Cmd>) -> Result<RunResult> {
+    AutoBackend::detect()?.run(spec, cmd)
+}
+
+/// A blocking handle on a backend chosen like [`crate::AutoBackend`].
+#[derive(Clone, Debug)]
+pub struct AutoBackend {
+    inner: crate::AutoBackend,
+}
+
+impl AutoBackend {
+    /// See [`crate::AutoBackend::detect`].
+    pub fn detect() -> Result<Self> {
+        block_on(crate::AutoBackend::detect()).map(|inner| AutoBackend { inner })
+    }
+
+    /// See [`crate::AutoBackend::select`].
+    pub fn select(choice: BackendChoice, image: Option<&str>) -> Result<Self> {
+        block_on(crate::AutoBackend::select(choice, image)).map(|inner| AutoBackend { inner })
+    }
+
+    pub fn chosen(&self) -> &str {
+        self.inner.chosen()
+    }
+
+    pub fn reason(&self) -> &str {
+        self.inner.reason()
+    }
+
+    /// Runs `cmd` with the default spec.
+    pub fn run_cmd(&self, cmd: impl Into<Cmd>) -> Result<RunResult> {
+        self.run(&SandboxSpec::default(), cmd)
+    }
+
+    /// Runs `cmd` in a fresh sandbox made to `spec`.
+    pub fn run(&self, spec: &SandboxSpec, cmd: impl Into<Cmd>) -> Result<RunResult> {
+        let cmd = cmd.into();
+        block_on(self.inner.run(spec, cmd))
+    }
+
+    /// Starts a long-lived sandbox; see [`crate::Backend::create`].
+    pub fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Sandbox> {
+        block_on(self.inner.create(spec, main)).map(|inner| Sandbox { inner: Some(inner) })
+    }
+}
+
+/// A blocking handle on a long-lived sandbox; dropping it removes the sandbox.
+pub struct Sandbox {
+    inner: Option<Box<dyn crate::Sandbox>>,
+}
+
+impl Sandbox {
+    fn get(&self) -> &dyn crate::Sandbox {
+        self.inner
+            .as_deref()
+            .expect("the sandbox is only taken out in Drop")
+    }
+
+    pub fn id(&self) -> &str {
+        self.get().id()
+    }
+
+    pub fn exec(&self, cmd: impl Into<Cmd>) -> Result<RunResult> {
+        let cmd = cmd.into();
+        block_on(self.get().exec(cmd))
+    }
+
+    pub fn copy_in(&self, host_path: &Path, sandbox_path: &Path) -> Result<()> {
+        block_on(self.get().copy_in(host_path, sandbox_path))
+    }
+
+    pub fn copy_out(&self, sandbox_path: &Path, host_path: &Path) -> Result<()> {
+        block_on(self.get().copy_out(sandbox_path, host_path))
+    }
+
+    pub fn logs(&self) -> Result<Logs> {
+        block_on(self.get().logs())
+    }
+
+    pub fn stop(&self) -> Result<()> {
+        block_on(self.get().stop())
+    }
+
+    pub fn remove(&self) -> Result<()> {
+        block_on(self.get().remove())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            // Errors here have nowhere to go; the backend's own Drop is the
+            // last line of defence.
+            let _ = block_on(async move {
+                let r = inner.remove().await;
+                drop(inner);
+                r
+            });
+        }
+    }
+}

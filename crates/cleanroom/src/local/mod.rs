@@ -1,0 +1,179 @@
+//! The `local` backend: a plain child process on the host.
+//!
+//! It isolates what a process can isolate without privileges or unsafe
+//! set-up — a cleared environment, a fresh temporary working directory, its
+//! own process group killed on timeout or exit, bounded output — and reports
+//! everything else as not enforced, with a warning.
+
+mod process;
+mod sandbox;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use cleanroom_core::{
+    Availability, Backend, Cmd, Constraint, Enforcement, Error, OutputSink, Result, RunResult,
+    Sandbox, SandboxSpec,
+};
+
+pub use sandbox::LocalSandbox;
+
+use process::Launch;
+
+/// Runs commands as plain host processes. Always available; isolates little.
+#[derive(Clone, Debug, Default)]
+pub struct LocalBackend {
+    _private: (),
+}
+
+impl LocalBackend {
+    pub fn new() -> Self {
+        LocalBackend::default()
+    }
+}
+
+const NAME: &str = "local";
+
+/// The report for `spec`: what a plain child process can and cannot promise.
+pub(crate) fn local_enforcement(spec: &SandboxSpec) -> Enforcement {
+    use Constraint::*;
+    let mut e = Enforcement::new(NAME);
+    let plain = "a plain host process; use the native backend for isolation";
+    e.enforced(EnvIsolation)
+        .enforced(Timeout)
+        .enforced(OutputLimit)
+        .not_enforced(
+            FilesystemIsolation,
+            "the command sees the host filesystem; only its working directory is fresh",
+        )
+        .not_enforced(
+            ReadOnlyRoot,
+            "the host filesystem is as writable as for the caller",
+        )
+        .not_enforced(NetworkIsolation, "the command shares the host network")
+        .not_enforced(Capabilities, plain)
+        .not_enforced(NoNewPrivs, plain)
+        .not_enforced(Seccomp, plain)
+        .not_enforced(
+            PidNamespace,
+            "host processes are visible and can be signalled",
+        )
+        .not_enforced(Hostname, "the host's hostname is visible")
+        .not_enforced(MemoryLimit, "no cgroup; use the native backend for limits")
+        .not_enforced(CpuLimit, "no cgroup; use the native backend for limits")
+        .not_enforced(PidsLimit, "no cgroup; use the native backend for limits")
+        .not_enforced(
+            Mounts,
+            "no mount namespace: sources stay at their host paths, not at the targets",
+        )
+        .not_enforced(
+            PublishPorts,
+            "no network namespace: ports are the host's own",
+        );
+    // Honest about the one case where the user is right anyway.
+    let (uid, gid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    if (uid, gid) == (spec.user.uid, spec.user.gid) {
+        e.enforced(User);
+    } else {
+        e.not_enforced(
+            User,
+            format!("runs as the calling user {uid}:{gid}, not {}", spec.user),
+        );
+    }
+    e.restrict_to(spec)
+}
+
+/// Prepares a run: validates, refuses in strict mode, and logs the warnings.
+pub(crate) fn plan(spec: &SandboxSpec, cmd: &Cmd) -> Result<Enforcement> {
+    spec.validate()?;
+    cmd.validate()?;
+    let enforcement = local_enforcement(spec);
+    enforcement.check_strict(spec)?;
+    for w in enforcement.warnings() {
+        tracing::warn!("{w}");
+    }
+    Ok(enforcement)
+}
+
+/// A fresh private working directory, removed when dropped.
+pub(crate) fn fresh_workdir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("cleanroom-local-")
+        .tempdir()
+        .map_err(|e| Error::io("creating the local backend's working directory", e))
+}
+
+/// Where a sandbox path lands on the host: the spec's working directory is
+/// the fresh temporary one; other absolute paths are the host's own.
+pub(crate) fn host_path(spec: &SandboxSpec, tmp: &Path, p: &Path) -> PathBuf {
+    match p.strip_prefix(&spec.workdir) {
+        Ok(rest) => tmp.join(rest),
+        Err(_) if p.is_relative() => tmp.join(p),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
+/// The environment of a command whose working directory is `tmp`.
+pub(crate) fn environment(
+    spec: &SandboxSpec,
+    cmd: &Cmd,
+    tmp: &Path,
+) -> std::collections::BTreeMap<String, String> {
+    let mut env = spec.environment(&cmd.env);
+    if !spec.env.contains_key("HOME") && !cmd.env.contains_key("HOME") {
+        env.insert("HOME".into(), tmp.display().to_string());
+    }
+    env
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn availability(&self) -> Availability {
+        Availability::yes(
+            "a plain child process needs nothing; it enforces little (see the report)",
+        )
+    }
+
+    fn enforcement(&self, spec: &SandboxSpec) -> Enforcement {
+        local_enforcement(spec)
+    }
+
+    async fn run_streaming(
+        &self,
+        spec: &SandboxSpec,
+        cmd: Cmd,
+        sink: Option<OutputSink>,
+    ) -> Result<RunResult> {
+        let enforcement = plan(spec, &cmd)?;
+        let tmp = fresh_workdir()?;
+        let cwd = match &cmd.workdir {
+            Some(w) => host_path(spec, tmp.path(), w),
+            None => tmp.path().to_path_buf(),
+        };
+        let timeout = cmd.timeout.or(spec.timeout);
+        let env = environment(spec, &cmd, tmp.path());
+        let started = process::start(
+            Launch {
+                cmd,
+                env,
+                cwd: &cwd,
+                output_limit: spec.output_limit,
+            },
+            sink,
+        )?;
+        let result = started.finish(timeout, enforcement).await;
+        drop(tmp);
+        result
+    }
+
+    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
+        Ok(Box::new(LocalSandbox::start(spec.clone(), main)?))
+    }
+}
