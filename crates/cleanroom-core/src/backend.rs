@@ -76,6 +76,18 @@ pub trait Backend: Send + Sync {
     /// process and [`Sandbox::logs`] holds its output; without, it idles
     /// until stopped.
     async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>>;
+
+    /// Removes what callers that died without cleaning up left behind
+    /// (containers, mounts, cgroups, temporary directories) and says what
+    /// it removed, one line per item. Never touches a live caller's sandboxes.
+    async fn gc(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Whether the process `pid` still exists (as any user).
+pub fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The main process's output so far.

@@ -16,7 +16,7 @@ pub mod output;
 pub mod result;
 pub mod spec;
 
-pub use backend::{Availability, Backend, Logs, Sandbox};
+pub use backend::{process_alive, Availability, Backend, Logs, Sandbox};
 pub use choice::BackendChoice;
 pub use cmd::Cmd;
 pub use enforcement::{Constraint, Enforcement, Entry, Status};

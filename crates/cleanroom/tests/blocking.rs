@@ -60,3 +60,19 @@ async fn auto_picks_an_available_backend_and_says_why() {
     let chosen = reports.iter().find(|r| r.chosen_by_auto).unwrap();
     assert_eq!(chosen.name, a.chosen());
 }
+
+#[tokio::test]
+async fn gc_removes_a_dead_owners_workdir_and_keeps_live_ones() {
+    use cleanroom::Backend;
+    // A pid that cannot be alive: above the kernel's maximum.
+    let dead = std::env::temp_dir().join("cleanroom-local-4194305-gctest");
+    std::fs::create_dir_all(dead.join("sub")).unwrap();
+    let live = tempfile::Builder::new()
+        .prefix(&format!("cleanroom-local-{}-", std::process::id()))
+        .tempdir()
+        .unwrap();
+    let removed = cleanroom::LocalBackend::new().gc().await.unwrap();
+    assert!(!dead.exists(), "dead owner's directory survived gc");
+    assert!(live.path().exists(), "gc removed a live owner's directory");
+    assert!(removed.iter().any(|l| l.contains("4194305")), "{removed:?}");
+}

@@ -98,12 +98,47 @@ pub(crate) fn plan(spec: &SandboxSpec, cmd: &Cmd) -> Result<Enforcement> {
     Ok(enforcement)
 }
 
+/// Temporary directories are named `cleanroom-local-<owner pid>-...` so
+/// that `gc` can tell a dead owner's from a live one's.
+const DIR_PREFIX: &str = "cleanroom-local-";
+
 /// A fresh private working directory, removed when dropped.
 pub(crate) fn fresh_workdir() -> Result<tempfile::TempDir> {
     tempfile::Builder::new()
-        .prefix("cleanroom-local-")
+        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
         .tempdir()
         .map_err(|e| Error::io("creating the local backend's working directory", e))
+}
+
+/// Removes working directories whose owning process is gone.
+fn gc_workdirs(tmp: &Path) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(tmp) {
+        Ok(e) => e,
+        Err(e) => return Err(Error::io(format!("listing {}", tmp.display()), e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(owner) = name
+            .strip_prefix(DIR_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if cleanroom_core::process_alive(owner) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => removed.push(format!(
+                "local: removed {} (owner pid {owner} is gone)",
+                path.display()
+            )),
+            Err(e) => tracing::warn!("local: could not remove {}: {e}", path.display()),
+        }
+    }
+    Ok(removed)
 }
 
 /// Where a sandbox path lands on the host: the spec's working directory is
@@ -175,5 +210,9 @@ impl Backend for LocalBackend {
 
     async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
         Ok(Box::new(LocalSandbox::start(spec.clone(), main)?))
+    }
+
+    async fn gc(&self) -> Result<Vec<String>> {
+        gc_workdirs(&std::env::temp_dir())
     }
 }
