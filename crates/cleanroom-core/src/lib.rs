@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod choice;
 pub mod cmd;
+pub mod config;
 pub mod conformance;
 pub mod enforcement;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod spec;
 pub use backend::{process_alive, Availability, Backend, Logs, Sandbox};
 pub use choice::BackendChoice;
 pub use cmd::Cmd;
+pub use config::{Config, Layer, Origin, Setting};
 pub use enforcement::{Constraint, Enforcement, Entry, Status};
 pub use error::{Error, IoContext, Result};
 pub use output::{output_channel, pump, Captured, OutputChunk, OutputSink, Stream};

@@ -1,0 +1,745 @@
+//! Configuration: where the effective settings come from.
+//!
+//! Precedence, highest first: command-line flags, environment variables
+//! (`CLEANROOM_BACKEND`, `CLEANROOM_IMAGE`, `CLEANROOM_TIMEOUT_MS`, ...), the
+//! nearest `cleanroom.toml`, `[package.metadata.cleanroom]` or
+//! `[workspace.metadata.cleanroom]` in the nearest `Cargo.toml`, defaults.
+//! Every value remembers its [`Origin`], so `cleanroom config` can say where
+//! it came from and an error can name the file, line and value at fault.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::choice::BackendChoice;
+use crate::error::{Error, Result};
+use crate::spec::{parse_duration, parse_size, Network, RootFs, SandboxSpec, User};
+
+/// The file name searched for from the working directory upwards.
+pub const CONFIG_FILE: &str = "cleanroom.toml";
+
+/// Where one effective value came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    Default,
+    /// `[package.metadata.cleanroom]` or `[workspace.metadata.cleanroom]`.
+    CargoToml {
+        path: PathBuf,
+        line: usize,
+    },
+    File {
+        path: PathBuf,
+        line: usize,
+    },
+    Env {
+        var: String,
+    },
+    Flag {
+        flag: String,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::CargoToml { path, line } | Origin::File { path, line } => {
+                write!(f, "{}:{line}", path.display())
+            }
+            Origin::Env { var } => write!(f, "environment {var}"),
+            Origin::Flag { flag } => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// Every key a config source may set, with the environment variable that
+/// sets it too.
+pub const KEYS: [(&str, &str); 10] = [
+    ("backend", "CLEANROOM_BACKEND"),
+    ("image", "CLEANROOM_IMAGE"),
+    ("timeout_ms", "CLEANROOM_TIMEOUT_MS"),
+    ("memory", "CLEANROOM_MEMORY"),
+    ("cpus", "CLEANROOM_CPUS"),
+    ("pids", "CLEANROOM_PIDS"),
+    ("network", "CLEANROOM_NETWORK"),
+    ("user", "CLEANROOM_USER"),
+    ("workdir", "CLEANROOM_WORKDIR"),
+    ("strict", "CLEANROOM_STRICT"),
+];
+
+/// One layer of settings as raw strings, before they are checked. Flags,
+/// the environment and each file produce one.
+#[derive(Clone, Debug, Default)]
+pub struct Layer {
+    values: BTreeMap<&'static str, (String, Origin)>,
+}
+
+impl Layer {
+    /// Sets `key` (one of [`KEYS`]) to `value` from `origin`.
+    ///
+    /// # Panics
+    /// When `key` is not one of [`KEYS`]: that is a bug in the caller.
+    pub fn set(&mut self, key: &str, value: impl Into<String>, origin: Origin) -> &mut Self {
+        let key = canonical_key(key).unwrap_or_else(|| panic!("`{key}` is not a config key"));
+        self.values.insert(key, (value.into(), origin));
+        self
+    }
+
+    /// A flag's value, when the flag was given.
+    pub fn flag(&mut self, key: &str, flag: &str, value: Option<impl Into<String>>) -> &mut Self {
+        if let Some(v) = value {
+            self.set(
+                key,
+                v,
+                Origin::Flag {
+                    flag: flag.to_string(),
+                },
+            );
+        }
+        self
+    }
+
+    /// The layer of `CLEANROOM_*` variables in `vars` (empty values count as unset).
+    pub fn from_env_vars(vars: impl IntoIterator<Item = (String, String)>) -> Layer {
+        let vars: BTreeMap<String, String> = vars.into_iter().collect();
+        let mut layer = Layer::default();
+        for (key, var) in KEYS {
+            if let Some(v) = vars.get(var).filter(|v| !v.trim().is_empty()) {
+                layer.set(
+                    key,
+                    v.clone(),
+                    Origin::Env {
+                        var: var.to_string(),
+                    },
+                );
+            }
+        }
+        layer
+    }
+
+    /// The layer of this process's environment.
+    pub fn from_env() -> Layer {
+        Layer::from_env_vars(std::env::vars())
+    }
+
+    /// Parses a `cleanroom.toml`: every top-level key must be known.
+    pub fn from_config_file(path: &Path, text: &str) -> Result<Layer> {
+        let doc = parse_toml(path, text)?;
+        table_layer(path, text, &toml::Value::Table(doc), None, |line| {
+            Origin::File {
+                path: path.to_path_buf(),
+                line,
+            }
+        })
+    }
+
+    /// The `[package.metadata.cleanroom]` table of a `Cargo.toml`, or
+    /// failing that its `[workspace.metadata.cleanroom]`; `None` when it has neither.
+    pub fn from_cargo_toml(path: &Path, text: &str) -> Result<Option<Layer>> {
+        let doc = parse_toml(path, text)?;
+        for section in ["package", "workspace"] {
+            let table = doc
+                .get(section)
+                .and_then(|s| s.get("metadata"))
+                .and_then(|m| m.get("cleanroom"));
+            if let Some(table) = table {
+                let prefix = format!("{section}.metadata.cleanroom");
+                let layer =
+                    table_layer(path, text, table, Some(&prefix), |line| Origin::CargoToml {
+                        path: path.to_path_buf(),
+                        line,
+                    })?;
+                return Ok(Some(layer));
+            }
+        }
+        Ok(None)
+    }
+
+    fn get(&self, key: &str) -> Option<&(String, Origin)> {
+        self.values.get(key)
+    }
+}
+
+fn canonical_key(key: &str) -> Option<&'static str> {
+    KEYS.iter().map(|(k, _)| *k).find(|k| *k == key)
+}
+
+fn parse_toml(path: &Path, text: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| line_column(text, s.start))
+            .unwrap_or((1, 1));
+        let message: Vec<&str> = e.message().lines().map(str::trim).collect();
+        Error::Config {
+            origin: format!("{}:{line}:{column}", path.display()),
+            message: format!("invalid TOML: {}", message.join("; ")),
+        }
+    })
+}
+
+/// The 1-based line and column of byte offset `at` in `text`.
+pub fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Finds the line where `key` is assigned, inside `[prefix]` when given.
+fn key_line(text: &str, prefix: Option<&str>, key: &str) -> usize {
+    let mut in_section = prefix.is_none();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let name = line.trim_matches(|c| c == '[' || c == ']').trim();
+            in_section = prefix.is_some_and(|p| p == name);
+            continue;
+        }
+        if in_section {
+            if let Some((k, _)) = line.split_once('=') {
+                if k.trim().trim_matches('"') == key {
+                    return i + 1;
+                }
+            }
+        }
+    }
+    1
+}
+
+fn table_layer(
+    path: &Path,
+    text: &str,
+    table: &toml::Value,
+    prefix: Option<&str>,
+    origin: impl Fn(usize) -> Origin,
+) -> Result<Layer> {
+    let table = table.as_table().ok_or_else(|| Error::Config {
+        origin: path.display().to_string(),
+        message: format!("`{}` must be a table", prefix.unwrap_or("cleanroom")),
+    })?;
+    let mut layer = Layer::default();
+    for (key, value) in table {
+        let line = key_line(text, prefix, key);
+        let at = format!("{}:{line}", path.display());
+        // `timeout` as a duration string is accepted beside `timeout_ms`.
+        let (key, value) = match (key.as_str(), value) {
+            ("timeout", toml::Value::String(s)) => {
+                let d = parse_duration(s).map_err(|e| Error::Config {
+                    origin: at.clone(),
+                    message: e.to_string(),
+                })?;
+                ("timeout_ms", d.as_millis().to_string())
+            }
+            (k, v) => {
+                let Some(k) = canonical_key(k) else {
+                    return Err(Error::Config {
+                        origin: at,
+                        message: unknown_key_message(k),
+                    });
+                };
+                let v = match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(Error::Config {
+                            origin: at,
+                            message: format!(
+                                "`{k}` must be a string, number or boolean, not {}",
+                                other.type_str()
+                            ),
+                        })
+                    }
+                };
+                (k, v)
+            }
+        };
+        layer.set(key, value, origin(line));
+    }
+    Ok(layer)
+}
+
+fn unknown_key_message(key: &str) -> String {
+    let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+    let closest = known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 3);
+    match closest {
+        Some((_, k)) => format!("unknown key `{key}`; did you mean `{k}`?"),
+        None => format!("unknown key `{key}`; known keys: {}", known.join(", ")),
+    }
+}
+
+/// Levenshtein distance, for did-you-mean suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A checked value and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// The effective configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub backend: Setting<BackendChoice>,
+    /// The image (or rootfs: `host`, `file://DIR`, `tar://FILE`); `None` is the host rootfs.
+    pub image: Setting<Option<String>>,
+    #[serde(serialize_with = "opt_millis")]
+    pub timeout: Setting<Option<Duration>>,
+    pub memory: Setting<Option<u64>>,
+    pub cpus: Setting<Option<f64>>,
+    pub pids: Setting<Option<u64>>,
+    pub network: Setting<Network>,
+    pub user: Setting<User>,
+    pub workdir: Setting<PathBuf>,
+    pub strict: Setting<bool>,
+    /// The files that were read, nearest first.
+    pub files: Vec<PathBuf>,
+}
+
+fn opt_millis<S: serde::Serializer>(
+    s: &Setting<Option<Duration>>,
+    ser: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    Setting {
+        value: s.value.map(|d| d.as_millis() as u64),
+        origin: s.origin.clone(),
+    }
+    .serialize(ser)
+}
+
+/// The sources a [`Config`] is built from, highest precedence first.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub flags: Layer,
+    pub env: Layer,
+    pub file: Option<Layer>,
+    pub cargo: Option<Layer>,
+    pub files: Vec<PathBuf>,
+}
+
+impl Sources {
+    /// Reads the environment, and the nearest `cleanroom.toml` and
+    /// `Cargo.toml` (with a cleanroom table) from `dir` upwards.
+    pub fn discover(dir: &Path, flags: Layer) -> Result<Sources> {
+        let mut sources = Sources {
+            flags,
+            env: Layer::from_env(),
+            ..Sources::default()
+        };
+        let explicit = std::env::var_os("CLEANROOM_CONFIG").map(PathBuf::from);
+        let config_file = match explicit {
+            Some(p) => Some(p),
+            None => find_upwards(dir, |d| {
+                let p = d.join(CONFIG_FILE);
+                p.is_file().then_some(p)
+            }),
+        };
+        if let Some(path) = config_file {
+            let text = read(&path)?;
+            sources.file = Some(Layer::from_config_file(&path, &text)?);
+            sources.files.push(path);
+        }
+        let mut cargo = None;
+        let mut cur = Some(dir);
+        while let Some(d) = cur {
+            let p = d.join("Cargo.toml");
+            if p.is_file() {
+                let text = read(&p)?;
+                if let Some(layer) = Layer::from_cargo_toml(&p, &text)? {
+                    cargo = Some((p, layer));
+                    break;
+                }
+            }
+            cur = d.parent();
+        }
+        if let Some((p, layer)) = cargo {
+            sources.cargo = Some(layer);
+            sources.files.push(p);
+        }
+        Ok(sources)
+    }
+
+    /// Checks every value and resolves precedence.
+    pub fn resolve(&self) -> Result<Config> {
+        let layers: Vec<&Layer> = [Some(&self.flags), Some(&self.env)]
+            .into_iter()
+            .chain([self.file.as_ref(), self.cargo.as_ref()])
+            .flatten()
+            .collect();
+        let pick = |key: &str| layers.iter().find_map(|l| l.get(key)).cloned();
+        let defaults = SandboxSpec::default();
+
+        fn setting<T>(
+            raw: Option<(String, Origin)>,
+            default: T,
+            parse: impl Fn(&str) -> Result<T>,
+            key: &str,
+        ) -> Result<Setting<T>> {
+            match raw {
+                None => Ok(Setting {
+                    value: default,
+                    origin: Origin::Default,
+                }),
+                Some((v, origin)) => match parse(&v) {
+                    Ok(value) => Ok(Setting { value, origin }),
+                    Err(e) => Err(Error::Config {
+                        origin: origin.to_string(),
+                        message: format!("{key} = `{v}`: {}", strip_prefix(&e)),
+                    }),
+                },
+            }
+        }
+
+        Ok(Config {
+            backend: setting(
+                pick("backend"),
+                BackendChoice::Auto,
+                |v| BackendChoice::parse(v, "config"),
+                "backend",
+            )?,
+            image: setting(
+                pick("image"),
+                None,
+                |v| {
+                    v.parse::<RootFs>()?;
+                    Ok(Some(v.trim().to_string()))
+                },
+                "image",
+            )?,
+            timeout: setting(
+                pick("timeout_ms"),
+                None,
+                |v| {
+                    let ms: u64 = v.trim().parse().map_err(|_| {
+                        Error::InvalidSpec(
+                            "not a whole number of milliseconds (for example 30000)".into(),
+                        )
+                    })?;
+                    Ok(Some(Duration::from_millis(ms)))
+                },
+                "timeout_ms",
+            )?,
+            memory: setting(pick("memory"), None, |v| parse_size(v).map(Some), "memory")?,
+            cpus: setting(
+                pick("cpus"),
+                None,
+                |v| match v.trim().parse::<f64>() {
+                    Ok(c) if c.is_finite() && c > 0.0 => Ok(Some(c)),
+                    _ => Err(Error::InvalidSpec(
+                        "not a positive number of cores (for example 1.5)".into(),
+                    )),
+                },
+                "cpus",
+            )?,
+            pids: setting(
+                pick("pids"),
+                None,
+                |v| match v.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(Error::InvalidSpec(
+                        "not a positive whole number of processes".into(),
+                    )),
+                },
+                "pids",
+            )?,
+            network: setting(
+                pick("network"),
+                defaults.network.clone(),
+                |v| v.trim().parse(),
+                "network",
+            )?,
+            user: setting(pick("user"), defaults.user, |v| v.trim().parse(), "user")?,
+            workdir: setting(
+                pick("workdir"),
+                defaults.workdir.clone(),
+                |v| {
+                    let p = PathBuf::from(v.trim());
+                    if p.is_absolute() {
+                        Ok(p)
+                    } else {
+                        Err(Error::InvalidSpec("must be an absolute path".into()))
+                    }
+                },
+                "workdir",
+            )?,
+            strict: setting(pick("strict"), false, parse_bool, "strict")?,
+            files: self.files.clone(),
+        })
+    }
+}
+
+fn strip_prefix(e: &Error) -> String {
+    match e {
+        Error::InvalidSpec(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::InvalidSpec("not true or false".into())),
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Config {
+        origin: path.display().to_string(),
+        message: format!("cannot read: {e}"),
+    })
+}
+
+fn find_upwards(dir: &Path, probe: impl Fn(&Path) -> Option<PathBuf>) -> Option<PathBuf> {
+    dir.ancestors().find_map(probe)
+}
+
+impl Config {
+    /// The configuration seen from `dir` with `flags` on top.
+    pub fn load(dir: &Path, flags: Layer) -> Result<Config> {
+        Sources::discover(dir, flags)?.resolve()
+    }
+
+    /// The configuration seen from the current directory, without flags.
+    pub fn load_default() -> Result<Config> {
+        let dir =
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+        Config::load(&dir, Layer::default())
+    }
+
+    /// The spec these settings describe.
+    pub fn spec(&self) -> Result<SandboxSpec> {
+        let rootfs = match &self.image.value {
+            Some(i) => i.parse()?,
+            None => RootFs::Host,
+        };
+        Ok(SandboxSpec {
+            rootfs,
+            timeout: self.timeout.value,
+            memory: self.memory.value,
+            cpus: self.cpus.value,
+            pids: self.pids.value,
+            network: self.network.value.clone(),
+            user: self.user.value,
+            workdir: self.workdir.value.clone(),
+            strict: self.strict.value,
+            ..SandboxSpec::default()
+        })
+    }
+
+    /// `(key, value, origin)` for every setting, for `cleanroom config`.
+    pub fn rows(&self) -> Vec<(&'static str, String, String)> {
+        fn opt<T: fmt::Display>(v: &Option<T>, none: &str) -> String {
+            v.as_ref()
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| none.to_string())
+        }
+        vec![
+            (
+                "backend",
+                self.backend.value.to_string(),
+                self.backend.origin.to_string(),
+            ),
+            (
+                "image",
+                opt(&self.image.value, "host (no image: the host rootfs)"),
+                self.image.origin.to_string(),
+            ),
+            (
+                "timeout_ms",
+                opt(&self.timeout.value.map(|d| d.as_millis()), "none"),
+                self.timeout.origin.to_string(),
+            ),
+            (
+                "memory",
+                opt(&self.memory.value, "unlimited"),
+                self.memory.origin.to_string(),
+            ),
+            (
+                "cpus",
+                opt(&self.cpus.value, "unlimited"),
+                self.cpus.origin.to_string(),
+            ),
+            (
+                "pids",
+                opt(&self.pids.value, "unlimited"),
+                self.pids.origin.to_string(),
+            ),
+            (
+                "network",
+                self.network.value.to_string(),
+                self.network.origin.to_string(),
+            ),
+            (
+                "user",
+                self.user.value.to_string(),
+                self.user.origin.to_string(),
+            ),
+            (
+                "workdir",
+                self.workdir.value.display().to_string(),
+                self.workdir.origin.to_string(),
+            ),
+            (
+                "strict",
+                self.strict.value.to_string(),
+                self.strict.origin.to_string(),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Layer {
+        Layer::from_env_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn precedence_flags_env_file_cargo_default() {
+        let file = Layer::from_config_file(
+            Path::new("cleanroom.toml"),
+            "backend = \"docker\"\nimage = \"busybox\"\ntimeout_ms = 5000\n",
+        )
+        .unwrap();
+        let cargo = Layer::from_cargo_toml(
+            Path::new("Cargo.toml"),
+            "[package]\nname = \"x\"\n\n[package.metadata.cleanroom]\nbackend = \"podman\"\nmemory = \"64M\"\npids = 10\n",
+        )
+        .unwrap()
+        .unwrap();
+        let mut flags = Layer::default();
+        flags.flag("image", "--image", Some("alpine"));
+        let sources = Sources {
+            flags,
+            env: env(&[("CLEANROOM_BACKEND", "local"), ("CLEANROOM_PIDS", "")]),
+            file: Some(file),
+            cargo: Some(cargo),
+            files: vec![],
+        };
+        let c = sources.resolve().unwrap();
+        assert_eq!(c.image.value.as_deref(), Some("alpine"));
+        assert_eq!(c.image.origin.to_string(), "flag --image");
+        assert_eq!(c.backend.value, BackendChoice::Local);
+        assert_eq!(
+            c.backend.origin.to_string(),
+            "environment CLEANROOM_BACKEND"
+        );
+        assert_eq!(c.timeout.value, Some(Duration::from_millis(5000)));
+        assert_eq!(c.timeout.origin.to_string(), "cleanroom.toml:3");
+        assert_eq!(c.memory.value, Some(64 << 20));
+        assert_eq!(c.memory.origin.to_string(), "Cargo.toml:6");
+        // An empty variable counts as unset, so Cargo.toml's value shows through.
+        assert_eq!(c.pids.value, Some(10));
+        assert_eq!(c.network.origin, Origin::Default);
+    }
+
+    #[test]
+    fn workspace_metadata_is_read_when_package_has_none() {
+        let l = Layer::from_cargo_toml(
+            Path::new("Cargo.toml"),
+            "[workspace]\nmembers = []\n[workspace.metadata.cleanroom]\nbackend = \"native\"\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(l.get("backend").unwrap().0, "native");
+        assert!(
+            Layer::from_cargo_toml(Path::new("C"), "[package]\nname=\"x\"\n")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_source_line_and_value() {
+        let e = Layer::from_config_file(
+            Path::new("/p/cleanroom.toml"),
+            "backend = \"x\"\ntimeot_ms = 3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "/p/cleanroom.toml:2: unknown key `timeot_ms`; did you mean `timeout_ms`?"
+        );
+
+        let e = Layer::from_config_file(Path::new("c.toml"), "backend = \n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:1:11: invalid TOML"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+
+        let bad = Sources {
+            file: Some(
+                Layer::from_config_file(Path::new("c.toml"), "\nbackend = \"nonsense\"\n").unwrap(),
+            ),
+            ..Sources::default()
+        };
+        let e = bad.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:2: backend = `nonsense`"), "{e}");
+
+        let e = Sources {
+            env: env(&[("CLEANROOM_TIMEOUT_MS", "30s")]),
+            ..Sources::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("CLEANROOM_TIMEOUT_MS") && e.contains("30s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn spec_from_config() {
+        let mut flags = Layer::default();
+        flags
+            .flag("memory", "--memory", Some("1G"))
+            .flag("network", "--network", Some("host"))
+            .flag("strict", "--strict", Some("true"));
+        let c = Sources {
+            flags,
+            ..Sources::default()
+        }
+        .resolve()
+        .unwrap();
+        let s = c.spec().unwrap();
+        assert_eq!(s.memory, Some(1 << 30));
+        assert_eq!(s.network, Network::Host);
+        assert!(s.strict);
+        assert_eq!(s.rootfs, RootFs::Host);
+    }
+
+    #[test]
+    fn edit_distance_basics() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}
