@@ -1,1 +1,55 @@
-fn main() {}
+//! `cleanroom`: run commands and tests hermetically.
+//!
+//! A thin binary over the `cleanroom` and `cleanroom-runner` libraries: it
+//! parses arguments, loads the configuration, calls one library function per
+//! command and turns its outcome into output and an exit code.
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+/// Exit code for Cleanroom's own failures (bad input, no backend), kept
+/// apart from the codes of the command it runs, as `docker run` does.
+pub const EXIT_CLEANROOM_ERROR: u8 = 125;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let outcome = match cli.command {
+        Command::Run(args) => commands::run::main(args),
+        Command::Doctor(args) => commands::doctor::main(args),
+        Command::Config(args) => commands::config::main(args),
+        Command::Completions(args) => commands::completions::main(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cleanroom: error: {e}");
+            ExitCode::from(EXIT_CLEANROOM_ERROR)
+        }
+    }
+}
+
+/// Logs go to stderr; `-v` shows why a backend was chosen, `-vv` more.
+/// `CLEANROOM_LOG` (tracing's filter syntax) overrides both.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "error",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLEANROOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}

@@ -418,7 +418,14 @@ impl Sources {
             backend: setting(
                 pick("backend"),
                 BackendChoice::Auto,
-                |v| BackendChoice::parse(v, "config"),
+                |v| {
+                    BackendChoice::parse(v, "config").map_err(|_| {
+                        Error::InvalidSpec(
+                            "unknown backend; choose one of: auto, native, podman, docker, local"
+                                .into(),
+                        )
+                    })
+                },
                 "backend",
             )?,
             image: setting(

@@ -31,16 +31,12 @@ impl std::fmt::Debug for AutoBackend {
 }
 
 impl AutoBackend {
-    /// `auto`, honouring `CLEANROOM_BACKEND` and `CLEANROOM_IMAGE` when set.
+    /// The backend the configuration asks for (`CLEANROOM_BACKEND`,
+    /// `cleanroom.toml`, `[package.metadata.cleanroom]`, ... seen from the
+    /// current directory; see [`crate::Config`]), `auto` when none does.
     pub async fn detect() -> Result<Self> {
-        let choice = match std::env::var("CLEANROOM_BACKEND") {
-            Ok(name) if !name.is_empty() => BackendChoice::parse(&name, "CLEANROOM_BACKEND")?,
-            _ => BackendChoice::Auto,
-        };
-        let image = std::env::var("CLEANROOM_IMAGE")
-            .ok()
-            .filter(|s| !s.is_empty());
-        AutoBackend::select(choice, image.as_deref()).await
+        let config = cleanroom_core::Config::load_default()?;
+        AutoBackend::select(config.backend.value, config.image.value.as_deref()).await
     }
 
     /// A named backend (an error, with the reason, if it is not available
@@ -65,6 +61,10 @@ impl AutoBackend {
         for c in BackendChoice::AUTO_ORDER {
             let backend = backend_for(c, image)?;
             let a = backend.availability().await;
+            if a.available && needs_image(c) && image.is_none() {
+                passed.push(format!("{c}: {NO_IMAGE}"));
+                continue;
+            }
             if a.available {
                 let mut reason = format!("{c}: {}", a.reason);
                 if !passed.is_empty() {
@@ -128,6 +128,15 @@ impl Backend for AutoBackend {
     }
 }
 
+/// Why `auto` passes over an available engine when no image is configured.
+const NO_IMAGE: &str =
+    "available, but no image is configured (set `image` or CLEANROOM_IMAGE to use it)";
+
+/// Engine backends run images; the host rootfs is native's and local's.
+fn needs_image(c: BackendChoice) -> bool {
+    matches!(c, BackendChoice::Podman | BackendChoice::Docker)
+}
+
 /// One backend as `cleanroom doctor` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct BackendReport {
@@ -163,12 +172,18 @@ pub async fn doctor(image: Option<&str>) -> Result<Vec<BackendReport>> {
         let backend = backend_for(c, image)?;
         let a = backend.availability().await;
         let e = backend.enforcement(&spec);
-        let chosen_by_auto = a.available && !chosen;
+        let passed_over = needs_image(c) && image.is_none();
+        let chosen_by_auto = a.available && !chosen && !passed_over;
         chosen |= chosen_by_auto;
+        let reason = if a.available && passed_over {
+            format!("{}; auto passes over it: no image is configured", a.reason)
+        } else {
+            a.reason
+        };
         reports.push(BackendReport {
             name: c.to_string(),
             available: a.available,
-            reason: a.reason,
+            reason,
             hint: a.hint,
             chosen_by_auto,
             enforced: e

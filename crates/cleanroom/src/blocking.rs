@@ -49,8 +49,10 @@ where
 }
 
 /// Runs `cmd` in a fresh sandbox on the detected backend with the default spec.
+/// The spec comes from the configuration, as for [`crate::run`].
 pub fn run(cmd: impl Into<Cmd>) -> Result<RunResult> {
-    AutoBackend::detect()?.run_cmd(cmd)
+    let spec = crate::Config::load_default()?.spec()?;
+    AutoBackend::detect()?.run(&spec, cmd)
 }
 
 /// Runs `cmd` in a fresh sandbox made to `spec` on the detected backend.

@@ -31,9 +31,11 @@ pub use cleanroom_core::*;
 pub use local::{LocalBackend, LocalSandbox};
 pub use registry::backend_for;
 
-/// Runs `cmd` in a fresh default sandbox on the detected backend.
+/// Runs `cmd` in a fresh sandbox on the detected backend, made to the
+/// configuration seen from the current directory (defaults when there is none).
 pub async fn run(cmd: impl Into<Cmd>) -> Result<RunResult> {
-    run_spec(&SandboxSpec::default(), cmd).await
+    let spec = Config::load_default()?.spec()?;
+    run_spec(&spec, cmd).await
 }
 
 /// Runs `cmd` in a fresh sandbox made to `spec` on the detected backend.

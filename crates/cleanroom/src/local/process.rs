@@ -34,6 +34,20 @@ pub(crate) struct Started {
     stderr: tokio::task::JoinHandle<std::io::Result<cleanroom_core::Captured>>,
     stdin: Option<tokio::task::JoinHandle<()>>,
     program: String,
+    /// Kills the group if the run is abandoned (its future dropped, for
+    /// example on Ctrl-C) before [`Started::finish`] did.
+    guard: GroupGuard,
+}
+
+/// Kills a process group when dropped, unless disarmed.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            kill_group(pgid);
+        }
+    }
 }
 
 /// Kills every process of a group; a group already gone is fine.
@@ -92,6 +106,7 @@ pub(crate) fn start(launch: Launch<'_>, sink: Option<OutputSink>) -> Result<Star
         stderr,
         stdin,
         program: cmd.program,
+        guard: GroupGuard(pgid),
     })
 }
 
@@ -112,7 +127,7 @@ impl Started {
             None => Some(self.child.wait().await),
         };
         let timed_out = waited.is_none();
-        if let Some(pgid) = self.pgid {
+        if let Some(pgid) = self.guard.0.take() {
             kill_group(pgid);
         }
         let status = match waited {

@@ -1,0 +1,159 @@
+//! The command line: every command, flag and its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str = "Run commands and tests hermetically.
+
+Cleanroom runs a command in a sandbox: its own filesystem view (read-only
+root, fresh /tmp and /workdir), no network, an unprivileged user, no
+capabilities, limits and a timeout. The same sandbox specification runs on
+four backends: native (Linux namespaces, no daemon), podman, docker and
+local (a plain process, which warns about all it cannot enforce).";
+
+const AFTER_HELP: &str = "Examples:
+  cleanroom run -- echo hello
+  cleanroom run --backend native --memory 256M --timeout 10s -- sh -c 'make test'
+  cleanroom run --mount ./src:/workdir/src -- ls /workdir/src
+  cleanroom doctor          which backends work here, and what each enforces
+  cleanroom config          the effective settings and where each came from
+
+Settings come from flags, then CLEANROOM_* variables, then cleanroom.toml,
+then [package.metadata.cleanroom] in Cargo.toml, then defaults.";
+
+#[derive(Debug, Parser)]
+#[command(name = "cleanroom", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// More log output on stderr (-v: backend choice, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one command in a fresh sandbox and exit with its exit code.
+    #[command(after_help = RUN_AFTER_HELP)]
+    Run(RunArgs),
+    /// Show which backends work on this machine, why not, and what each enforces.
+    Doctor(DoctorArgs),
+    /// Show the effective configuration and where each value came from.
+    Config(ConfigArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+const RUN_AFTER_HELP: &str = "Exit status: the command's own exit code; 128+N when a signal N \
+killed it; 124 when it timed out; 125 when Cleanroom itself failed (bad \
+flag value, backend not available, strict mode refused).
+
+Warnings (WARN: ...) on stderr name each requested protection the backend \
+cannot enforce; --strict turns them into an error before anything runs.";
+
+/// The sandbox settings shared by every command that makes sandboxes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SandboxArgs {
+    /// Backend: auto, native, podman, docker or local [env: CLEANROOM_BACKEND].
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<String>,
+
+    /// Image or root filesystem: `host`, an image name, file://DIR or tar://FILE [env: CLEANROOM_IMAGE].
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+
+    /// Kill the command (and everything it started) after this long: 500ms, 30s, 2m [env: CLEANROOM_TIMEOUT_MS].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// Memory limit: 512M, 2G [env: CLEANROOM_MEMORY].
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// CPU limit in cores, fractions allowed [env: CLEANROOM_CPUS].
+    #[arg(long, value_name = "CORES")]
+    pub cpus: Option<String>,
+
+    /// Maximum number of processes and threads [env: CLEANROOM_PIDS].
+    #[arg(long, value_name = "N")]
+    pub pids: Option<String>,
+
+    /// Network: none (loopback only, the default), host, or pod:SANDBOX_ID [env: CLEANROOM_NETWORK].
+    #[arg(long, value_name = "NETWORK")]
+    pub network: Option<String>,
+
+    /// User inside as UID or UID:GID (default 1000:1000) [env: CLEANROOM_USER].
+    #[arg(long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+
+    /// Working directory inside (default /workdir, a fresh tmpfs) [env: CLEANROOM_WORKDIR].
+    #[arg(long, value_name = "PATH")]
+    pub workdir: Option<String>,
+
+    /// Fail before running when the backend cannot enforce everything asked for [env: CLEANROOM_STRICT].
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// Set a variable inside the sandbox (repeatable). Nothing of the host's environment is passed.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Bind a host path: SRC:DST, read-only unless SRC:DST:rw (repeatable).
+    #[arg(short, long = "mount", value_name = "SRC:DST[:ro|rw]")]
+    pub mount: Vec<String>,
+
+    /// Make the root filesystem writable (changes are thrown away afterwards).
+    #[arg(long)]
+    pub writable_root: bool,
+
+    /// Print the result (exit code, output, enforcement report) as JSON instead of passing output through.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Do not print WARN lines for protections the backend cannot enforce.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The image engine backends would use [env: CLEANROOM_IMAGE].
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// Print the configuration as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Look for cleanroom.toml and Cargo.toml from this directory upwards.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    pub shell: clap_complete::Shell,
+}

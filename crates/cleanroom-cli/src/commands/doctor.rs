@@ -1,0 +1,53 @@
+//! `cleanroom doctor`: which backends work here, why not, and what each enforces.
+
+use std::process::ExitCode;
+
+use cleanroom::BackendReport;
+
+use crate::cli::DoctorArgs;
+use crate::output;
+
+pub fn main(args: DoctorArgs) -> cleanroom::Result<ExitCode> {
+    let image = match args.image {
+        Some(i) => Some(i),
+        None => cleanroom::Config::load_default()?.image.value,
+    };
+    let reports = super::runtime()?.block_on(cleanroom::doctor(image.as_deref()))?;
+    if args.json {
+        output::json(&reports)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_table(&reports);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(reports: &[BackendReport]) {
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                if r.available { "yes" } else { "no" }.to_string(),
+                if r.chosen_by_auto { "<- auto" } else { "" }.to_string(),
+                r.reason.clone(),
+            ]
+        })
+        .collect();
+    output::table(&["BACKEND", "AVAILABLE", "AUTO", "WHY"], &rows);
+    for r in reports {
+        println!("\n{}:", r.name);
+        if let Some(hint) = &r.hint {
+            println!("  to enable: {hint}");
+        }
+        if !r.available {
+            continue;
+        }
+        if !r.enforced.is_empty() {
+            let names: Vec<&str> = r.enforced.iter().map(|c| c.describe()).collect();
+            println!("  enforces: {}", names.join(", "));
+        }
+        for n in &r.not_enforced {
+            println!("  cannot enforce {}: {}", n.constraint.describe(), n.reason);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! One module per command; each exposes `main(args) -> Result<ExitCode>`.
+
+pub mod completions;
+pub mod config;
+pub mod doctor;
+pub mod run;
+
+use std::path::Path;
+
+use cleanroom::{Config, Error, Layer, Result};
+
+use crate::cli::SandboxArgs;
+
+/// The effective configuration seen from `dir`, with the flags on top.
+pub fn load_config(flags: &SandboxArgs, dir: &Path) -> Result<Config> {
+    let mut layer = Layer::default();
+    let timeout_ms = match &flags.timeout {
+        Some(t) => Some(
+            cleanroom::parse_duration(t)
+                .map_err(|e| Error::Config {
+                    origin: "flag --timeout".into(),
+                    message: e.to_string(),
+                })?
+                .as_millis()
+                .to_string(),
+        ),
+        None => None,
+    };
+    layer
+        .flag("backend", "--backend", flags.backend.as_deref())
+        .flag("image", "--image", flags.image.as_deref())
+        .flag("timeout_ms", "--timeout", timeout_ms)
+        .flag("memory", "--memory", flags.memory.as_deref())
+        .flag("cpus", "--cpus", flags.cpus.as_deref())
+        .flag("pids", "--pids", flags.pids.as_deref())
+        .flag("network", "--network", flags.network.as_deref())
+        .flag("user", "--user", flags.user.as_deref())
+        .flag("workdir", "--workdir", flags.workdir.as_deref())
+        .flag("strict", "--strict", flags.strict.then_some("true"));
+    Config::load(dir, layer)
+}
+
+/// The directory configuration is looked up from.
+pub fn current_dir() -> Result<std::path::PathBuf> {
+    std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))
+}
+
+/// A multi-threaded runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))
+}

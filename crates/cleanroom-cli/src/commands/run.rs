@@ -1,0 +1,194 @@
+//! `cleanroom run -- CMD...`: one command in a fresh sandbox.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cleanroom::{
+    output_channel, AutoBackend, Backend, Cmd, Error, Mount, Result, RunResult, SandboxSpec, Stream,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::RunArgs;
+use crate::output;
+
+/// The exit code `timeout(1)` uses for a command that ran out of time.
+const EXIT_TIMED_OUT: u8 = 124;
+
+pub fn main(args: RunArgs) -> Result<ExitCode> {
+    super::runtime()?.block_on(run(args))
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode> {
+    let cwd = super::current_dir()?;
+    let config = super::load_config(&args.sandbox, &cwd)?;
+    let spec = spec_from(&args, config.spec()?, &cwd)?;
+    spec.validate()?;
+    let backend = AutoBackend::select(config.backend.value, config.image.value.as_deref()).await?;
+    tracing::info!("backend {}: {}", backend.chosen(), backend.reason());
+
+    let enforcement = backend.enforcement(&spec);
+    enforcement.check_strict(&spec)?;
+    if !args.quiet {
+        for w in enforcement.warnings() {
+            eprintln!("{w}");
+        }
+    }
+
+    let cmd = Cmd::from(args.command.clone());
+    cmd.validate()?;
+    let result = tokio::select! {
+        r = execute(&backend, &spec, cmd, args.json) => r?,
+        code = interrupted() => {
+            // Dropping the run above tears the sandbox down.
+            eprintln!("cleanroom: interrupted; the sandbox was removed");
+            return Ok(ExitCode::from(code));
+        }
+    };
+    if args.json {
+        output::json(&result)?;
+    }
+    Ok(exit_code(&result, &spec))
+}
+
+/// Runs the command, passing its output through live unless `quiet_output`.
+async fn execute(
+    backend: &AutoBackend,
+    spec: &SandboxSpec,
+    cmd: Cmd,
+    quiet_output: bool,
+) -> Result<RunResult> {
+    if quiet_output {
+        return backend.run(spec, cmd).await;
+    }
+    let (sink, mut chunks) = output_channel(64);
+    let writer = tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        let mut err = tokio::io::stderr();
+        while let Some(chunk) = chunks.recv().await {
+            // A closed terminal or pipe must not stop the command early.
+            let _ = match chunk.stream {
+                Stream::Stdout => write_flush(&mut out, &chunk.bytes).await,
+                Stream::Stderr => write_flush(&mut err, &chunk.bytes).await,
+            };
+        }
+    });
+    let result = backend.run_streaming(spec, cmd, Some(sink)).await;
+    let _ = writer.await;
+    result
+}
+
+async fn write_flush(w: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// Resolves on SIGINT or SIGTERM with the shell's exit code for it.
+async fn interrupted() -> u8 {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => 130,
+        _ = term.recv() => 143,
+    }
+}
+
+fn exit_code(result: &RunResult, spec: &SandboxSpec) -> ExitCode {
+    if result.timed_out {
+        let limit = spec
+            .timeout
+            .map(|t| format!(" after {}", humanize(t)))
+            .unwrap_or_default();
+        eprintln!("cleanroom: the command timed out{limit}; everything it started was killed");
+        return ExitCode::from(EXIT_TIMED_OUT);
+    }
+    if result.oom_killed {
+        let limit = spec
+            .memory
+            .map(|m| format!(" ({} MiB)", m >> 20))
+            .unwrap_or_default();
+        eprintln!("cleanroom: the command was killed for exceeding the memory limit{limit}");
+    }
+    if result.stdout_truncated || result.stderr_truncated {
+        tracing::info!("output beyond the capture limit was passed through but not kept");
+    }
+    ExitCode::from(result.exit_code.clamp(0, 255) as u8)
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The configured spec with this command's own flags applied.
+fn spec_from(args: &RunArgs, mut spec: SandboxSpec, cwd: &Path) -> Result<SandboxSpec> {
+    spec.read_only_root = !args.writable_root;
+    for pair in &args.env {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(Error::Config {
+                origin: "flag --env".into(),
+                message: format!("`{pair}` is not KEY=VALUE"),
+            });
+        };
+        cleanroom::spec::validate_env_key(key).map_err(|e| Error::Config {
+            origin: "flag --env".into(),
+            message: e.to_string(),
+        })?;
+        spec.env.insert(key.to_string(), value.to_string());
+    }
+    for m in &args.mount {
+        spec.mounts.push(mount_from(m, cwd)?);
+    }
+    Ok(spec)
+}
+
+/// A `--mount` value with a relative source taken from `cwd`; the source must exist.
+fn mount_from(value: &str, cwd: &Path) -> Result<Mount> {
+    let bad = |message: String| Error::Config {
+        origin: "flag --mount".into(),
+        message,
+    };
+    let mut m: Mount = value.parse().map_err(|e: Error| bad(e.to_string()))?;
+    if m.source.is_relative() {
+        m.source = cwd.join(&m.source);
+    }
+    let source: PathBuf = m.source.canonicalize().map_err(|e| {
+        bad(format!(
+            "`{value}`: source {} cannot be used: {e}",
+            m.source.display()
+        ))
+    })?;
+    m.source = source;
+    if !m.target.is_absolute() {
+        return Err(bad(format!(
+            "`{value}`: target {} must be an absolute path inside the sandbox",
+            m.target.display()
+        )));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_sources_resolve_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        let m = mount_from("src:/w/src", dir.path()).unwrap();
+        assert!(m.read_only);
+        assert!(m.source.is_absolute() && m.source.ends_with("src"));
+        let e = mount_from("nope:/w", dir.path()).unwrap_err().to_string();
+        assert!(e.starts_with("flag --mount: `nope:/w`"), "{e}");
+        let e = mount_from("src:rel", dir.path()).unwrap_err().to_string();
+        assert!(e.contains("absolute"), "{e}");
+    }
+}
