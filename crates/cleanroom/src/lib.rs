@@ -42,3 +42,8 @@ pub async fn run(cmd: impl Into<Cmd>) -> Result<RunResult> {
 pub async fn run_spec(spec: &SandboxSpec, cmd: impl Into<Cmd>) -> Result<RunResult> {
     AutoBackend::detect().await?.run(spec, cmd.into()).await
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
