@@ -1,0 +1,385 @@
+//! The sandbox's seccomp filter, modelled on Docker's default profile.
+//!
+//! Everything is allowed except what lets a process reach past the sandbox:
+//! mounting, kernel modules and `kexec`, BPF and perf, tracing other
+//! processes, the kernel keyring, new namespaces (`unshare`/`clone` with a
+//! `CLONE_NEW*` flag, `setns`), swap, reboot, the clocks, accounting and
+//! quotas, file handles, `userfaultfd`, the kernel log, odd personalities and,
+//! on x86_64, port I/O and the removed module and `sysctl` calls. A denied
+//! call fails with `EPERM`, as under Docker. `clone3` fails with `ENOSYS`
+//! instead, because its flags live in memory a filter cannot read: the C
+//! library then falls back to `clone`, whose flags the filter checks. On
+//! x86_64 every x32-ABI call fails with `ENOSYS` and any other architecture
+//! (i386 through `int 0x80`) kills the process, so no second syscall table
+//! slips past the rules.
+//!
+//! The filter is compiled ([`default_filter`], [`filter`]) in the parent,
+//! before `fork`, with the pure-Rust `seccompiler` crate; [`apply`] only issues
+//! system calls and can therefore run in the forked child, as the very last
+//! step before `execve`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+
+use seccompiler::{sock_filter, BpfProgram, TargetArch};
+use serde_json::{json, Value};
+
+/// A compiled filter, ready for [`apply`] in a forked child.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    /// BPF programs, installed one after the other; the kernel runs all of
+    /// them and the strictest verdict wins.
+    programs: Vec<BpfProgram>,
+    /// The syscalls denied with `EPERM` unconditionally or under conditions.
+    denied: BTreeSet<String>,
+}
+
+impl Filter {
+    /// The names of the system calls this filter denies (some only for
+    /// certain arguments: `clone` and `unshare` with a namespace flag,
+    /// `personality` with an unusual persona), for reports and docs.
+    pub fn denied(&self) -> impl Iterator<Item = &str> {
+        self.denied.iter().map(String::as_str)
+    }
+
+    /// The total number of BPF instructions, for diagnostics.
+    pub fn len(&self) -> usize {
+        self.programs.iter().map(Vec::len).sum()
+    }
+
+    /// Never true: a filter has at least its architecture check.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Changes to the default filter, by system call name (as in `man 2
+/// syscalls` and Docker profiles: `"ptrace"`, `"mount"`, `"clone3"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilterOptions {
+    /// Calls to let through although the default filter denies them (all
+    /// their rules are dropped: allowing `clone` allows namespace flags too).
+    pub allow: Vec<String>,
+    /// More calls to deny with `EPERM`, unconditionally.
+    pub deny: Vec<String>,
+}
+
+/// Why a filter could not be built.
+#[derive(Debug)]
+pub enum Error {
+    /// A name in [`FilterOptions`] is not a system call of this architecture.
+    UnknownSyscall {
+        /// The name as given.
+        name: String,
+        /// The architecture it was looked up for.
+        arch: &'static str,
+    },
+    /// A name is both in [`FilterOptions::allow`] and [`FilterOptions::deny`].
+    Conflict(String),
+    /// The compiler rejected the filter: a bug in this module.
+    Compile(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownSyscall { name, arch } => write!(
+                f,
+                "seccomp: `{name}` is not a system call on {arch}; use the name from \
+                 `man 2 syscalls` (for example `ptrace`, `mount`, `clone3`)"
+            ),
+            Error::Conflict(name) => write!(
+                f,
+                "seccomp: `{name}` is both allowed and denied; keep it in one of the two lists"
+            ),
+            Error::Compile(msg) => write!(f, "seccomp: building the filter failed: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The architecture filters are built for: the one this crate is compiled for.
+#[cfg(target_arch = "x86_64")]
+const ARCH: TargetArch = TargetArch::x86_64;
+#[cfg(target_arch = "aarch64")]
+const ARCH: TargetArch = TargetArch::aarch64;
+#[cfg(target_arch = "x86_64")]
+const ARCH_NAME: &str = "x86_64";
+#[cfg(target_arch = "aarch64")]
+const ARCH_NAME: &str = "aarch64";
+
+/// Denied with `EPERM` whatever the arguments, on every architecture.
+const DENY_COMMON: &[&str] = &[
+    // Mounting and the new mount API.
+    "mount",
+    "umount2",
+    "pivot_root",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    // Replacing or extending the kernel.
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "bpf",
+    "perf_event_open",
+    "lookup_dcookie",
+    // Other processes' memory.
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    // The kernel keyring is not namespaced.
+    "keyctl",
+    "add_key",
+    "request_key",
+    // Joining namespaces.
+    "setns",
+    // Host-wide state.
+    "swapon",
+    "swapoff",
+    "reboot",
+    "settimeofday",
+    "clock_settime",
+    "adjtimex",
+    "clock_adjtime",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "syslog",
+    "vhangup",
+    "nfsservctl",
+    // File handles bypass path-based confinement.
+    "open_by_handle_at",
+    "name_to_handle_at",
+    // A classic kernel-exploit helper.
+    "userfaultfd",
+];
+
+/// Denied with `EPERM` whatever the arguments, only on x86_64.
+#[cfg(target_arch = "x86_64")]
+const DENY_ARCH: &[&str] = &[
+    "iopl",
+    "ioperm",
+    "modify_ldt",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
+    "uselib",
+    "_sysctl",
+];
+#[cfg(target_arch = "aarch64")]
+const DENY_ARCH: &[&str] = &[];
+
+/// Every `CLONE_NEW*` flag `clone` accepts (`CLONE_NEWTIME` shares its bit
+/// with the exit signal there, so it is only checked for `unshare`).
+const CLONE_NAMESPACE_FLAGS: &[u64] = &[
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWCGROUP as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+];
+
+/// `CLONE_NEWTIME`, which `unshare` accepts.
+const CLONE_NEWTIME: u64 = 0x80;
+
+/// The personas Docker allows: `PER_LINUX`, `PER_LINUX32`, `UNAME26`, both,
+/// and `0xffffffff` (a query that changes nothing).
+const PERSONALITIES_ALLOWED: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+
+/// The default filter: [`filter`] with no changes.
+pub fn default_filter() -> Result<Filter, Error> {
+    filter(&FilterOptions::default())
+}
+
+/// The default filter with `options` applied.
+pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
+    for name in options.allow.iter().chain(&options.deny) {
+        check_name(name)?;
+    }
+    if let Some(name) = options.allow.iter().find(|n| options.deny.contains(n)) {
+        return Err(Error::Conflict(name.clone()));
+    }
+    let allowed = |name: &str| options.allow.iter().any(|a| a == name);
+
+    let mut denied = BTreeSet::new();
+    let mut rules: Vec<Value> = Vec::new();
+    for &name in DENY_COMMON.iter().chain(DENY_ARCH) {
+        if !allowed(name) {
+            rules.push(json!({ "syscall": name }));
+            denied.insert(name.to_string());
+        }
+    }
+    for name in &options.deny {
+        if denied.insert(name.clone()) {
+            rules.push(json!({ "syscall": name }));
+        }
+    }
+    // Conditional rules, unless the call is allowed or already denied
+    // outright (a condition would turn an unconditional denial into a
+    // conditional one).
+    let conditional = |name: &str, denied: &BTreeSet<String>| {
+        !allowed(name) && !denied.contains(name) && !options.deny.iter().any(|d| d == name)
+    };
+    if conditional("clone", &denied) {
+        for &flag in CLONE_NAMESPACE_FLAGS {
+            rules.push(masked_rule("clone", flag));
+        }
+        denied.insert("clone".to_string());
+    }
+    if conditional("unshare", &denied) {
+        for &flag in CLONE_NAMESPACE_FLAGS.iter().chain([&CLONE_NEWTIME]) {
+            rules.push(masked_rule("unshare", flag));
+        }
+        denied.insert("unshare".to_string());
+    }
+    if conditional("personality", &denied) {
+        let args: Vec<Value> = PERSONALITIES_ALLOWED
+            .iter()
+            .map(|&p| json!({ "index": 0, "type": "dword", "op": "ne", "val": p }))
+            .collect();
+        rules.push(json!({ "syscall": "personality", "args": args }));
+        denied.insert("personality".to_string());
+    }
+
+    let mut programs = vec![compile(json!({
+        "mismatch_action": "allow",
+        "match_action": { "errno": libc::EPERM },
+        "filter": rules,
+    }))?];
+    let clone3_denied = options.deny.iter().any(|d| d == "clone3");
+    if !allowed("clone3") && !clone3_denied {
+        programs.push(compile(json!({
+            "mismatch_action": "allow",
+            "match_action": { "errno": libc::ENOSYS },
+            "filter": [{ "syscall": "clone3" }],
+        }))?);
+    }
+    #[cfg(target_arch = "x86_64")]
+    programs.push(x32_guard());
+    Ok(Filter { programs, denied })
+}
+
+/// A rule matching `name` when argument 0 has `flag` set.
+fn masked_rule(name: &str, flag: u64) -> Value {
+    json!({
+        "syscall": name,
+        "args": [{ "index": 0, "type": "qword", "op": { "masked_eq": flag }, "val": flag }],
+    })
+}
+
+/// Compiles one seccompiler JSON filter for [`ARCH`].
+fn compile(filter: Value) -> Result<BpfProgram, Error> {
+    let doc = json!({ "f": filter }).to_string();
+    let mut map = seccompiler::compile_from_json(doc.as_bytes(), ARCH).map_err(|e| match e {
+        seccompiler::Error::JsonFrontend(ref inner) => {
+            // The only name error possible here is a bug in the lists above,
+            // as user-given names are checked first.
+            Error::Compile(inner.to_string())
+        }
+        other => Error::Compile(other.to_string()),
+    })?;
+    map.remove("f")
+        .ok_or_else(|| Error::Compile("the compiled filter map lost its entry".to_string()))
+}
+
+/// Whether `name` is a system call of this architecture (with a clear error).
+fn check_name(name: &str) -> Result<(), Error> {
+    let doc = json!({ "f": {
+        "mismatch_action": "allow",
+        "match_action": "trap",
+        "filter": [{ "syscall": name }],
+    }})
+    .to_string();
+    match seccompiler::compile_from_json(doc.as_bytes(), ARCH) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::UnknownSyscall {
+            name: name.to_string(),
+            arch: ARCH_NAME,
+        }),
+    }
+}
+
+/// x86_64 only: x32-ABI calls (number with bit 30 set, same audit
+/// architecture) fail with `ENOSYS`, so they cannot bypass the rules that
+/// match the 64-bit numbers.
+#[cfg(target_arch = "x86_64")]
+fn x32_guard() -> BpfProgram {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let ins = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        // A = seccomp_data.arch; anything but x86_64 is the main filter's job.
+        ins(LD_W_ABS, 0, 0, 4),
+        ins(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        // A = seccomp_data.nr
+        ins(LD_W_ABS, 0, 0, 0),
+        ins(JGE_K, 0, 1, X32_SYSCALL_BIT),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// Sets `no_new_privs` and installs `filter` on the calling thread.
+///
+/// Async-signal-safe: only `prctl` and `seccomp` system calls, no allocation,
+/// no lock, so it runs in a forked child (of a multi-threaded parent too).
+/// Call it last before `execve`: from here on the process can no longer
+/// mount, unshare, and so on. `no_new_privs` is what lets an unprivileged
+/// process install a filter, and is kept through `execve`.
+pub fn apply(filter: &Filter) -> io::Result<()> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integer arguments and touches
+    // no memory of ours.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_NO_NEW_PRIVS,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for program in &filter.programs {
+        let Ok(len) = libc::c_ushort::try_from(program.len()) else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        let prog = libc::sock_fprog {
+            len,
+            // seccompiler's sock_filter is #[repr(C)] with the same fields as
+            // the kernel's (u16 code, u8 jt, u8 jf, u32 k).
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `prog` points at `len` valid instructions that outlive the
+        // call; the kernel copies the program and does not keep the pointer.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
+                0 as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
