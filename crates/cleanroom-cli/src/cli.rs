@@ -42,6 +42,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Show the effective configuration and where each value came from.
     Config(ConfigArgs),
+    /// Remove sandboxes, containers, mounts, cgroups and temporary
+    /// directories that crashed callers left behind (never a live caller's).
+    Gc(GcArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
 }
@@ -156,4 +159,11 @@ pub struct ConfigArgs {
 pub struct CompletionsArgs {
     /// The shell to write completions for.
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Also say which backends were skipped because they are not available.
+    #[arg(long = "show-skipped")]
+    pub verbose_skip: bool,
 }

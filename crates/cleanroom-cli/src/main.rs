@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::main(args),
         Command::Doctor(args) => commands::doctor::main(args),
         Command::Config(args) => commands::config::main(args),
+        Command::Gc(args) => commands::gc::main(args),
         Command::Completions(args) => commands::completions::main(args),
     };
     match outcome {

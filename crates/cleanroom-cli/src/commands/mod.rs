@@ -3,6 +3,7 @@
 pub mod completions;
 pub mod config;
 pub mod doctor;
+pub mod gc;
 pub mod run;
 
 use std::path::Path;

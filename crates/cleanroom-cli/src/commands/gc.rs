@@ -1,0 +1,41 @@
+//! `cleanroom gc`: remove what crashed callers left behind, on every backend.
+
+use std::process::ExitCode;
+
+use cleanroom::{backend_for, BackendChoice};
+
+use crate::cli::GcArgs;
+
+pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
+    let rt = super::runtime()?;
+    let mut removed = 0usize;
+    let mut failed = false;
+    for choice in BackendChoice::AUTO_ORDER {
+        let backend = backend_for(choice, None)?;
+        let available = rt.block_on(backend.availability());
+        if !available.available {
+            if args.verbose_skip {
+                println!("{choice}: skipped ({})", available.reason);
+            }
+            continue;
+        }
+        match rt.block_on(backend.gc()) {
+            Ok(lines) => {
+                removed += lines.len();
+                for l in lines {
+                    println!("{l}");
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("cleanroom: gc on {choice} failed: {e}");
+            }
+        }
+    }
+    println!("removed {removed} leftover item(s)");
+    Ok(if failed {
+        ExitCode::from(crate::EXIT_CLEANROOM_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
