@@ -45,6 +45,8 @@ pub enum Command {
     /// Remove sandboxes, containers, mounts, cgroups and temporary
     /// directories that crashed callers left behind (never a live caller's).
     Gc(GcArgs),
+    /// Measure a backend's start-up beside its anchor (bubblewrap, `docker run`), medians.
+    Bench(BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
 }
@@ -166,4 +168,23 @@ pub struct GcArgs {
     /// Also say which backends were skipped because they are not available.
     #[arg(long = "show-skipped")]
     pub verbose_skip: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The backend to measure: native, podman, docker or local.
+    #[arg(long, default_value = "native")]
+    pub backend: String,
+
+    /// Image for the engine backends (native and local use a busybox rootfs built on the spot).
+    #[arg(long, default_value = "cleanroom-busybox:latest")]
+    pub image: String,
+
+    /// Measured runs per number (after one warm-up run).
+    #[arg(long, default_value_t = 50)]
+    pub runs: usize,
+
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::main(args),
         Command::Config(args) => commands::config::main(args),
         Command::Gc(args) => commands::gc::main(args),
+        Command::Bench(args) => commands::bench::main(args),
         Command::Completions(args) => commands::completions::main(args),
     };
     match outcome {

@@ -1,5 +1,6 @@
 //! One module per command; each exposes `main(args) -> Result<ExitCode>`.
 
+pub mod bench;
 pub mod completions;
 pub mod config;
 pub mod doctor;

@@ -1,0 +1,500 @@
+//! `cleanroom bench`: start-up cost of a backend beside its anchor, in one run.
+//!
+//! Every number is a median over repeated runs measured here and now, next
+//! to the anchor measured the same way in the same run (bubblewrap for
+//! native and local, `docker run --rm` / `podman run --rm` for the engines),
+//! so the ratio means something on any machine. Nothing here is a pass/fail
+//! test: targets are for people to read.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cleanroom::{backend_for, Backend, BackendChoice, Cmd, Error, Result, RootFs, SandboxSpec};
+use serde::Serialize;
+
+use crate::cli::BenchArgs;
+use crate::output;
+
+/// One line of the report.
+#[derive(Debug, Serialize)]
+struct Row {
+    what: String,
+    /// Median in milliseconds (or the unit in `unit`).
+    median: f64,
+    unit: &'static str,
+    /// The anchor's median beside it, when there is one.
+    anchor: Option<String>,
+    anchor_median: Option<f64>,
+    /// ours / anchor: below 1.0 is faster than the anchor.
+    ratio: Option<f64>,
+    target: Option<&'static str>,
+}
+
+pub fn main(args: BenchArgs) -> Result<ExitCode> {
+    let choice = BackendChoice::parse(&args.backend, "--backend")?;
+    if choice == BackendChoice::Auto {
+        return Err(Error::Config {
+            origin: "flag --backend".into(),
+            message: "name one backend to measure (native, podman, docker, local)".into(),
+        });
+    }
+    let rt = super::runtime()?;
+    let backend = backend_for(choice, Some(&args.image))?;
+    let available = rt.block_on(backend.availability());
+    if !available.available {
+        return Err(Error::Unavailable {
+            backend: choice.to_string(),
+            reason: available.reason,
+            hint: available.hint,
+        });
+    }
+    let engine = matches!(choice, BackendChoice::Docker | BackendChoice::Podman);
+    let rootfs_dir = if engine {
+        None
+    } else {
+        Some(busybox_rootfs()?)
+    };
+    let spec = SandboxSpec {
+        rootfs: match &rootfs_dir {
+            Some(d) => RootFs::Dir(d.path().to_path_buf()),
+            None => RootFs::Image(args.image.clone()),
+        },
+        memory: Some(256 << 20),
+        ..SandboxSpec::default()
+    };
+    let runs = args.runs.max(3);
+    eprintln!(
+        "benchmarking the {choice} backend: {runs} runs each, medians (rootfs {})",
+        spec.rootfs
+    );
+    let mut rows = Vec::new();
+
+    // 1. One-shot `true` in a fresh sandbox, beside the anchor.
+    let ours = rt.block_on(one_shots(&backend, &spec, runs))?;
+    let anchor = match &rootfs_dir {
+        Some(d) => bwrap_anchor(d.path(), runs),
+        None => engine_anchor(choice, &args.image, runs),
+    };
+    rows.push(with_anchor(
+        "one-shot `true` (library call)",
+        ours,
+        anchor.as_ref().ok(),
+        Some("ratio <= 1.0"),
+    ));
+    let cli = cli_one_shots(choice, &spec, runs)?;
+    rows.push(with_anchor(
+        "one-shot `true` (`cleanroom run` process)",
+        cli,
+        anchor.as_ref().ok(),
+        None,
+    ));
+    if let Err(why) = &anchor {
+        eprintln!("anchor not measured: {why}");
+    }
+
+    // 2. Exec into a warm sandbox.
+    let warm = rt.block_on(warm_execs(&backend, &spec, runs))?;
+    rows.push(plain(
+        "exec `true` into a warm sandbox",
+        warm,
+        "ms",
+        Some("< 1 ms"),
+    ));
+
+    // 3. Throughput with two at a time (this machine has two cores).
+    let per_sec = rt.block_on(throughput(backend.clone(), &spec, runs * 2, 2))?;
+    rows.push(plain(
+        "sandboxes per second (2 at a time)",
+        per_sec,
+        "1/s",
+        None,
+    ));
+
+    // 4. Idle memory of long-lived sandboxes, where their processes are ours to see.
+    if !engine {
+        let kib = rt.block_on(idle_memory(&backend, &spec, 8))?;
+        rows.push(plain(
+            "idle memory per long-lived sandbox (PSS)",
+            kib / 1024.0,
+            "MiB",
+            Some("< 2 MiB"),
+        ));
+    }
+
+    if args.json {
+        output::json(&rows)?;
+    } else {
+        print_rows(&rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn with_anchor(
+    what: &str,
+    ours: f64,
+    anchor: Option<&(String, f64)>,
+    target: Option<&'static str>,
+) -> Row {
+    Row {
+        what: what.into(),
+        median: ours,
+        unit: "ms",
+        anchor: anchor.map(|a| a.0.clone()),
+        anchor_median: anchor.map(|a| a.1),
+        ratio: anchor.map(|a| ours / a.1),
+        target,
+    }
+}
+
+fn plain(what: &str, median: f64, unit: &'static str, target: Option<&'static str>) -> Row {
+    Row {
+        what: what.into(),
+        median,
+        unit,
+        anchor: None,
+        anchor_median: None,
+        ratio: None,
+        target,
+    }
+}
+
+fn print_rows(rows: &[Row]) {
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.what.clone(),
+                format!("{:.2} {}", r.median, r.unit),
+                match (&r.anchor, r.anchor_median) {
+                    (Some(a), Some(m)) => format!("{a}: {m:.2} ms"),
+                    _ => "-".into(),
+                },
+                r.ratio.map(|x| format!("{x:.2}")).unwrap_or("-".into()),
+                r.target.unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "MEASURE",
+            "OURS (median)",
+            "ANCHOR (median)",
+            "RATIO",
+            "TARGET",
+        ],
+        &table,
+    );
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn check(r: &cleanroom::RunResult, what: &str) -> Result<()> {
+    if r.success() {
+        Ok(())
+    } else {
+        Err(Error::backend(
+            r.backend.clone(),
+            format!(
+                "{what} failed during the benchmark: {}; stderr: {}",
+                r.status_line(),
+                r.stderr_lossy().trim()
+            ),
+        ))
+    }
+}
+
+async fn one_shots(backend: &Arc<dyn Backend>, spec: &SandboxSpec, runs: usize) -> Result<f64> {
+    // One unmeasured run warms caches (a tarball unpack, an image lookup).
+    check(&backend.run(spec, Cmd::new("true")).await?, "`true`")?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = backend.run(spec, Cmd::new("true")).await?;
+        times.push(ms(t.elapsed()));
+        check(&r, "`true`")?;
+    }
+    Ok(median(times))
+}
+
+async fn warm_execs(backend: &Arc<dyn Backend>, spec: &SandboxSpec, runs: usize) -> Result<f64> {
+    let sandbox = backend.create(spec, None).await?;
+    check(&sandbox.exec(Cmd::new("true")).await?, "exec `true`")?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = sandbox.exec(Cmd::new("true")).await?;
+        times.push(ms(t.elapsed()));
+        check(&r, "exec `true`")?;
+    }
+    sandbox.remove().await?;
+    Ok(median(times))
+}
+
+async fn throughput(
+    backend: Arc<dyn Backend>,
+    spec: &SandboxSpec,
+    total: usize,
+    parallel: usize,
+) -> Result<f64> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..parallel {
+        let backend = backend.clone();
+        let spec = spec.clone();
+        let share = total / parallel + usize::from(worker < total % parallel);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..share {
+                check(&backend.run(&spec, Cmd::new("true")).await?, "`true`")?;
+            }
+            Ok::<(), Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .map_err(|e| Error::backend("bench", format!("a worker panicked: {e}")))??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Proportional set size, in KiB, of every process below this one that was
+/// not there before the sandboxes were created.
+async fn idle_memory(backend: &Arc<dyn Backend>, spec: &SandboxSpec, count: usize) -> Result<f64> {
+    let before = descendants(std::process::id());
+    let mut sandboxes = Vec::new();
+    for _ in 0..count {
+        sandboxes.push(backend.create(spec, None).await?);
+    }
+    // Let every sandbox settle into its idle state.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let total: u64 = descendants(std::process::id())
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .map(pss_kib)
+        .sum();
+    for s in sandboxes {
+        s.remove().await?;
+    }
+    Ok(total as f64 / count as f64)
+}
+
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = ppid(pid) {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: parse after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Times `cmd` as a whole process, `runs` times after one warm-up.
+fn time_process(
+    mut make: impl FnMut() -> Command,
+    runs: usize,
+) -> std::result::Result<f64, String> {
+    let run = |c: &mut Command| -> std::result::Result<(), String> {
+        let out = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?} failed: {}",
+                c.get_program(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    run(&mut make())?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut c = make();
+        let t = Instant::now();
+        run(&mut c)?;
+        times.push(ms(t.elapsed()));
+    }
+    Ok(median(times))
+}
+
+fn bwrap_anchor(rootfs: &Path, runs: usize) -> std::result::Result<(String, f64), String> {
+    let bwrap = which("bwrap").ok_or("bwrap is not installed (apt-get install bubblewrap)")?;
+    let m = time_process(
+        || {
+            let mut c = Command::new(&bwrap);
+            c.args(["--unshare-all", "--ro-bind"]).arg(rootfs).args([
+                "/",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "/bin/true",
+            ]);
+            c
+        },
+        runs,
+    )?;
+    Ok(("bwrap --unshare-all".into(), m))
+}
+
+fn engine_anchor(
+    choice: BackendChoice,
+    image: &str,
+    runs: usize,
+) -> std::result::Result<(String, f64), String> {
+    let cli = choice.as_str();
+    let bin = which(cli).ok_or(format!("the {cli} CLI is not installed"))?;
+    let m = time_process(
+        || {
+            let mut c = Command::new(&bin);
+            c.args(["run", "--rm", "--network", "none", image, "true"]);
+            c
+        },
+        runs,
+    )?;
+    Ok((format!("{cli} run --rm"), m))
+}
+
+/// The same one-shot through the `cleanroom` binary, as a user runs it.
+fn cli_one_shots(choice: BackendChoice, spec: &SandboxSpec, runs: usize) -> Result<f64> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding the cleanroom binary", e))?;
+    time_process(
+        || {
+            let mut c = Command::new(&exe);
+            c.args([
+                "run",
+                "-q",
+                "--backend",
+                choice.as_str(),
+                "--memory",
+                "256M",
+            ])
+            .arg("--image")
+            .arg(spec.rootfs.to_string())
+            .args(["--", "true"]);
+            c
+        },
+        runs,
+    )
+    .map_err(|e| Error::backend(choice.as_str(), e))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A minimal rootfs of busybox and its applet links, in a temporary directory.
+fn busybox_rootfs() -> Result<tempfile::TempDir> {
+    let busybox = which("busybox").ok_or_else(|| Error::Config {
+        origin: "cleanroom bench".into(),
+        message: "busybox is not installed; install busybox-static (scripts/bench does)".into(),
+    })?;
+    let dir = tempfile::Builder::new()
+        .prefix("cleanroom-bench-rootfs-")
+        .tempdir()
+        .map_err(|e| Error::io("creating the benchmark rootfs", e))?;
+    let io = |what: &str, e| Error::io(format!("building the benchmark rootfs: {what}"), e);
+    for d in ["bin", "etc", "tmp", "proc", "dev", "workdir"] {
+        std::fs::create_dir_all(dir.path().join(d)).map_err(|e| io(d, e))?;
+    }
+    std::fs::copy(&busybox, dir.path().join("bin/busybox")).map_err(|e| io("busybox", e))?;
+    let list = Command::new(&busybox)
+        .arg("--list")
+        .output()
+        .map_err(|e| io("busybox --list", e))?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let link = dir.path().join("bin").join(applet.trim());
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", &link).map_err(|e| io(applet, e))?;
+        }
+    }
+    std::fs::write(
+        dir.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/workdir:/bin/sh\n",
+    )
+    .map_err(|e| io("etc/passwd", e))?;
+    std::fs::write(dir.path().join("etc/group"), "root:x:0:\nuser:x:1000:\n")
+        .map_err(|e| io("etc/group", e))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn descendants_include_grandchildren() {
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 5 & wait"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let d = descendants(std::process::id());
+        assert!(d.contains(&child.id()), "{d:?}");
+        assert!(d.len() >= 2, "the sleep below sh is missing: {d:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
