@@ -1,0 +1,462 @@
+//! [`EngineBackend`]: the `docker` and `podman` backends, one implementation
+//! over the Engine API.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::Docker;
+use cleanroom_core::{
+    async_trait, process_alive, Availability, Backend, Cmd, Constraint, Enforcement, Error,
+    Network, OutputSink, Result, RootFs, RunResult, Sandbox, SandboxSpec,
+};
+
+use crate::container::{self, create_body, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID};
+use crate::endpoint::{Endpoint, Engine};
+use crate::exec::{run_exec, KillMode};
+use crate::image;
+use crate::sandbox::{exec_request, read_back_limits, run_result, Container, EngineSandbox};
+
+/// The image engine backends use when a spec asks for the `host` rootfs,
+/// unless configured otherwise.
+pub const DEFAULT_IMAGE: &str = "cleanroom-busybox:latest";
+
+/// What the engine says it can enforce (from `GET /info`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub server_version: String,
+    pub memory_limit: bool,
+    pub cpu_cfs_quota: bool,
+    pub pids_limit: bool,
+    /// The engine applies its default seccomp profile.
+    pub seccomp: bool,
+    pub rootless: bool,
+    pub cgroup_version: String,
+}
+
+/// The Docker or Podman backend.
+pub struct EngineBackend {
+    engine: Engine,
+    image: String,
+    docker_bin: Option<PathBuf>,
+    endpoint: OnceLock<Endpoint>,
+    info: OnceLock<EngineInfo>,
+    images_ready: Mutex<HashSet<String>>,
+}
+
+/// `DockerBackend::new(image)`: the Docker backend.
+pub struct DockerBackend;
+
+impl DockerBackend {
+    /// The Docker backend; `image` is used for specs with the `host` rootfs.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(image: impl Into<String>) -> EngineBackend {
+        EngineBackend::new(Engine::Docker, image)
+    }
+}
+
+/// `PodmanBackend::new(image)`: the Podman backend.
+pub struct PodmanBackend;
+
+impl PodmanBackend {
+    /// The Podman backend; `image` is used for specs with the `host` rootfs.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(image: impl Into<String>) -> EngineBackend {
+        EngineBackend::new(Engine::Podman, image)
+    }
+}
+
+impl EngineBackend {
+    pub fn new(engine: Engine, image: impl Into<String>) -> Self {
+        EngineBackend {
+            engine,
+            image: image.into(),
+            docker_bin: None,
+            endpoint: OnceLock::new(),
+            info: OnceLock::new(),
+            images_ready: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Finds the Docker endpoint from this CLI's current context when
+    /// `DOCKER_HOST` is unset (kept for users of the old `docker_bin` option).
+    pub fn docker_bin(mut self, path: impl Into<PathBuf>) -> Self {
+        self.docker_bin = Some(path.into());
+        self.endpoint = OnceLock::new();
+        self
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The image used for specs with the `host` rootfs.
+    pub fn default_image(&self) -> &str {
+        &self.image
+    }
+
+    /// Where the engine's API is expected.
+    pub fn endpoint(&self) -> Result<Endpoint> {
+        if let Some(e) = self.endpoint.get() {
+            return Ok(e.clone());
+        }
+        let e = Endpoint::discover(self.engine, self.docker_bin.as_deref())?;
+        Ok(self.endpoint.get_or_init(|| e).clone())
+    }
+
+    /// A fresh client: cheap, and bound to no runtime until used.
+    fn client(&self) -> Result<(Docker, Endpoint)> {
+        let ep = self.endpoint()?;
+        Ok((ep.connect()?, ep))
+    }
+
+    /// The image a spec runs: its own, or the default for `host`.
+    pub fn image_for(&self, spec: &SandboxSpec) -> Result<String> {
+        match &spec.rootfs {
+            RootFs::Image(r) => Ok(r.clone()),
+            RootFs::Host => Ok(self.image.clone()),
+            other => Err(Error::Unsupported {
+                backend: self.engine.name().into(),
+                what: format!(
+                    "rootfs `{other}`; import it as an image (`{} import ROOTFS.tar NAME`) and \
+                     use the image name",
+                    self.engine.name()
+                ),
+            }),
+        }
+    }
+
+    /// Pulls the default image unless the engine has it.
+    pub async fn ensure_image(&self) -> Result<()> {
+        let image = self.image.clone();
+        self.ensure_image_named(&image, |_| {}).await
+    }
+
+    /// Pulls `image` unless the engine has it, telling `progress` each status line.
+    pub async fn ensure_image_named(&self, image: &str, progress: impl FnMut(&str)) -> Result<()> {
+        if self.ready(image) {
+            return Ok(());
+        }
+        let (docker, _) = self.client()?;
+        image::ensure(&docker, self.engine, image, progress).await?;
+        self.images_ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(image.to_string());
+        Ok(())
+    }
+
+    fn ready(&self, image: &str) -> bool {
+        self.images_ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(image)
+    }
+
+    /// What the engine can enforce, asked once and remembered.
+    pub async fn info(&self) -> Result<EngineInfo> {
+        if let Some(i) = self.info.get() {
+            return Ok(i.clone());
+        }
+        let (docker, ep) = self.client()?;
+        let i = fetch_info(&docker, &ep).await?;
+        Ok(self.info.get_or_init(|| i).clone())
+    }
+
+    /// [`EngineBackend::info`] from synchronous code: asks on a thread of its own.
+    fn info_blocking(&self) -> Option<EngineInfo> {
+        if let Some(i) = self.info.get() {
+            return Some(i.clone());
+        }
+        let ep = self.endpoint().ok()?;
+        let got = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let docker = ep.connect().ok()?;
+                tokio::time::timeout(Duration::from_secs(10), fetch_info(&docker, &ep))
+                    .await
+                    .ok()?
+                    .ok()
+            })
+        })
+        .join()
+        .ok()
+        .flatten()?;
+        Some(self.info.get_or_init(|| got).clone())
+    }
+
+    fn plan(&self, spec: &SandboxSpec, info: Option<&EngineInfo>) -> Enforcement {
+        let mut e = Enforcement::new(self.engine.name());
+        for c in Constraint::ALL {
+            e.enforced(c);
+        }
+        let unknown = "the engine did not answer, so its cgroup support is unknown";
+        match info {
+            Some(i) => {
+                let why = |what: &str| {
+                    format!(
+                        "the {} engine reports no {what} support{}",
+                        self.engine.name(),
+                        if i.rootless {
+                            " (rootless, without delegated cgroup controllers)"
+                        } else {
+                            ""
+                        }
+                    )
+                };
+                if !i.memory_limit {
+                    e.not_enforced(Constraint::MemoryLimit, why("memory cgroup"));
+                }
+                if !i.cpu_cfs_quota {
+                    e.not_enforced(Constraint::CpuLimit, why("CPU quota"));
+                }
+                if !i.pids_limit {
+                    e.not_enforced(Constraint::PidsLimit, why("pids cgroup"));
+                }
+                if !i.seccomp {
+                    e.not_enforced(Constraint::Seccomp, why("seccomp"));
+                }
+            }
+            None => {
+                for c in [
+                    Constraint::MemoryLimit,
+                    Constraint::CpuLimit,
+                    Constraint::PidsLimit,
+                    Constraint::Seccomp,
+                ] {
+                    e.not_enforced(c, unknown);
+                }
+            }
+        }
+        if let Network::Pod(_) = spec.network {
+            e.not_enforced(
+                Constraint::Hostname,
+                "a pod member has the hostname of the sandbox whose network it joins",
+            );
+        }
+        e.not_enforced(
+            Constraint::PublishPorts,
+            "the engine backends run containers without a bridge network, so ports cannot be \
+             published; use network `host` or the native backend",
+        );
+        e.restrict_to(spec)
+    }
+
+    /// Checks, prepares and starts a container for `spec`.
+    async fn start(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<&Cmd>,
+    ) -> Result<(Container, Enforcement)> {
+        spec.validate()?;
+        if let Some(m) = main {
+            m.validate()?;
+        }
+        let image = self.image_for(spec)?;
+        let (docker, ep) = self.client()?;
+        let info = self.info().await?;
+        let mut enforcement = self.plan(spec, Some(&info));
+        enforcement.check_strict(spec)?;
+        if !self.ready(&image) {
+            self.ensure_image_named(&image, |_| {}).await?;
+        }
+        let body = create_body(self.engine, spec, &image, main);
+        let c = Container::start(&docker, &ep, body).await?;
+        if let Err(e) = read_back_limits(&c, spec, &mut enforcement).await {
+            c.remove().await;
+            return Err(e);
+        }
+        if self.engine == Engine::Podman && !spec.read_only_root {
+            // Podman mounts a container's root directory r-x for everyone
+            // whatever the image says, so even uid 0 (without
+            // CAP_DAC_OVERRIDE) cannot create files in `/`. Its owner may
+            // still chmod it: give it the usual 755, as Docker does.
+            let mut req = exec_request(spec, Cmd::new("chmod").args(["755", "/"]), None);
+            req.user = "0:0".into();
+            req.workdir = "/".into();
+            if let Err(e) = run_exec(&c.docker, c.engine(), &c.id, req, KillMode::Group).await {
+                c.remove().await;
+                return Err(e);
+            }
+        }
+        Ok((c, enforcement))
+    }
+}
+
+async fn fetch_info(docker: &Docker, ep: &Endpoint) -> Result<EngineInfo> {
+    let unreachable = |e: String| Error::Unavailable {
+        backend: ep.engine.name().into(),
+        reason: format!("no answer from {} ({}): {e}", ep.host, ep.origin),
+        hint: Some(ep.engine.start_hint()),
+    };
+    let i = docker
+        .info()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let sec = i.security_options.unwrap_or_default();
+    Ok(EngineInfo {
+        server_version: i.server_version.unwrap_or_default(),
+        memory_limit: i.memory_limit.unwrap_or(false),
+        cpu_cfs_quota: i.cpu_cfs_quota.unwrap_or(false),
+        pids_limit: i.pids_limit.unwrap_or(false),
+        seccomp: sec.iter().any(|s| s.contains("seccomp")),
+        rootless: sec.iter().any(|s| s.contains("rootless")),
+        cgroup_version: i.cgroup_version.map(|v| v.to_string()).unwrap_or_default(),
+    })
+}
+
+#[async_trait]
+impl Backend for EngineBackend {
+    fn name(&self) -> &str {
+        self.engine.name()
+    }
+
+    async fn availability(&self) -> Availability {
+        let ep = match self.endpoint() {
+            Ok(ep) => ep,
+            Err(e) => return Availability::no(e.to_string(), self.engine.start_hint()),
+        };
+        let docker = match ep.connect() {
+            Ok(d) => d,
+            Err(e) => return Availability::no(e.to_string(), self.engine.start_hint()),
+        };
+        let ping = tokio::time::timeout(Duration::from_secs(5), docker.ping()).await;
+        match ping {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Availability::no(
+                    format!(
+                        "the {} engine does not answer at {} ({}): {e}",
+                        self.engine.name(),
+                        ep.host,
+                        ep.origin
+                    ),
+                    self.engine.start_hint(),
+                )
+            }
+            Err(_) => {
+                return Availability::no(
+                    format!(
+                        "the {} engine at {} ({}) did not answer within 5 s",
+                        self.engine.name(),
+                        ep.host,
+                        ep.origin
+                    ),
+                    self.engine.start_hint(),
+                )
+            }
+        }
+        match self.info().await {
+            Ok(i) => Availability::yes(format!(
+                "{} {} answers at {} ({}); cgroups v{}{}",
+                self.engine.name(),
+                i.server_version,
+                ep.host,
+                ep.origin,
+                i.cgroup_version,
+                if i.rootless { ", rootless" } else { "" }
+            )),
+            Err(e) => Availability::no(e.to_string(), self.engine.start_hint()),
+        }
+    }
+
+    fn enforcement(&self, spec: &SandboxSpec) -> Enforcement {
+        let info = self.info_blocking();
+        self.plan(spec, info.as_ref())
+    }
+
+    async fn run_streaming(
+        &self,
+        spec: &SandboxSpec,
+        cmd: Cmd,
+        sink: Option<OutputSink>,
+    ) -> Result<RunResult> {
+        cmd.validate()?;
+        let started = Instant::now();
+        let (c, enforcement) = self.start(spec, None).await?;
+        let res = async {
+            let req = exec_request(spec, cmd, sink);
+            let out = run_exec(&c.docker, c.engine(), &c.id, req, KillMode::Container).await?;
+            let oom = spec.memory.is_some()
+                && out.exit_code == 137
+                && !out.timed_out
+                && c.oom_kills(&spec.user.to_string()).await > 0;
+            Ok(run_result(
+                out,
+                oom,
+                started,
+                self.engine.name(),
+                &enforcement,
+            ))
+        }
+        .await;
+        c.remove().await;
+        res
+    }
+
+    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
+        let (container, enforcement) = self.start(spec, main.as_ref()).await?;
+        Ok(Box::new(EngineSandbox {
+            container,
+            spec: spec.clone(),
+            enforcement,
+            oom_seen: Mutex::new(0),
+        }))
+    }
+
+    async fn gc(&self) -> Result<Vec<String>> {
+        let (docker, _) = self.client()?;
+        let filters: HashMap<&str, Vec<String>> =
+            HashMap::from([("label", vec![format!("{LABEL_CREATED_BY}={CREATED_BY}")])]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = docker.list_containers(Some(opts)).await.map_err(|e| {
+            Error::backend(
+                self.engine.name(),
+                format!("listing containers for gc: {e}"),
+            )
+        })?;
+        let here = container::host_name();
+        let mut removed = Vec::new();
+        for c in list {
+            let labels = c.labels.unwrap_or_default();
+            let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if labels.get(LABEL_HOST).is_some_and(|h| *h != here) || process_alive(pid) {
+                continue;
+            }
+            let Some(id) = c.id else { continue };
+            let opts = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            match docker.remove_container(&id, Some(opts)).await {
+                Ok(()) => removed.push(format!(
+                    "removed {} container {} ({}) left by dead process {pid}",
+                    self.engine.name(),
+                    &id[..id.len().min(12)],
+                    c.names
+                        .unwrap_or_default()
+                        .join(",")
+                        .trim_start_matches('/')
+                )),
+                Err(e) if crate::errors::is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(Error::backend(
+                        self.engine.name(),
+                        format!("removing container {id} in gc: {e}"),
+                    ))
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,29 @@
+//! Turning the engine client's errors into Cleanroom errors that say what
+//! was being done and where.
+
+use bollard::errors::Error as EngineError;
+use cleanroom_core::Error;
+
+/// An error from `doing` in `container`: a vanished container is
+/// [`Error::SandboxGone`], anything else a backend error naming both.
+pub fn engine_error(engine: &str, container: &str, doing: &str, e: EngineError) -> Error {
+    match e {
+        EngineError::DockerResponseServerError {
+            status_code: 404, ..
+        } if !container.is_empty() => Error::SandboxGone {
+            id: container.to_string(),
+        },
+        e => Error::backend(engine, format!("{doing} in container {container}: {e}")),
+    }
+}
+
+/// Whether `e` is the engine saying "no such ..." (HTTP 404).
+pub fn is_not_found(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}

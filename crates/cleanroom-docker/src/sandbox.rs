@@ -1,0 +1,427 @@
+//! One container's life: create and start it hardened, exec in it, copy
+//! files, read logs, stop and remove it, and remove it on drop.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use cleanroom_core::{
+    async_trait, Cmd, Constraint, Enforcement, Error, Logs, OutputSink, Result, RunResult, Sandbox,
+    SandboxSpec,
+};
+use futures_util::StreamExt;
+
+use crate::copy;
+use crate::endpoint::{Endpoint, Engine, PODMAN_RLIMIT_FIX};
+use crate::errors::{engine_error, is_not_found};
+use crate::exec::{run_exec, split_exit, ExecOutput, ExecRequest, KillMode};
+
+/// A created container; removed on [`Container::remove`] or, failing
+/// that, when dropped.
+pub struct Container {
+    pub docker: Docker,
+    pub endpoint: Endpoint,
+    pub id: String,
+    removed: AtomicBool,
+}
+
+impl Container {
+    /// Creates and starts a container from `body`.
+    pub async fn start(
+        docker: &Docker,
+        endpoint: &Endpoint,
+        body: ContainerCreateBody,
+    ) -> Result<Container> {
+        let engine = endpoint.engine.name();
+        let name = crate::container::fresh_name();
+        let image = body.image.clone().unwrap_or_default();
+        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| start_error(endpoint.engine, &image, "creating a container", e))?;
+        let container = Container {
+            docker: docker.clone(),
+            endpoint: endpoint.clone(),
+            id: created.id,
+            removed: AtomicBool::new(false),
+        };
+        if let Err(e) = docker.start_container(&container.id, None).await {
+            let err = start_error(endpoint.engine, &image, "starting a container", e);
+            container.remove().await;
+            return Err(err);
+        }
+        let _ = engine;
+        Ok(container)
+    }
+
+    pub fn engine(&self) -> &'static str {
+        self.endpoint.engine.name()
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
+    }
+
+    /// Kills every process inside (the container stays, stopped).
+    pub async fn kill(&self) -> Result<()> {
+        let opts = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        match self.docker.kill_container(&self.id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409 | 304 | 500,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(engine_error(self.engine(), &self.id, "stopping", e)),
+        }
+    }
+
+    /// Force-removes the container; errors are ignored when it is already gone.
+    pub async fn remove(&self) {
+        if self.removed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = self.docker.remove_container(&self.id, Some(opts)).await;
+    }
+
+    /// The memory cgroup's OOM-kill count as seen inside, or 0.
+    pub async fn oom_kills(&self, user: &str) -> u64 {
+        let req = ExecRequest {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null".into(),
+            ],
+            env: cleanroom_core::base_environment(Path::new("/")),
+            user: user.to_string(),
+            workdir: "/".into(),
+            stdin: None,
+            timeout: Some(std::time::Duration::from_secs(10)),
+            limit: 64 * 1024,
+            sink: None,
+        };
+        match run_exec(&self.docker, self.engine(), &self.id, req, KillMode::Group).await {
+            Ok(out) => String::from_utf8_lossy(&out.stdout.bytes)
+                .lines()
+                .filter_map(|l| l.strip_prefix("oom_kill "))
+                .filter_map(|n| n.trim().parse::<u64>().ok())
+                .max()
+                .unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.is_removed() {
+            return;
+        }
+        // Remove on a thread with its own runtime and connection, so this
+        // works inside or outside any runtime and cannot deadlock one.
+        let endpoint = self.endpoint.clone();
+        let id = self.id.clone();
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(docker) = endpoint.connect() {
+                    let opts = RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .v(true)
+                        .build();
+                    let _ = docker.remove_container(&id, Some(opts)).await;
+                }
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+/// An engine error while creating or starting a container, with what to do.
+fn start_error(engine: Engine, image: &str, doing: &str, e: bollard::errors::Error) -> Error {
+    let text = e.to_string();
+    if is_not_found(&e) && text.to_ascii_lowercase().contains("image") {
+        return crate::image::missing_image(engine, image, &text);
+    }
+    let mut message = format!("{doing} from image `{image}`: {text}");
+    if engine == Engine::Podman && text.to_ascii_lowercase().contains("rlimit") {
+        message.push_str("; ");
+        message.push_str(PODMAN_RLIMIT_FIX);
+    }
+    Error::backend(engine.name(), message)
+}
+
+/// Reads back the limits the engine recorded; any it did not keep are
+/// reported not enforced.
+pub async fn read_back_limits(
+    c: &Container,
+    spec: &SandboxSpec,
+    e: &mut Enforcement,
+) -> Result<()> {
+    if spec.memory.is_none() && spec.cpus.is_none() && spec.pids.is_none() {
+        return Ok(());
+    }
+    let info = c
+        .docker
+        .inspect_container(&c.id, None)
+        .await
+        .map_err(|err| engine_error(c.engine(), &c.id, "inspecting", err))?;
+    let hc = info.host_config.unwrap_or_default();
+    let checks = [
+        (
+            Constraint::MemoryLimit,
+            spec.memory.map(|m| m as i64),
+            hc.memory,
+        ),
+        (
+            Constraint::CpuLimit,
+            spec.cpus.map(|c| (c * 1e9) as i64),
+            hc.nano_cpus,
+        ),
+        (
+            Constraint::PidsLimit,
+            spec.pids.map(|p| p as i64),
+            hc.pids_limit,
+        ),
+    ];
+    for (constraint, want, got) in checks {
+        if let Some(want) = want {
+            if e.is_enforced(constraint) && got != Some(want) {
+                e.not_enforced(
+                    constraint,
+                    format!("the engine did not apply it: asked {want}, inspect shows {got:?}"),
+                );
+            }
+        }
+    }
+    e.check_strict(spec)
+}
+
+/// One command's result from an exec's output.
+pub fn run_result(
+    out: ExecOutput,
+    oom_killed: bool,
+    started: Instant,
+    backend: &str,
+    enforcement: &Enforcement,
+) -> RunResult {
+    let (exit_code, signal) = split_exit(out.exit_code);
+    RunResult {
+        exit_code,
+        signal,
+        timed_out: out.timed_out,
+        oom_killed,
+        stdout: out.stdout.bytes,
+        stderr: out.stderr.bytes,
+        stdout_truncated: out.stdout.truncated,
+        stderr_truncated: out.stderr.truncated,
+        duration: started.elapsed(),
+        backend: backend.to_string(),
+        enforcement: enforcement.clone(),
+    }
+}
+
+/// The exec request for `cmd` under `spec`.
+pub fn exec_request(spec: &SandboxSpec, cmd: Cmd, sink: Option<OutputSink>) -> ExecRequest {
+    ExecRequest {
+        argv: cmd.argv(),
+        env: spec.environment(&cmd.env),
+        user: spec.user.to_string(),
+        workdir: cmd
+            .workdir
+            .as_ref()
+            .unwrap_or(&spec.workdir)
+            .display()
+            .to_string(),
+        stdin: cmd.stdin,
+        timeout: cmd.timeout.or(spec.timeout),
+        limit: spec.output_limit,
+        sink,
+    }
+}
+
+/// A long-lived sandbox: a running container.
+pub struct EngineSandbox {
+    pub(crate) container: Container,
+    pub(crate) spec: SandboxSpec,
+    pub(crate) enforcement: Enforcement,
+    /// OOM kills already accounted to earlier commands.
+    pub(crate) oom_seen: Mutex<u64>,
+}
+
+impl EngineSandbox {
+    fn alive(&self) -> Result<()> {
+        if self.container.is_removed() {
+            return Err(Error::SandboxGone {
+                id: self.container.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn exec_raw(&self, req: ExecRequest) -> Result<ExecOutput> {
+        self.alive()?;
+        run_exec(
+            &self.container.docker,
+            self.container.engine(),
+            &self.container.id,
+            req,
+            KillMode::Group,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Sandbox for EngineSandbox {
+    fn id(&self) -> &str {
+        &self.container.id
+    }
+
+    fn backend(&self) -> &str {
+        self.container.engine()
+    }
+
+    fn enforcement(&self) -> &Enforcement {
+        &self.enforcement
+    }
+
+    async fn exec_streaming(&self, cmd: Cmd, sink: Option<OutputSink>) -> Result<RunResult> {
+        cmd.validate()?;
+        let started = Instant::now();
+        let out = self.exec_raw(exec_request(&self.spec, cmd, sink)).await?;
+        let mut oom = false;
+        if self.spec.memory.is_some() && out.exit_code == 137 && !out.timed_out {
+            let count = self.container.oom_kills(&self.spec.user.to_string()).await;
+            let mut seen = self.oom_seen.lock().unwrap_or_else(|p| p.into_inner());
+            oom = count > *seen;
+            *seen = count.max(*seen);
+        }
+        Ok(run_result(
+            out,
+            oom,
+            started,
+            self.container.engine(),
+            &self.enforcement,
+        ))
+    }
+
+    async fn copy_in(&self, host_path: &Path, sandbox_path: &Path) -> Result<()> {
+        let (parent, name) = copy::split(sandbox_path)?;
+        let host = host_path.to_path_buf();
+        let archive = tokio::task::spawn_blocking(move || copy::pack(&host, &name))
+            .await
+            .map_err(|e| Error::backend(self.container.engine(), format!("copy_in task: {e}")))??;
+        let mut req = exec_request(
+            &self.spec,
+            Cmd::new("tar").args(["-x", "-f", "-", "-C", &parent]),
+            None,
+        );
+        req.stdin = Some(archive);
+        req.timeout = None;
+        let out = self.exec_raw(req).await?;
+        if out.exit_code != 0 {
+            return Err(Error::backend(
+                self.container.engine(),
+                format!(
+                    "copy_in of {} to {}: tar in the sandbox exited {}: {}",
+                    host_path.display(),
+                    sandbox_path.display(),
+                    out.exit_code,
+                    String::from_utf8_lossy(&out.stderr.bytes).trim()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn copy_out(&self, sandbox_path: &Path, host_path: &Path) -> Result<()> {
+        let (parent, name) = copy::split(sandbox_path)?;
+        let mut req = exec_request(
+            &self.spec,
+            Cmd::new("tar").args(["-c", "-f", "-", "-C", &parent, &name]),
+            None,
+        );
+        req.limit = u64::MAX;
+        req.timeout = None;
+        let out = self.exec_raw(req).await?;
+        if out.exit_code != 0 {
+            return Err(Error::backend(
+                self.container.engine(),
+                format!(
+                    "copy_out of {}: tar in the sandbox exited {}: {}",
+                    sandbox_path.display(),
+                    out.exit_code,
+                    String::from_utf8_lossy(&out.stderr.bytes).trim()
+                ),
+            ));
+        }
+        let host = host_path.to_path_buf();
+        tokio::task::spawn_blocking(move || copy::unpack(&out.stdout.bytes, &host))
+            .await
+            .map_err(|e| Error::backend(self.container.engine(), format!("copy_out task: {e}")))?
+    }
+
+    async fn logs(&self) -> Result<Logs> {
+        self.alive()?;
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(false)
+            .build();
+        let mut stream = self.container.docker.logs(&self.container.id, Some(opts));
+        let limit = self.spec.output_limit as usize;
+        let mut logs = Logs::default();
+        while let Some(item) = stream.next().await {
+            let (buf, bytes) = match item {
+                Ok(bollard::container::LogOutput::StdOut { message }) => {
+                    (&mut logs.stdout, message)
+                }
+                Ok(bollard::container::LogOutput::Console { message }) => {
+                    (&mut logs.stdout, message)
+                }
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    (&mut logs.stderr, message)
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    return Err(engine_error(
+                        self.container.engine(),
+                        &self.container.id,
+                        "reading logs",
+                        e,
+                    ))
+                }
+            };
+            let room = limit.saturating_sub(buf.len());
+            buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        Ok(logs)
+    }
+
+    async fn stop(&self) -> Result<()> {
+        self.alive()?;
+        self.container.kill().await
+    }
+
+    async fn remove(&self) -> Result<()> {
+        self.container.remove().await;
+        Ok(())
+    }
+}

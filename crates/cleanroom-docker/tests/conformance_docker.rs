@@ -1,0 +1,9 @@
+//! The conformance suite on the docker backend, with the busybox test image
+//! that `scripts/setup.d/40-engines.sh` imports.
+
+cleanroom_core::conformance_tests!(cleanroom_core::conformance::Harness::new(
+    cleanroom_docker::DockerBackend::new(cleanroom_docker::DEFAULT_IMAGE),
+    cleanroom_core::SandboxSpec::with_rootfs(cleanroom_core::RootFs::Image(
+        cleanroom_docker::DEFAULT_IMAGE.into()
+    )),
+));
