@@ -1,3 +1,4 @@
 //! placeholder
+pub mod cgroups;
 pub mod rlimits;
 pub mod seccomp;

@@ -1,0 +1,613 @@
+//! One sandbox's cgroup: a directory per hierarchy used, limits written,
+//! processes added, killed and removed.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::hierarchy::{leaf_name, writable};
+use super::{is_v2_root, layout, placement, read_words, Controller, Limits, Version};
+
+/// Makes names unique within this process (with the pid, on the machine).
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Serialises enabling v2 controllers (and moving ourselves into a leaf).
+static ENABLE: Mutex<()> = Mutex::new(());
+
+/// The period CPU quotas are expressed in, in microseconds (the kernel's
+/// default, 100 ms).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// How long [`Cgroup::kill_all`] waits for the processes to go.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Cgroup::remove`] retries a directory the kernel still calls busy.
+const RMDIR_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One directory of the cgroup, in one hierarchy.
+#[derive(Debug)]
+struct Dir {
+    path: PathBuf,
+    version: Version,
+    /// The controllers whose limits were written here.
+    controllers: Vec<Controller>,
+}
+
+/// A sandbox's cgroup, named `cleanroom-<caller pid>-<n>`, with one directory
+/// in each hierarchy it uses: one per v1 controller hierarchy whose limit was
+/// asked for, and one in the v2 hierarchy when that is writable (it tracks
+/// the processes and kills them with `cgroup.kill`, with or without
+/// controllers).
+///
+/// Dropping it kills every process in it and removes the directories,
+/// ignoring errors; [`Cgroup::remove`] does the same and reports them.
+#[derive(Debug)]
+pub struct Cgroup {
+    name: String,
+    dirs: Vec<Dir>,
+    removed: bool,
+}
+
+/// One planned directory: its parent, hierarchy, controllers, and whether
+/// it is only for tracking (then a failure to create it is not an error).
+struct Planned {
+    base: PathBuf,
+    version: Version,
+    controllers: Vec<Controller>,
+    optional: bool,
+}
+
+impl Cgroup {
+    /// Creates the cgroup below the caller's own cgroup and sets `limits`.
+    ///
+    /// Every limit set must be enforceable (see [`super::probe`] and
+    /// [`super::Support::enforceable`]); one that is not is an
+    /// [`io::ErrorKind::Unsupported`] error carrying the reason. With no
+    /// limits at all the cgroup still tracks processes, in the v2 hierarchy.
+    ///
+    /// Memory sets `memory.max` and `memory.swap.max = 0` (v2) or
+    /// `memory.limit_in_bytes` and, where swap is accounted,
+    /// `memory.memsw.limit_in_bytes` (v1), so swap does not extend it. CPU
+    /// sets a quota per 100 ms period (`cpu.max`, or `cpu.cfs_quota_us` and
+    /// `cpu.cfs_period_us`). Pids sets `pids.max`.
+    ///
+    /// In v2 the controllers are enabled in the caller's cgroup's
+    /// `cgroup.subtree_control` if they are not yet; when the caller's
+    /// cgroup holds processes (which the kernel's "no internal processes"
+    /// rule forbids for a cgroup with enabled controllers), the calling
+    /// *process* is first moved into a leaf `cleanroom-<pid>-self` beside
+    /// the sandbox cgroups. That only works if it is the only process there.
+    pub fn create(limits: &Limits) -> io::Result<Cgroup> {
+        validate(limits)?;
+        let layout = layout()?;
+        let mut plan: Vec<Planned> = Vec::new();
+        for c in limits.controllers() {
+            let p = placement(c).map_err(|(_, reason)| {
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("cannot enforce the {} limit: {reason}", c.limit_name()),
+                )
+            })?;
+            match plan.iter_mut().find(|e| e.base == p.base) {
+                Some(e) => e.controllers.push(c),
+                None => plan.push(Planned {
+                    base: p.base,
+                    version: p.version,
+                    controllers: vec![c],
+                    optional: false,
+                }),
+            }
+        }
+        if let Some(v2) = &layout.v2 {
+            if !plan.iter().any(|e| e.version == Version::V2) && writable(&v2.base) {
+                plan.push(Planned {
+                    base: v2.base.clone(),
+                    version: Version::V2,
+                    controllers: Vec::new(),
+                    optional: limits.any(),
+                });
+            }
+        }
+        if plan.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "no writable cgroup hierarchy to put the sandbox in (no limits were asked, and \
+                 the cgroup v2 hierarchy is missing or not writable)",
+            ));
+        }
+        for p in &plan {
+            if p.version == Version::V2 && !p.controllers.is_empty() {
+                enable_v2_controllers(&p.base, &p.controllers)?;
+            }
+        }
+
+        let pid = std::process::id();
+        let mut attempts = 0;
+        let (name, dirs) = loop {
+            attempts += 1;
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let name = format!("cleanroom-{pid}-{n}");
+            match make_dirs(&plan, &name) {
+                Ok(dirs) => break (name, dirs),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 100 => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let cgroup = Cgroup {
+            name,
+            dirs,
+            removed: false,
+        };
+        for d in &cgroup.dirs {
+            for &c in &d.controllers {
+                // On error `cgroup` is dropped, which removes the directories.
+                set_limit(&d.path, d.version, c, limits)?;
+            }
+        }
+        Ok(cgroup)
+    }
+
+    /// The name shared by all its directories, `cleanroom-<pid>-<n>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its directories, one per hierarchy used.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().map(|d| d.path.as_path())
+    }
+
+    /// The directory whose files enforce `controller`'s limit, if set.
+    pub fn path_of(&self, controller: Controller) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| d.controllers.contains(&controller))
+            .map(|d| d.path.as_path())
+    }
+
+    /// The hierarchy enforcing `controller`'s limit, if set.
+    pub fn version_of(&self, controller: Controller) -> Option<Version> {
+        self.dirs
+            .iter()
+            .find(|d| d.controllers.contains(&controller))
+            .map(|d| d.version)
+    }
+
+    /// Moves process `pid` (all its threads) into the cgroup, in every
+    /// hierarchy. Its future children start there too. Add the sandbox's
+    /// init before it runs any user code.
+    pub fn add_process(&self, pid: u32) -> io::Result<()> {
+        for d in &self.dirs {
+            write_file(&d.path.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Opens every `cgroup.procs` for writing, so that a forked child can
+    /// join the cgroup itself ([`ProcsFiles::join_raw`]) before it execs.
+    /// The descriptors are close-on-exec.
+    pub fn open_procs(&self) -> io::Result<ProcsFiles> {
+        let fds = self
+            .dirs
+            .iter()
+            .map(|d| {
+                let path = d.path.join("cgroup.procs");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(OwnedFd::from)
+                    .map_err(|e| annotate(e, format!("opening {}", path.display())))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(ProcsFiles { fds })
+    }
+
+    /// The processes in the cgroup and in any cgroup created below it, in
+    /// every hierarchy, without duplicates.
+    pub fn procs(&self) -> io::Result<Vec<u32>> {
+        let mut pids = Vec::new();
+        for d in &self.dirs {
+            collect_procs(&d.path, &mut pids)?;
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(pids)
+    }
+
+    /// Whether the kernel's OOM killer killed a process in this cgroup
+    /// because of its memory limit (v2 `memory.events`, v1
+    /// `memory.oom_control`: `oom_kill` > 0; on v1 kernels without that
+    /// counter, `under_oom`). False when no memory limit was set.
+    pub fn oom_killed(&self) -> bool {
+        let Some(d) = self
+            .dirs
+            .iter()
+            .find(|d| d.controllers.contains(&Controller::Memory))
+        else {
+            return false;
+        };
+        let (file, keys): (&str, &[&str]) = match d.version {
+            Version::V2 => ("memory.events", &["oom_kill"]),
+            Version::V1 => ("memory.oom_control", &["oom_kill", "under_oom"]),
+        };
+        let Ok(text) = fs::read_to_string(d.path.join(file)) else {
+            return false;
+        };
+        let value = |key: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        };
+        keys.iter().find_map(|k| value(k)).is_some_and(|n| n > 0)
+    }
+
+    /// Kills every process in the cgroup (and below) and waits until none
+    /// is left. v2 uses `cgroup.kill` where the kernel has it (5.14+),
+    /// which also catches processes forking meanwhile; otherwise see
+    /// [`Cgroup::kill_all_with_signals`]. Fails with
+    /// [`io::ErrorKind::TimedOut`] if processes remain after 10 s.
+    pub fn kill_all(&self) -> io::Result<()> {
+        let kill_files: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|d| d.version == Version::V2)
+            .map(|d| d.path.join("cgroup.kill"))
+            .filter(|f| f.exists())
+            .collect();
+        if kill_files.is_empty() {
+            return self.kill_all_with_signals();
+        }
+        for f in &kill_files {
+            write_file(f, "1")?;
+        }
+        // The kernel has sent SIGKILL to all of them; wait until they are
+        // gone, signalling again only if that takes unusually long.
+        self.wait_empty(false)
+    }
+
+    /// The way [`Cgroup::kill_all`] works without `cgroup.kill`: freeze the
+    /// v2 directory (if any, so nothing forks meanwhile), send SIGKILL to
+    /// every process listed in each `cgroup.procs`, and repeat until no
+    /// process is left; then thaw. v1 has no freezing here (the pids limit
+    /// bounds a fork race and the loop outlasts it).
+    pub fn kill_all_with_signals(&self) -> io::Result<()> {
+        let freeze: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|d| d.version == Version::V2)
+            .map(|d| d.path.join("cgroup.freeze"))
+            .filter(|f| f.exists())
+            .collect();
+        for f in &freeze {
+            write_file(f, "1")?;
+        }
+        let result = self.wait_empty(true);
+        for f in &freeze {
+            // Killed tasks leave a frozen v2 cgroup, but thaw anyway so a
+            // survivor of a timeout is not left frozen forever.
+            let _ = write_file(f, "0");
+        }
+        result
+    }
+
+    /// Polls until no process is left, sending SIGKILL to the listed ones
+    /// (always if `signal`, else only after a second of waiting).
+    fn wait_empty(&self, signal: bool) -> io::Result<()> {
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let pids = self.procs()?;
+            if pids.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() > KILL_TIMEOUT {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "cgroup {}: {} process(es) still alive {} s after SIGKILL (pids {:?}); \
+                         they may be stuck in the kernel (D state), see /proc/<pid>/stack",
+                        self.name,
+                        pids.len(),
+                        KILL_TIMEOUT.as_secs(),
+                        pids
+                    ),
+                ));
+            }
+            if signal || start.elapsed() > Duration::from_secs(1) {
+                for &p in &pids {
+                    let Ok(p) = libc::pid_t::try_from(p) else {
+                        continue;
+                    };
+                    // SAFETY: kill(2) with a pid listed in our cgroup and a
+                    // constant signal; touches no memory.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills what is left and removes every directory (and any cgroup the
+    /// sandbox created below them). Errors name the directory.
+    pub fn remove(mut self) -> io::Result<()> {
+        self.remove_mut()
+    }
+
+    fn remove_mut(&mut self) -> io::Result<()> {
+        if self.removed {
+            return Ok(());
+        }
+        let killed = self.kill_all();
+        let mut first_err = killed.err();
+        for d in &self.dirs {
+            if let Err(e) = remove_tree(&d.path) {
+                first_err.get_or_insert(e);
+            }
+        }
+        self.removed = true;
+        match first_err {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = self.remove_mut();
+    }
+}
+
+/// The `cgroup.procs` files of a [`Cgroup`], opened before `fork`, so the
+/// child can move itself in without allocating.
+#[derive(Debug)]
+pub struct ProcsFiles {
+    fds: Vec<OwnedFd>,
+}
+
+impl ProcsFiles {
+    /// Moves the calling process into the cgroup by writing `0` ("myself")
+    /// to every `cgroup.procs`. Async-signal-safe: raw `write(2)` only, so
+    /// it can run in a forked child before `exec`.
+    pub fn join_raw(&self) -> io::Result<()> {
+        for fd in &self.fds {
+            // SAFETY: writes one byte from a static buffer to an open fd.
+            let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+            if n != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rejects limits the kernel would misread.
+fn validate(limits: &Limits) -> io::Result<()> {
+    let bad = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+    if limits.memory == Some(0) {
+        return bad("memory limit 0: give at least a few MiB".into());
+    }
+    if let Some(c) = limits.cpus {
+        if !(c.is_finite() && c > 0.0) {
+            return bad(format!(
+                "cpus limit {c}: give a positive number such as 0.5 or 2"
+            ));
+        }
+    }
+    if limits.pids == Some(0) {
+        return bad("pids limit 0: give at least 1".into());
+    }
+    Ok(())
+}
+
+/// Creates `name` below every planned base; on `AlreadyExists` (or any
+/// error) removes what it created. Optional (tracking-only) directories
+/// that cannot be created are left out.
+fn make_dirs(plan: &[Planned], name: &str) -> io::Result<Vec<Dir>> {
+    let mut dirs: Vec<Dir> = Vec::new();
+    for p in plan {
+        let path = p.base.join(name);
+        match fs::create_dir(&path) {
+            Ok(()) => dirs.push(Dir {
+                path,
+                version: p.version,
+                controllers: p.controllers.clone(),
+            }),
+            Err(e) if p.optional && e.kind() != io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                for d in &dirs {
+                    let _ = fs::remove_dir(&d.path);
+                }
+                let kind = e.kind();
+                return Err(io::Error::new(
+                    kind,
+                    format!("creating cgroup {}: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(dirs)
+}
+
+/// Enables `controllers` for the children of `base` (v2), moving this
+/// process into its own leaf first if `base` must stop holding processes.
+fn enable_v2_controllers(base: &Path, controllers: &[Controller]) -> io::Result<()> {
+    let _guard = ENABLE.lock().unwrap_or_else(|p| p.into_inner());
+    let subtree = base.join("cgroup.subtree_control");
+    let enabled = read_words(&subtree);
+    let line: Vec<String> = controllers
+        .iter()
+        .filter(|c| !enabled.iter().any(|e| e == c.name()))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if line.is_empty() {
+        return Ok(());
+    }
+    let line = line.join(" ");
+    match write_raw(&subtree, &line) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !is_v2_root(base) => {
+            let pid = std::process::id();
+            let leaf = base.join(leaf_name(pid));
+            match fs::create_dir(&leaf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(annotate(e, format!("creating {}", leaf.display()))),
+            }
+            write_file(&leaf.join("cgroup.procs"), &pid.to_string())?;
+            write_file(&subtree, &line).map_err(|e| {
+                annotate(
+                    e,
+                    "after moving this process into its own leaf; another process in the same \
+                     cgroup keeps it busy: run Cleanroom in a cgroup of its own"
+                        .to_string(),
+                )
+            })
+        }
+        Err(e) => Err(annotate(
+            e,
+            format!("writing `{line}` to {}", subtree.display()),
+        )),
+    }
+}
+
+/// Writes `controller`'s limit from `limits` into cgroup `dir`.
+fn set_limit(dir: &Path, version: Version, c: Controller, limits: &Limits) -> io::Result<()> {
+    match (c, version) {
+        (Controller::Memory, _) => {
+            let Some(bytes) = limits.memory else {
+                return Ok(());
+            };
+            let bytes = bytes.to_string();
+            match version {
+                Version::V2 => {
+                    write_file(&dir.join("memory.max"), &bytes)?;
+                    let swap = dir.join("memory.swap.max");
+                    if swap.exists() {
+                        write_file(&swap, "0")?;
+                    }
+                }
+                Version::V1 => {
+                    write_file(&dir.join("memory.limit_in_bytes"), &bytes)?;
+                    let memsw = dir.join("memory.memsw.limit_in_bytes");
+                    if memsw.exists() {
+                        write_file(&memsw, &bytes)?;
+                    }
+                }
+            }
+        }
+        (Controller::Cpu, _) => {
+            let Some(cpus) = limits.cpus else {
+                return Ok(());
+            };
+            let quota = cpu_quota_us(cpus);
+            match version {
+                Version::V2 => {
+                    write_file(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+                }
+                Version::V1 => {
+                    write_file(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                    write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                }
+            }
+        }
+        (Controller::Pids, _) => {
+            if let Some(n) = limits.pids {
+                write_file(&dir.join("pids.max"), &n.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The quota for `cpus` CPUs per [`CPU_PERIOD_US`] (at least the kernel's
+/// minimum of 1 ms).
+pub(crate) fn cpu_quota_us(cpus: f64) -> u64 {
+    ((cpus * CPU_PERIOD_US as f64).round() as u64).max(1000)
+}
+
+/// Writes `value` to a cgroup file in one `write(2)`, naming file and value
+/// in the error.
+pub(crate) fn write_file(path: &Path, value: &str) -> io::Result<()> {
+    write_raw(path, value)
+        .map_err(|e| annotate(e, format!("writing `{value}` to {}", path.display())))
+}
+
+/// [`write_file`] without the context, so the errno stays readable.
+fn write_raw(path: &Path, value: &str) -> io::Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+}
+
+/// `e` with `context` in front, keeping its kind.
+fn annotate(e: io::Error, context: String) -> io::Error {
+    io::Error::new(e.kind(), format!("{context}: {e}"))
+}
+
+/// Adds the pids in `dir/cgroup.procs` and below to `out`.
+fn collect_procs(dir: &Path, out: &mut Vec<u32>) -> io::Result<()> {
+    match fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(text) => out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(annotate(
+                e,
+                format!("reading {}/cgroup.procs", dir.display()),
+            ))
+        }
+    }
+    for sub in subdirs(dir) {
+        collect_procs(&sub, out)?;
+    }
+    Ok(())
+}
+
+/// The child cgroups of `dir`.
+pub(crate) fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Removes cgroup `dir` and its descendants, deepest first, retrying while
+/// the kernel still reports them busy (tasks that are exiting).
+pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
+    for sub in subdirs(dir) {
+        remove_tree(&sub)?;
+    }
+    let start = Instant::now();
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < RMDIR_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => {
+                return Err(annotate(
+                    e,
+                    format!(
+                        "removing cgroup {} (is a process still in it?)",
+                        dir.display()
+                    ),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Where the cgroup hierarchies are and where this process sits in them,
+//! from `/proc/self/mountinfo` and `/proc/self/cgroup`.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// One mounted hierarchy and this process's cgroup in it.
+#[derive(Clone, Debug)]
+pub(crate) struct Hierarchy {
+    /// Where the hierarchy is mounted.
+    pub mount: PathBuf,
+    /// This process's cgroup directory: new cgroups go below it. For v2, the
+    /// parent of the leaf this process may have moved itself into (see
+    /// [`leaf_name`]).
+    pub base: PathBuf,
+    /// v1: the controllers the hierarchy carries (from the mount options).
+    /// v2: empty (read `cgroup.controllers` of `base` instead).
+    pub controllers: Vec<String>,
+}
+
+/// Every hierarchy this process can see.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Layout {
+    /// cgroup v1 hierarchies with at least one controller.
+    pub v1: Vec<Hierarchy>,
+    /// The cgroup v2 (unified) hierarchy, if mounted.
+    pub v2: Option<Hierarchy>,
+}
+
+impl Layout {
+    /// The v1 hierarchy carrying `controller`, if any.
+    pub fn v1_with(&self, controller: &str) -> Option<&Hierarchy> {
+        self.v1
+            .iter()
+            .find(|h| h.controllers.iter().any(|c| c == controller))
+    }
+
+    /// Every hierarchy, v1 then v2.
+    pub fn all(&self) -> impl Iterator<Item = &Hierarchy> {
+        self.v1.iter().chain(self.v2.iter())
+    }
+}
+
+/// The layout, discovered once per process (mounts and our own cgroup do
+/// not change under us; moving into our own leaf keeps `base`).
+pub(crate) fn layout() -> Result<&'static Layout, String> {
+    static LAYOUT: OnceLock<Result<Layout, String>> = OnceLock::new();
+    LAYOUT
+        .get_or_init(|| discover().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The name of the leaf a v2 caller moves itself into when its own cgroup
+/// must become an inner node (the "no internal processes" rule).
+pub(crate) fn leaf_name(pid: u32) -> String {
+    format!("cleanroom-{pid}-self")
+}
+
+/// Reads the mount table and our cgroup membership.
+pub(crate) fn discover() -> io::Result<Layout> {
+    let mountinfo = read("/proc/self/mountinfo")?;
+    let membership = read("/proc/self/cgroup")?;
+    Ok(parse(&mountinfo, &membership, std::process::id()))
+}
+
+/// Builds the layout from the text of `/proc/self/mountinfo` and
+/// `/proc/self/cgroup` (separate for unit tests).
+pub(crate) fn parse(mountinfo: &str, membership: &str, pid: u32) -> Layout {
+    // (hierarchy controllers, path) from /proc/self/cgroup; v2 is "0::path".
+    let mut v2_path: Option<&str> = None;
+    let mut v1_paths: Vec<(Vec<&str>, &str)> = Vec::new();
+    for line in membership.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(ctls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if id == "0" && ctls.is_empty() {
+            v2_path = Some(path);
+        } else if !ctls.is_empty() {
+            v1_paths.push((ctls.split(',').collect(), path));
+        }
+    }
+
+    let mut layout = Layout::default();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.len() < 5 || right.len() < 3 {
+            continue;
+        }
+        let root = unescape(left[3]);
+        let mount = PathBuf::from(unescape(left[4]));
+        match right[0] {
+            "cgroup2" => {
+                if layout.v2.is_some() {
+                    continue;
+                }
+                let Some(path) = v2_path else { continue };
+                let Some(mut base) = own_dir(&mount, &root, path) else {
+                    continue;
+                };
+                if base.file_name().and_then(|n| n.to_str()) == Some(leaf_name(pid).as_str()) {
+                    base.pop();
+                }
+                layout.v2 = Some(Hierarchy {
+                    mount,
+                    base,
+                    controllers: Vec::new(),
+                });
+            }
+            "cgroup" => {
+                let controllers: Vec<String> = right[2]
+                    .split(',')
+                    .filter(|o| is_controller(o))
+                    .map(str::to_string)
+                    .collect();
+                let Some(first) = controllers.first() else {
+                    continue;
+                };
+                if layout.v1_with(first).is_some() {
+                    continue; // a second mount of the same hierarchy
+                }
+                let Some((_, path)) = v1_paths.iter().find(|(c, _)| c.contains(&first.as_str()))
+                else {
+                    continue;
+                };
+                let Some(base) = own_dir(&mount, &root, path) else {
+                    continue;
+                };
+                layout.v1.push(Hierarchy {
+                    mount,
+                    base,
+                    controllers,
+                });
+            }
+            _ => {}
+        }
+    }
+    layout
+}
+
+/// A v1 mount option that names a controller (not `rw`, `name=...`, ...).
+fn is_controller(option: &str) -> bool {
+    const CONTROLLERS: &[&str] = &[
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "memory",
+        "devices",
+        "freezer",
+        "net_cls",
+        "net_prio",
+        "blkio",
+        "perf_event",
+        "hugetlb",
+        "pids",
+        "rdma",
+        "misc",
+    ];
+    CONTROLLERS.contains(&option)
+}
+
+/// The directory of cgroup `path` under a mount of hierarchy root `root`,
+/// or `None` when the cgroup is not visible through that mount.
+fn own_dir(mount: &Path, root: &str, path: &str) -> Option<PathBuf> {
+    let rel = if root == "/" {
+        path.strip_prefix('/')?
+    } else {
+        let rest = path.strip_prefix(root)?;
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
+        }
+        rest.trim_start_matches('/')
+    };
+    if rel.split('/').any(|c| c == "..") {
+        return None; // outside our cgroup namespace
+    }
+    Some(if rel.is_empty() {
+        mount.to_path_buf()
+    } else {
+        mount.join(rel)
+    })
+}
+
+/// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = |c: &u8| (b'0'..=b'7').contains(c);
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(octal) {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads a whole file, naming it in the error.
+pub(crate) fn read(path: impl AsRef<Path>) -> io::Result<String> {
+    let path = path.as_ref();
+    fs::read_to_string(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
+}
+
+/// Whether this process may write `path` (`access(2)` with `W_OK`, which
+/// also sees read-only mounts).
+pub(crate) fn writable(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const CGROUP: &str = "\
+9:name=systemd:/
+8:pids:/
+4:memory:/process_api/abc
+1:cpu:/
+0::/
+";
+
+    #[test]
+    fn hybrid_layout() {
+        let l = parse(MOUNTINFO, CGROUP, 7);
+        let mem = l.v1_with("memory").unwrap();
+        assert_eq!(mem.base, Path::new("/sys/fs/cgroup/memory/process_api/abc"));
+        assert_eq!(
+            l.v1_with("cpu").unwrap().base,
+            Path::new("/sys/fs/cgroup/cpu")
+        );
+        assert!(
+            l.v1_with("cpuacct").is_none(),
+            "no membership line for cpuacct"
+        );
+        let v2 = l.v2.unwrap();
+        assert_eq!(v2.base, Path::new("/sys/fs/cgroup/unified"));
+    }
+
+    #[test]
+    fn unified_layout_with_our_leaf() {
+        let mi = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let cg = "0::/user.slice/run-1.scope/cleanroom-42-self\n";
+        let l = parse(mi, cg, 42);
+        assert!(l.v1.is_empty());
+        assert_eq!(
+            l.v2.unwrap().base,
+            Path::new("/sys/fs/cgroup/user.slice/run-1.scope")
+        );
+        // Someone else's leaf is not ours to step out of.
+        let l = parse(mi, cg, 43);
+        assert!(l.v2.unwrap().base.ends_with("cleanroom-42-self"));
+    }
+
+    #[test]
+    fn mount_roots_and_escapes() {
+        let mi = "30 23 0:26 /a\\040b /mnt/cg\\040x rw - cgroup2 cgroup2 rw\n";
+        let l = parse(mi, "0::/a b/c\n", 1);
+        assert_eq!(l.v2.unwrap().base, Path::new("/mnt/cg x/c"));
+        let l = parse(mi, "0::/elsewhere\n", 1);
+        assert!(l.v2.is_none());
+        let l = parse(mi, "0::/a bc\n", 1);
+        assert!(l.v2.is_none(), "a prefix that is not a path component");
+    }
+}
