@@ -324,7 +324,8 @@ fn gc_removes_dead_owners_cgroups_and_keeps_live_ones() {
         dead_dirs.push(dead);
         live_dirs.push(alive);
     }
-    let removed = cgroups::gc().expect("gc");
+    let report = cgroups::gc().expect("gc");
+    let removed = report.removed;
     for d in &dead_dirs {
         assert!(!d.exists(), "gc left {}", d.display());
         assert!(removed.contains(&d.display().to_string()), "{removed:?}");

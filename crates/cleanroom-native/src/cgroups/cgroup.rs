@@ -2,14 +2,16 @@
 //! processes added, killed and removed.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::files::{annotate, collect_procs, remove_tree, write_file, write_raw};
 use super::hierarchy::{leaf_name, writable};
+use super::limits::{set_limit, validate};
 use super::{is_v2_root, layout, placement, read_words, Controller, Limits, Version};
 
 /// Makes names unique within this process (with the pid, on the machine).
@@ -18,15 +20,8 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Serialises enabling v2 controllers (and moving ourselves into a leaf).
 static ENABLE: Mutex<()> = Mutex::new(());
 
-/// The period CPU quotas are expressed in, in microseconds (the kernel's
-/// default, 100 ms).
-const CPU_PERIOD_US: u64 = 100_000;
-
 /// How long [`Cgroup::kill_all`] waits for the processes to go.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long [`Cgroup::remove`] retries a directory the kernel still calls busy.
-const RMDIR_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One directory of the cgroup, in one hierarchy.
 #[derive(Debug)]
@@ -387,25 +382,6 @@ impl ProcsFiles {
     }
 }
 
-/// Rejects limits the kernel would misread.
-fn validate(limits: &Limits) -> io::Result<()> {
-    let bad = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
-    if limits.memory == Some(0) {
-        return bad("memory limit 0: give at least a few MiB".into());
-    }
-    if let Some(c) = limits.cpus {
-        if !(c.is_finite() && c > 0.0) {
-            return bad(format!(
-                "cpus limit {c}: give a positive number such as 0.5 or 2"
-            ));
-        }
-    }
-    if limits.pids == Some(0) {
-        return bad("pids limit 0: give at least 1".into());
-    }
-    Ok(())
-}
-
 /// Creates `name` below every planned base; on `AlreadyExists` (or any
 /// error) removes what it created. Optional (tracking-only) directories
 /// that cannot be created are left out.
@@ -474,140 +450,5 @@ fn enable_v2_controllers(base: &Path, controllers: &[Controller]) -> io::Result<
             e,
             format!("writing `{line}` to {}", subtree.display()),
         )),
-    }
-}
-
-/// Writes `controller`'s limit from `limits` into cgroup `dir`.
-fn set_limit(dir: &Path, version: Version, c: Controller, limits: &Limits) -> io::Result<()> {
-    match (c, version) {
-        (Controller::Memory, _) => {
-            let Some(bytes) = limits.memory else {
-                return Ok(());
-            };
-            let bytes = bytes.to_string();
-            match version {
-                Version::V2 => {
-                    write_file(&dir.join("memory.max"), &bytes)?;
-                    let swap = dir.join("memory.swap.max");
-                    if swap.exists() {
-                        write_file(&swap, "0")?;
-                    }
-                }
-                Version::V1 => {
-                    write_file(&dir.join("memory.limit_in_bytes"), &bytes)?;
-                    let memsw = dir.join("memory.memsw.limit_in_bytes");
-                    if memsw.exists() {
-                        write_file(&memsw, &bytes)?;
-                    }
-                }
-            }
-        }
-        (Controller::Cpu, _) => {
-            let Some(cpus) = limits.cpus else {
-                return Ok(());
-            };
-            let quota = cpu_quota_us(cpus);
-            match version {
-                Version::V2 => {
-                    write_file(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
-                }
-                Version::V1 => {
-                    write_file(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
-                    write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
-                }
-            }
-        }
-        (Controller::Pids, _) => {
-            if let Some(n) = limits.pids {
-                write_file(&dir.join("pids.max"), &n.to_string())?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The quota for `cpus` CPUs per [`CPU_PERIOD_US`] (at least the kernel's
-/// minimum of 1 ms).
-pub(crate) fn cpu_quota_us(cpus: f64) -> u64 {
-    ((cpus * CPU_PERIOD_US as f64).round() as u64).max(1000)
-}
-
-/// Writes `value` to a cgroup file in one `write(2)`, naming file and value
-/// in the error.
-pub(crate) fn write_file(path: &Path, value: &str) -> io::Result<()> {
-    write_raw(path, value)
-        .map_err(|e| annotate(e, format!("writing `{value}` to {}", path.display())))
-}
-
-/// [`write_file`] without the context, so the errno stays readable.
-fn write_raw(path: &Path, value: &str) -> io::Result<()> {
-    fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(value.as_bytes()))
-}
-
-/// `e` with `context` in front, keeping its kind.
-fn annotate(e: io::Error, context: String) -> io::Error {
-    io::Error::new(e.kind(), format!("{context}: {e}"))
-}
-
-/// Adds the pids in `dir/cgroup.procs` and below to `out`.
-fn collect_procs(dir: &Path, out: &mut Vec<u32>) -> io::Result<()> {
-    match fs::read_to_string(dir.join("cgroup.procs")) {
-        Ok(text) => out.extend(
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(annotate(
-                e,
-                format!("reading {}/cgroup.procs", dir.display()),
-            ))
-        }
-    }
-    for sub in subdirs(dir) {
-        collect_procs(&sub, out)?;
-    }
-    Ok(())
-}
-
-/// The child cgroups of `dir`.
-pub(crate) fn subdirs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect()
-}
-
-/// Removes cgroup `dir` and its descendants, deepest first, retrying while
-/// the kernel still reports them busy (tasks that are exiting).
-pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
-    for sub in subdirs(dir) {
-        remove_tree(&sub)?;
-    }
-    let start = Instant::now();
-    loop {
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < RMDIR_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => {
-                return Err(annotate(
-                    e,
-                    format!(
-                        "removing cgroup {} (is a process still in it?)",
-                        dir.display()
-                    ),
-                ))
-            }
-        }
     }
 }

@@ -3,36 +3,53 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::cgroup::{remove_tree, subdirs};
+use super::files::{remove_tree, subdirs};
+use super::hierarchy::writable;
 use super::layout;
 
 /// How deep below a hierarchy's mount point [`gc`] looks (systemd puts
 /// users' processes about six levels down).
 const MAX_DEPTH: usize = 12;
 
+/// What [`gc`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// The cgroup directories removed.
+    pub removed: Vec<String>,
+    /// Dead owners' cgroups left in place, each with the reason (still
+    /// holds processes outside our subtree, or the removal failed).
+    pub kept: Vec<String>,
+}
+
 /// Removes every `cleanroom-<pid>-<n>` cgroup (and `cleanroom-<pid>-self`
 /// leaf) whose owner `pid` is dead, in every hierarchy this process can
 /// see, killing the processes still in it. Never touches a cgroup whose
-/// owner is alive (this process included).
+/// owner is alive (this process included), nor one this user may not
+/// remove.
 ///
 /// A pid number names a process only in one pid namespace, so outside this
 /// process's own cgroup subtree a dead-looking owner's cgroup is removed
 /// only if it is empty (its processes are not killed): there the owner may
-/// live in another pid namespace. Returns the directories removed.
-pub fn gc() -> io::Result<Vec<String>> {
+/// live in another pid namespace. Fails only if the cgroup layout cannot be
+/// read; what could not be removed is in [`GcReport::kept`].
+pub fn gc() -> io::Result<GcReport> {
     let layout = layout()?;
-    let mut removed = Vec::new();
+    let mut report = GcReport::default();
     for h in layout.all() {
         let mut found = Vec::new();
         find(&h.mount, 0, &mut found);
         for (path, owner, leaf) in found {
-            if alive(owner) {
+            if alive(owner) || !path.parent().is_some_and(writable) {
                 continue;
             }
             let ours = path.starts_with(&h.base);
             let procs = procs_below(&path);
             if !procs.is_empty() {
                 if leaf || !ours {
+                    report.kept.push(format!(
+                        "{}: owner pid {owner} is gone but it still holds pid(s) {procs:?}",
+                        path.display()
+                    ));
                     continue;
                 }
                 for p in procs {
@@ -44,17 +61,12 @@ pub fn gc() -> io::Result<Vec<String>> {
                 }
             }
             match remove_tree(&path) {
-                Ok(()) => removed.push(path.display().to_string()),
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cgroup gc: {e} (removed so far: {removed:?})"),
-                    ))
-                }
+                Ok(()) => report.removed.push(path.display().to_string()),
+                Err(e) => report.kept.push(e.to_string()),
             }
         }
     }
-    Ok(removed)
+    Ok(report)
 }
 
 /// Collects (path, owner pid, is leaf) of Cleanroom cgroups below `dir`.

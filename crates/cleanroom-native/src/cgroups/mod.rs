@@ -45,15 +45,17 @@
 //! cannot be enforced and what to change, so the run can report it.
 
 mod cgroup;
+mod files;
 mod gc;
 pub(crate) mod hierarchy;
+mod limits;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use cgroup::{Cgroup, ProcsFiles};
-pub use gc::gc;
+pub use gc::{gc, GcReport};
 
 use hierarchy::{writable, Hierarchy, Layout};
 
