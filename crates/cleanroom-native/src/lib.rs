@@ -1,4 +1,228 @@
-//! placeholder
+//! The native backend: runs each sandbox directly on Linux kernel primitives,
+//! with no daemon, no setuid helper and no binary of ours inside.
+//!
+//! A sandbox is two forks of the caller ([`spawn`]): the first creates the
+//! user, pid, mount, uts, ipc, net and cgroup namespaces
+//! ([`namespaces`]), the second is the sandbox's PID 1 ([`init`]), which
+//! builds the root filesystem and pivots into it ([`setup`], [`mounts`],
+//! [`rootfs`]), drops every privilege ([`capabilities`]) and then runs
+//! commands for the caller over a socket ([`protocol`], [`client`],
+//! [`exec`]). It works the same as root and as an unprivileged user: the
+//! caller's uid is mapped to the spec's user in a fresh user namespace.
+
+pub mod capabilities;
 pub mod cgroups;
+pub mod client;
+pub mod exec;
+pub mod init;
+pub mod mounts;
+pub mod namespaces;
+pub mod plan;
+pub mod protocol;
 pub mod rlimits;
+pub mod rootfs;
+pub mod sandbox;
 pub mod seccomp;
+pub mod setup;
+pub mod spawn;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use cleanroom_core::{
+    Availability, Backend, Cmd, Constraint, Enforcement, Error, Network, OutputSink, Result,
+    RunResult, Sandbox, SandboxSpec,
+};
+
+pub use sandbox::NativeSandbox;
+
+use client::Instance;
+use plan::Plan;
+
+const NAME: &str = "native";
+
+/// The native Linux backend. Cheap to create; all state is per sandbox.
+#[derive(Clone, Debug, Default)]
+pub struct NativeBackend {
+    _private: (),
+}
+
+impl NativeBackend {
+    pub fn new() -> Self {
+        NativeBackend::default()
+    }
+}
+
+/// What the native backend enforces for `spec`.
+pub fn native_enforcement(spec: &SandboxSpec) -> Enforcement {
+    use Constraint::*;
+    let mut e = Enforcement::new(NAME);
+    for c in [
+        FilesystemIsolation,
+        ReadOnlyRoot,
+        User,
+        Capabilities,
+        NoNewPrivs,
+        PidNamespace,
+        Hostname,
+        EnvIsolation,
+        Timeout,
+        OutputLimit,
+        Mounts,
+    ] {
+        e.enforced(c);
+    }
+    match spec.network {
+        Network::Host => e.not_enforced(
+            NetworkIsolation,
+            "network = host shares the caller's network",
+        ),
+        _ => e.enforced(NetworkIsolation),
+    };
+    match default_seccomp() {
+        Ok(_) => e.enforced(Seccomp),
+        Err(why) => e.not_enforced(
+            Seccomp,
+            format!("the default seccomp filter could not be built: {why}"),
+        ),
+    };
+    let not_yet = "cgroup limits are not built into this version of the native backend yet";
+    e.not_enforced(MemoryLimit, not_yet)
+        .not_enforced(CpuLimit, not_yet)
+        .not_enforced(PidsLimit, not_yet)
+        .not_enforced(
+            PublishPorts,
+            "publishing ports is not built into this version of the native backend yet",
+        );
+    e.restrict_to(spec)
+}
+
+/// The default seccomp filter, compiled once per process.
+pub fn default_seccomp() -> std::result::Result<&'static seccomp::Filter, String> {
+    static FILTER: OnceLock<std::result::Result<seccomp::Filter, String>> = OnceLock::new();
+    FILTER
+        .get_or_init(|| seccomp::default_filter().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Validates, refuses in strict mode, logs warnings, and resolves the spec
+/// on the host (off the async threads: a tarball may be unpacked).
+async fn prepare(spec: &SandboxSpec, cmd: Option<&Cmd>) -> Result<(Enforcement, Plan)> {
+    spec.validate()?;
+    if let Some(c) = cmd {
+        c.validate()?;
+    }
+    let enforcement = native_enforcement(spec);
+    enforcement.check_strict(spec)?;
+    for w in enforcement.warnings() {
+        tracing::warn!("{w}");
+    }
+    let pod = match &spec.network {
+        Network::Pod(id) => sandbox::pod_netns(id),
+        _ => None,
+    };
+    let owned = spec.clone();
+    let plan = tokio::task::spawn_blocking(move || Plan::new(&owned, pod))
+        .await
+        .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
+    Ok((enforcement, plan))
+}
+
+/// Why user namespaces do not work here, and what to change.
+fn userns_hint() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .ok()
+    };
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1, as on Ubuntu 24.04): run `sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0` or add an AppArmor profile allowing `userns` for this program".into();
+    }
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return "user namespaces are disabled (user.max_user_namespaces=0): run `sudo sysctl user.max_user_namespaces=15000`".into();
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0): run `sudo sysctl kernel.unprivileged_userns_clone=1`".into();
+    }
+    "enable user namespaces in the kernel (CONFIG_USER_NS) or, in a container, allow unshare/clone of user namespaces (seccomp profile)".into()
+}
+
+#[async_trait]
+impl Backend for NativeBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn availability(&self) -> Availability {
+        static PROBE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+        let probe = match PROBE.get() {
+            Some(p) => p.clone(),
+            None => {
+                let r = tokio::task::spawn_blocking(|| spawn::on_spawner(spawn::probe_userns))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .and_then(|r| r);
+                PROBE.get_or_init(|| r).clone()
+            }
+        };
+        match probe {
+            Ok(()) => Availability::yes("user namespaces work here (probed by creating one)"),
+            Err(why) => Availability::no(
+                format!("cannot create a user namespace: {why}"),
+                userns_hint(),
+            ),
+        }
+    }
+
+    fn enforcement(&self, spec: &SandboxSpec) -> Enforcement {
+        native_enforcement(spec)
+    }
+
+    async fn run_streaming(
+        &self,
+        spec: &SandboxSpec,
+        cmd: Cmd,
+        sink: Option<OutputSink>,
+    ) -> Result<RunResult> {
+        let (enforcement, plan) = prepare(spec, Some(&cmd)).await?;
+        let inst = Instance::start(plan).await?;
+        let mut running = match exec::start(&inst, spec, &cmd, sink).await {
+            Ok(r) => r,
+            Err(e) => {
+                inst.shutdown().await;
+                return Err(e);
+            }
+        };
+        let exit = running.wait(&inst).await;
+        // Whatever the command left running dies with the sandbox, before
+        // the output is collected.
+        inst.shutdown().await;
+        match exit {
+            Ok(x) => Ok(running.finish(x, enforcement).await),
+            Err(e) => {
+                running.abort();
+                Err(e)
+            }
+        }
+    }
+
+    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let (enforcement, plan) = prepare(spec, main.as_ref()).await?;
+        let inst = Instance::start(plan).await?;
+        let id = format!(
+            "native-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let sb = NativeSandbox::start(id, spec.clone(), enforcement, inst, main).await?;
+        Ok(Box::new(sb))
+    }
+
+    async fn gc(&self) -> Result<Vec<String>> {
+        Ok(rootfs::gc())
+    }
+}

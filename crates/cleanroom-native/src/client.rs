@@ -1,0 +1,216 @@
+//! The caller's side of the control socket: requests with ids, replies
+//! routed to whoever waits for them, and the sandbox's first child to reap.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cleanroom_core::{Error, Result};
+use nix::unistd::Pid;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use crate::plan::Plan;
+use crate::protocol::{self, Msg, MAX_MESSAGE};
+use crate::spawn;
+
+/// A reply and the descriptors that came with it.
+pub type Reply = (Msg, Vec<OwnedFd>);
+
+type Pending = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Reply>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain data behind these locks stays usable after a panic elsewhere.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One running sandbox, seen from the caller.
+pub struct Instance {
+    sock: Arc<AsyncFd<OwnedFd>>,
+    pending: Pending,
+    next: AtomicU64,
+    /// The first child, until reaped.
+    first: Mutex<Option<Pid>>,
+    /// The sandbox's network namespace (for pods).
+    pub netns: Option<Arc<OwnedFd>>,
+}
+
+fn gone(what: &str) -> Error {
+    Error::backend(
+        "native",
+        format!("the sandbox ended while {what}; its init is gone"),
+    )
+}
+
+impl Instance {
+    /// Forks the sandbox and waits until its init reports ready.
+    pub async fn start(plan: Plan) -> Result<Instance> {
+        let spawned =
+            tokio::task::spawn_blocking(move || spawn::on_spawner(move || spawn::spawn(plan)))
+                .await
+                .map_err(|e| Error::backend("native", format!("spawning: {e}")))?
+                .and_then(|r| r)
+                .map_err(|e| Error::io("forking the native sandbox", e))?;
+        let first = spawned.pid;
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&spawned.control),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| Error::io("setting up the control socket", e.into()))?;
+        // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it (and
+        // so keeps the same open descriptor) until it is dropped.
+        let sock = match unsafe { AsyncFd::register(spawned.control) } {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                kill_and_reap(first);
+                return Err(Error::io(
+                    "registering the control socket",
+                    std::io::Error::other(e.to_string()),
+                ));
+            }
+        };
+        let first_reply = tokio::time::timeout(Duration::from_secs(60), recv(&sock)).await;
+        let netns = match first_reply {
+            Ok(Ok(Some((m, mut fds)))) if m.tag() == b"ready" => fds.pop().map(Arc::new),
+            Ok(Ok(Some((m, _)))) if m.tag() == b"fail" => {
+                kill_and_reap(first);
+                return Err(Error::backend(
+                    "native",
+                    format!("setting up the sandbox failed: {}", m.text(1)),
+                ));
+            }
+            other => {
+                kill_and_reap(first);
+                let why = match other {
+                    Err(_) => "it did not report ready within 60 s".to_string(),
+                    Ok(Err(e)) => format!("reading its first message: {e}"),
+                    Ok(Ok(None)) => "it exited before reporting ready".to_string(),
+                    Ok(Ok(Some((m, _)))) => format!("unexpected first message {:?}", m.text(0)),
+                };
+                return Err(Error::backend(
+                    "native",
+                    format!("the sandbox's init failed to start: {why}"),
+                ));
+            }
+        };
+        let pending: Pending = Arc::default();
+        tokio::spawn(read_loop(sock.clone(), pending.clone()));
+        Ok(Instance {
+            sock,
+            pending,
+            next: AtomicU64::new(1),
+            first: Mutex::new(Some(first)),
+            netns,
+        })
+    }
+
+    /// Sends a request built from a fresh id; replies arrive on the receiver.
+    pub async fn request(
+        &self,
+        build: impl FnOnce(u64) -> Msg,
+        fds: &[std::os::fd::RawFd],
+    ) -> Result<(u64, mpsc::UnboundedReceiver<Reply>)> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.pending).insert(id, tx);
+        let msg = build(id);
+        if let Err(e) = send(&self.sock, &msg, fds).await {
+            lock(&self.pending).remove(&id);
+            return Err(Error::io("sending a request to the sandbox", e));
+        }
+        Ok((id, rx))
+    }
+
+    /// Forgets request `id` (its last reply arrived).
+    pub fn done(&self, id: u64) {
+        lock(&self.pending).remove(&id);
+    }
+
+    /// A request with exactly one `ok`/`err` reply.
+    pub async fn call(&self, build: impl FnOnce(u64) -> Msg, what: &str) -> Result<()> {
+        let (id, mut rx) = self.request(build, &[]).await?;
+        let reply = rx.recv().await;
+        self.done(id);
+        match reply {
+            Some((m, _)) if m.tag() == b"ok" => Ok(()),
+            Some((m, _)) => Err(Error::backend("native", format!("{what}: {}", m.text(2)))),
+            None => Err(gone(what)),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        lock(&self.first).is_some()
+    }
+
+    /// Ends the sandbox and waits until every process in it is gone.
+    pub async fn shutdown(&self) {
+        let Some(pid) = lock(&self.first).take() else {
+            return;
+        };
+        // Closing our end makes the init exit; the kernel then kills the
+        // rest of the pid namespace, and the first child exits after it.
+        let _ = nix::sys::socket::shutdown(
+            std::os::fd::AsRawFd::as_raw_fd(self.sock.get_ref()),
+            nix::sys::socket::Shutdown::Both,
+        );
+        let _ = tokio::task::spawn_blocking(move || spawn::reap(pid, Duration::from_secs(5))).await;
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(pid) = lock(&self.first).take() {
+            kill_and_reap(pid);
+        }
+    }
+}
+
+/// Kills the first child (its death signal kills the init, and with it the
+/// whole sandbox) and reaps it in the background.
+fn kill_and_reap(pid: Pid) {
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = std::thread::Builder::new()
+        .name("cleanroom-reaper".into())
+        .spawn(move || {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        });
+}
+
+async fn send(
+    sock: &AsyncFd<OwnedFd>,
+    msg: &Msg,
+    fds: &[std::os::fd::RawFd],
+) -> std::io::Result<()> {
+    loop {
+        let mut guard = sock.writable().await?;
+        match guard.try_io(|inner| protocol::send(inner.get_ref().as_fd(), msg, fds)) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn recv(sock: &AsyncFd<OwnedFd>) -> std::io::Result<Option<Reply>> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let mut guard = sock.readable().await?;
+        match guard.try_io(|inner| protocol::recv(inner.get_ref().as_fd(), &mut buf)) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Routes every reply to the request it answers, until the socket closes.
+async fn read_loop(sock: Arc<AsyncFd<OwnedFd>>, pending: Pending) {
+    while let Ok(Some((msg, fds))) = recv(&sock).await {
+        let id = msg.num_at(1);
+        if let Some(tx) = lock(&pending).get(&id) {
+            let _ = tx.send((msg, fds));
+        }
+    }
+    // Everyone still waiting learns the sandbox is gone.
+    lock(&pending).clear();
+}

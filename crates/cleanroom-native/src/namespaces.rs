@@ -1,0 +1,88 @@
+//! Namespaces: the user namespace that maps the caller to the sandbox's
+//! user, and the pid, mount, uts, ipc, net and cgroup namespaces it owns.
+
+use std::os::fd::AsRawFd;
+
+use nix::sched::{setns, unshare, CloneFlags};
+
+use crate::mounts::Step;
+use crate::plan::{NetPlan, Plan};
+
+/// Run by the first child, still in the caller's namespaces: creates every
+/// namespace and maps the caller's uid/gid to the spec's user. Its next child
+/// is PID 1 of the new pid namespace.
+pub fn enter(plan: &Plan) -> Step {
+    if plan.outer_uid == 0 {
+        // Root's supplementary groups would show up inside as `nogroup`;
+        // dropping them keeps root and rootless runs alike.
+        let _ = nix::unistd::setgroups(&[]);
+    }
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWCGROUP;
+    match &plan.network {
+        NetPlan::Isolated => flags |= CloneFlags::CLONE_NEWNET,
+        NetPlan::Host => {}
+        NetPlan::Join(fd) => {
+            // Still in the caller's user namespace, which owns the pod's:
+            // joining is allowed here and no longer after the unshare.
+            setns(fd, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("joining the pod's network namespace: {e}"))?;
+        }
+    }
+    unshare(flags).map_err(|e| {
+        format!("creating namespaces (user, pid, mount, uts, ipc, net, cgroup): {e}")
+    })?;
+    write_maps(plan.user.uid, plan.outer_uid, plan.user.gid, plan.outer_gid)
+}
+
+/// Maps one id each way; `setgroups` is denied, as an unprivileged caller must.
+pub fn write_maps(uid: u32, outer_uid: u32, gid: u32, outer_gid: u32) -> Step {
+    let w = |file: &str, text: String| {
+        std::fs::write(file, text.as_bytes()).map_err(|e| format!("writing {file} ({text:?}): {e}"))
+    };
+    w("/proc/self/setgroups", "deny".into())?;
+    w("/proc/self/uid_map", format!("{uid} {outer_uid} 1\n"))?;
+    w("/proc/self/gid_map", format!("{gid} {outer_gid} 1\n"))
+}
+
+pub fn set_hostname(name: &str) -> Step {
+    nix::unistd::sethostname(name).map_err(|e| format!("setting hostname {name:?}: {e}"))
+}
+
+/// Brings `lo` up in the sandbox's fresh network namespace.
+pub fn loopback_up() -> Step {
+    let fd = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("opening a socket to configure lo: {e}"))?;
+    // SAFETY: `ifreq` is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills `req.ifr_ifru.ifru_flags` of the
+    // interface named in `req`, which lives for the whole call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(format!(
+            "reading the flags of lo: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the union member SIOCGIFFLAGS just filled in.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above, SIOCSIFFLAGS only reads `req`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(format!(
+            "bringing lo up: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! Root filesystems, prepared in the caller: the host's own toolchain with a
+//! generated `/etc`, a directory, or a tarball unpacked once into a cache.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use cleanroom_core::{Error, Result, RootFs, SandboxSpec};
+
+use crate::plan::{check_mountable, RootPlan, TopEntry};
+
+/// What a spec's rootfs becomes.
+pub fn plan(spec: &SandboxSpec) -> Result<RootPlan> {
+    match &spec.rootfs {
+        RootFs::Host => Ok(host(spec)),
+        RootFs::Dir(dir) => directory(dir),
+        RootFs::Tar(tar) => directory(&unpacked(tar)?),
+        RootFs::Image(reference) => Err(Error::Image {
+            reference: reference.clone(),
+            message: "the native backend's image store is not available yet; use a root filesystem directory (file:///path) or tarball (tar:///path.tar), or `host`".into(),
+        }),
+    }
+}
+
+/// Host directories the `host` rootfs shows: `/usr`, `/bin`, `/sbin`, `/lib*`.
+fn host(spec: &SandboxSpec) -> RootPlan {
+    let mut entries = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir("/")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("lib"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.extend(["usr", "bin", "sbin"].map(String::from));
+    names.sort();
+    names.dedup();
+    for name in names {
+        if let Some(e) = top_entry(Path::new("/"), &name) {
+            entries.push(e);
+        }
+    }
+    let etc_binds = [
+        "/etc/ld.so.cache",
+        "/etc/ssl",
+        "/etc/ca-certificates",
+        "/etc/pki",
+        "/etc/alternatives",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.exists())
+    .map(|p| {
+        let dir = p.is_dir();
+        (p, dir)
+    })
+    .collect();
+    RootPlan::Host {
+        entries,
+        etc_files: etc_files(spec),
+        etc_binds,
+    }
+}
+
+/// The generated `/etc`: the spec's user and nothing of the host's accounts.
+fn etc_files(spec: &SandboxSpec) -> Vec<(&'static str, Vec<u8>)> {
+    let (uid, gid) = (spec.user.uid, spec.user.gid);
+    let home = spec.workdir.display();
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    let mut group = String::from("root:x:0:\n");
+    if uid != 0 {
+        passwd.push_str(&format!(
+            "user:x:{uid}:{gid}:cleanroom user:{home}:/bin/sh\n"
+        ));
+    }
+    if gid != 0 {
+        group.push_str(&format!("user:x:{gid}:\n"));
+    }
+    passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    group.push_str("nogroup:x:65534:\n");
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+        spec.hostname
+    );
+    vec![
+        ("passwd", passwd.into_bytes()),
+        ("group", group.into_bytes()),
+        ("hosts", hosts.into_bytes()),
+        ("hostname", format!("{}\n", spec.hostname).into_bytes()),
+        (
+            "resolv.conf",
+            b"# written by cleanroom: no name servers inside the sandbox\n".to_vec(),
+        ),
+        (
+            "nsswitch.conf",
+            b"passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n".to_vec(),
+        ),
+    ]
+}
+
+fn top_entry(dir: &Path, name: &str) -> Option<TopEntry> {
+    let p = dir.join(name);
+    let meta = std::fs::symlink_metadata(&p).ok()?;
+    if meta.file_type().is_symlink() {
+        Some(TopEntry::Symlink(
+            name.to_string(),
+            std::fs::read_link(&p).ok()?,
+        ))
+    } else if meta.is_dir() {
+        Some(TopEntry::Dir(name.to_string()))
+    } else if meta.is_file() {
+        Some(TopEntry::File(name.to_string()))
+    } else {
+        None
+    }
+}
+
+fn directory(dir: &Path) -> Result<RootPlan> {
+    let path = std::fs::canonicalize(dir).map_err(|e| {
+        Error::io(
+            format!("rootfs directory {}: it must exist", dir.display()),
+            e,
+        )
+    })?;
+    if !path.is_dir() {
+        return Err(Error::InvalidSpec(format!(
+            "rootfs {} is not a directory; give file:///DIR or tar:///FILE.tar",
+            path.display()
+        )));
+    }
+    check_mountable(&path)?;
+    let mut entries = Vec::new();
+    let list = std::fs::read_dir(&path)
+        .map_err(|e| Error::io(format!("listing rootfs {}", path.display()), e))?;
+    for e in list.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(entry) = top_entry(&path, &name) {
+            entries.push(entry);
+        }
+    }
+    Ok(RootPlan::Dir { path, entries })
+}
+
+/// Where unpacked rootfs tarballs are kept: `$CLEANROOM_HOME/rootfs`, else
+/// `$XDG_CACHE_HOME/cleanroom/rootfs`, else `~/.cache/cleanroom/rootfs`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("CLEANROOM_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join("rootfs");
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("cleanroom").join("rootfs")
+}
+
+/// FNV-1a: a stable name for a tarball's cache entry.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// The tarball unpacked (once) into the cache; keyed by path, size and mtime.
+fn unpacked(tar: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let tar = std::fs::canonicalize(tar).map_err(|e| {
+        Error::io(
+            format!("rootfs tarball {}: it must exist", tar.display()),
+            e,
+        )
+    })?;
+    let meta =
+        std::fs::metadata(&tar).map_err(|e| Error::io(format!("reading {}", tar.display()), e))?;
+    let key = format!(
+        "{}\0{}\0{}.{}",
+        tar.display(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
+    let cache = cache_dir();
+    let dest = cache.join(format!("tar-{:016x}", fnv(key.as_bytes())));
+    if dest.is_dir() {
+        return Ok(dest);
+    }
+    std::fs::create_dir_all(&cache)
+        .map_err(|e| Error::io(format!("creating the rootfs cache {}", cache.display()), e))?;
+    let tmp = cache.join(format!(
+        ".unpacking-{}-{:016x}",
+        std::process::id(),
+        fnv(key.as_bytes())
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+    if let Err(e) = unpack(&tar, &tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if std::fs::rename(&tmp, &dest).is_err() {
+        // Another caller unpacked the same tarball first: use theirs.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dest.is_dir() {
+            return Err(Error::backend(
+                "native",
+                format!(
+                    "could not move the unpacked {} into {}",
+                    tar.display(),
+                    dest.display()
+                ),
+            ));
+        }
+    }
+    Ok(dest)
+}
+
+/// Unpacks a plain or gzipped tarball, skipping device nodes and FIFOs
+/// (`/dev` inside is always the sandbox's own).
+fn unpack(tar: &Path, into: &Path) -> Result<()> {
+    let ctx = || format!("unpacking rootfs tarball {}", tar.display());
+    let mut file = BufReader::new(File::open(tar).map_err(|e| Error::io(ctx(), e))?);
+    let mut magic = [0u8; 2];
+    let gz = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let file = BufReader::new(File::open(tar).map_err(|e| Error::io(ctx(), e))?);
+    let reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_unpack_xattrs(false);
+    archive.set_preserve_ownerships(false);
+    for entry in archive.entries().map_err(|e| Error::io(ctx(), e))? {
+        let mut entry = entry.map_err(|e| Error::io(ctx(), e))?;
+        let kind = entry.header().entry_type();
+        if kind.is_block_special() || kind.is_character_special() || kind.is_fifo() {
+            continue;
+        }
+        entry.unpack_in(into).map_err(|e| Error::io(ctx(), e))?;
+    }
+    Ok(())
+}
+
+/// Removes half-unpacked tarballs whose unpacking process is gone.
+pub fn gc() -> Vec<String> {
+    let mut removed = Vec::new();
+    let cache = cache_dir();
+    let Ok(list) = std::fs::read_dir(&cache) else {
+        return removed;
+    };
+    for e in list.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(".unpacking-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !cleanroom_core::process_alive(pid) && std::fs::remove_dir_all(e.path()).is_ok() {
+            removed.push(format!(
+                "native: removed {} (unpacking process {pid} is gone)",
+                e.path().display()
+            ));
+        }
+    }
+    removed
+}

@@ -1,0 +1,222 @@
+//! Starting a sandbox: two forks of the caller, no exec of any binary.
+//!
+//! The caller forks from one long-lived thread (so `PR_SET_PDEATHSIG`, which
+//! follows the parent *thread*, fires only when the caller process dies). The
+//! first child creates the namespaces ([`crate::namespaces::enter`]) and forks
+//! the sandbox's PID 1 ([`crate::init::main`]), then waits for it. Killing the
+//! first child kills PID 1 (its death signal), and PID 1's death kills
+//! everything in the pid namespace. The caller's end of the control socket
+//! closing also ends PID 1.
+
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::init;
+use crate::namespaces;
+use crate::plan::{NetPlan, Plan};
+use crate::protocol::{self, Msg};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `f` on the spawner thread, which lives as long as the process.
+pub fn on_spawner<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("cleanroom-spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("native: cannot start the spawner thread: {e}");
+        }
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    sender
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send(job)
+        .map_err(|_| std::io::Error::other("the cleanroom spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("the cleanroom spawner thread dropped a request"))
+}
+
+/// The first child and the caller's end of the control socket.
+pub struct Spawned {
+    pub pid: Pid,
+    pub control: OwnedFd,
+}
+
+/// Forks the sandbox (call on the spawner thread).
+pub fn spawn(plan: Plan) -> std::io::Result<Spawned> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let caller = nix::unistd::getpid();
+    // SAFETY: glibc's fork leaves the allocator usable in the child; the
+    // child touches no lock another thread of the caller could hold (no
+    // stdio, no tracing, no environment), and ends with `_exit`.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            Ok(Spawned {
+                pid: child,
+                control: ours,
+            })
+        }
+        ForkResult::Child => {
+            let theirs = theirs.into_raw_fd();
+            first_child(plan, theirs, caller)
+        }
+    }
+}
+
+const CONTROL_FD: RawFd = 3;
+const NETNS_FD: RawFd = 4;
+
+fn exit(code: i32) -> ! {
+    // SAFETY: leaves the forked child without running the caller's
+    // destructors or atexit handlers.
+    unsafe { libc::_exit(code) }
+}
+
+fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid() != caller
+    {
+        exit(1);
+    }
+    let _ = nix::sys::prctl::set_name(c"cleanroom-ns");
+    // Keep exactly the control socket (and a pod's netns): every other
+    // descriptor of the caller (pipes and sockets of other runs) must not
+    // stay open in here.
+    // Out of the way first, so the moves below cannot overwrite each other.
+    let high = |fd: RawFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD(100)).unwrap_or(fd);
+    let control_high = high(control);
+    let netns_high = match &plan.network {
+        NetPlan::Join(fd) => Some(high(fd.as_raw_fd())),
+        _ => None,
+    };
+    let _ = nix::unistd::dup2(control_high, CONTROL_FD);
+    if let Some(fd) = netns_high {
+        let _ = nix::unistd::dup2(fd, NETNS_FD);
+    }
+    if let Ok(null) = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null, fd);
+        }
+    }
+    let keep_from = if matches!(plan.network, NetPlan::Join(_)) {
+        5
+    } else {
+        4
+    };
+    // SAFETY: closes descriptors this child inherited and never uses.
+    unsafe { libc::close_range(keep_from, libc::c_uint::MAX, 0) };
+    if let NetPlan::Join(fd) = &mut plan.network {
+        // SAFETY: NETNS_FD was just made a copy of the pod's netns descriptor.
+        let moved = unsafe { OwnedFd::from_raw_fd(NETNS_FD) };
+        // The old number was closed above: forget it rather than close it twice.
+        std::mem::forget(std::mem::replace(fd, moved));
+    }
+    // SAFETY: CONTROL_FD was just made a copy of our socket end.
+    let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
+    if let Err(msg) = namespaces::enter(&plan) {
+        let _ = protocol::send(
+            std::os::fd::AsFd::as_fd(&control),
+            &Msg::new("fail").push(msg),
+            &[],
+        );
+        exit(1);
+    }
+    if let NetPlan::Join(fd) = &mut plan.network {
+        // Joined: the descriptor is not needed in the sandbox.
+        let _ = nix::unistd::close(fd.as_raw_fd());
+    }
+    // SAFETY: this child is single-threaded, so its own child may run anything.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            let _ = nix::sys::prctl::set_name(c"cleanroom-init");
+            init::main(plan, control)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(control);
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => exit(0),
+                    Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+                    Err(_) => exit(1),
+                }
+            }
+        }
+        Err(e) => {
+            let _ = protocol::send(
+                std::os::fd::AsFd::as_fd(&control),
+                &Msg::new("fail").push(format!("forking the sandbox's init: {e}")),
+                &[],
+            );
+            exit(1)
+        }
+    }
+}
+
+/// Reaps the first child `pid`, killing it if it has not ended within
+/// `grace` (it ends once the sandbox's PID 1 and with it every process of
+/// the sandbox are gone). Blocking.
+pub fn reap(pid: Pid, grace: std::time::Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(_) | Err(_) => return,
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Whether an unprivileged user namespace can be created here, by trying.
+pub fn probe_userns() -> std::result::Result<(), String> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    // SAFETY: the child only makes raw system calls and `_exit`s.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok()
+                && namespaces::write_maps(1000, uid, 1000, gid).is_ok();
+            exit(if ok { 0 } else { 1 })
+        }
+        Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(other) => Err(format!(
+                "a child could not create a user namespace ({other:?})"
+            )),
+            Err(e) => Err(format!("waiting for the user namespace probe: {e}")),
+        },
+        Err(e) => Err(format!("fork: {e}")),
+    }
+}

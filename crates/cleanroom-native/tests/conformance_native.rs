@@ -1,0 +1,7 @@
+//! The conformance suite on the native backend, host rootfs. Run as root by
+//! `cargo test` and as an unprivileged user by scripts/check.d/20-native-rootless.sh.
+
+cleanroom_core::conformance_tests!(cleanroom_core::conformance::Harness::new(
+    cleanroom_native::NativeBackend::new(),
+    cleanroom_core::SandboxSpec::default(),
+));
