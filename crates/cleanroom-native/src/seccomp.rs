@@ -4,7 +4,8 @@
 //! mounting, kernel modules and `kexec`, BPF and perf, tracing other
 //! processes, the kernel keyring, new namespaces (`unshare`/`clone` with a
 //! `CLONE_NEW*` flag, `setns`), swap, reboot, the clocks, accounting and
-//! quotas, file handles, `userfaultfd`, the kernel log, odd personalities and,
+//! quotas, file handles, `userfaultfd`, `io_uring` (whose operations the
+//! filter never sees), the kernel log, odd personalities and,
 //! on x86_64, port I/O and the removed module and `sysctl` calls. A denied
 //! call fails with `EPERM`, as under Docker. `clone3` fails with `ENOSYS`
 //! instead, because its flags live in memory a filter cannot read: the C
@@ -162,6 +163,12 @@ const DENY_COMMON: &[&str] = &[
     "name_to_handle_at",
     // A classic kernel-exploit helper.
     "userfaultfd",
+    // io_uring runs operations the filter never sees (Docker denies it too).
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    // Whole-filesystem event monitoring.
+    "fanotify_init",
 ];
 
 /// Denied with `EPERM` whatever the arguments, only on x86_64.
@@ -229,9 +236,8 @@ pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
     // Conditional rules, unless the call is allowed or already denied
     // outright (a condition would turn an unconditional denial into a
     // conditional one).
-    let conditional = |name: &str, denied: &BTreeSet<String>| {
-        !allowed(name) && !denied.contains(name) && !options.deny.iter().any(|d| d == name)
-    };
+    let conditional =
+        |name: &str, denied: &BTreeSet<String>| !allowed(name) && !denied.contains(name);
     if conditional("clone", &denied) {
         for &flag in CLONE_NAMESPACE_FLAGS {
             rules.push(masked_rule("clone", flag));

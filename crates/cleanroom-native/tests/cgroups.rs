@@ -489,3 +489,56 @@ fn v2_only_child_body() {
     }
     println!("v2-only checks done");
 }
+
+#[test]
+fn invalid_limits_and_support_helpers() {
+    for bad in [
+        Limits {
+            cpus: Some(f64::NAN),
+            ..Limits::default()
+        },
+        Limits {
+            cpus: Some(-1.0),
+            ..Limits::default()
+        },
+        Limits {
+            memory: Some(0),
+            ..Limits::default()
+        },
+        Limits {
+            pids: Some(0),
+            ..Limits::default()
+        },
+    ] {
+        let err = Cgroup::create(&bad).expect_err("invalid limits");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{bad:?}: {err}"
+        );
+    }
+    let wanted = Limits {
+        memory: Some(64 * MIB),
+        cpus: Some(2.0),
+        pids: Some(10),
+    };
+    let support = cgroups::probe(&wanted);
+    let subset = support.enforceable(&wanted);
+    for c in Controller::ALL {
+        let l = support.get(c).unwrap();
+        let kept = match c {
+            Controller::Memory => subset.memory.is_some(),
+            Controller::Cpu => subset.cpus.is_some(),
+            Controller::Pids => subset.pids.is_some(),
+        };
+        assert_eq!(kept, l.enforceable, "{l:?}");
+    }
+    let warnings = support.warnings();
+    assert_eq!(
+        warnings.len(),
+        support.limits.iter().filter(|l| !l.enforceable).count()
+    );
+    for w in warnings {
+        assert!(w.starts_with("native backend cannot enforce the "), "{w}");
+    }
+}

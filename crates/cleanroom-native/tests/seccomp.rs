@@ -28,6 +28,7 @@ const CLONE_NEWUSER: usize = 15;
 const X32_GETPID: usize = 16;
 const UNAME: usize = 17;
 const MOUNT_API: usize = 18;
+const IO_URING: usize = 19;
 
 /// Runs the probe calls in a child, after applying `filter` if given.
 fn probe(filter: Option<&seccomp::Filter>) -> [i64; limits_common::SLOTS] {
@@ -114,6 +115,11 @@ fn probe(filter: Option<&seccomp::Filter>) -> [i64; limits_common::SLOTS] {
             }
             let mut uts: libc::utsname = std::mem::zeroed();
             s[UNAME] = ret(libc::uname(&mut uts) as libc::c_long);
+            s[IO_URING] = ret(libc::syscall(
+                libc::SYS_io_uring_setup,
+                1 as libc::c_ulong,
+                std::ptr::null::<u8>(),
+            ));
             s[MOUNT_API] = ret(libc::syscall(
                 libc::SYS_fsopen,
                 c"tmpfs".as_ptr(),
@@ -153,6 +159,7 @@ fn default_filter_denies_the_dangerous_calls_and_keeps_ordinary_ones() {
     assert_eq!(s[SETNS], eperm, "setns");
     assert_eq!(s[CLONE_NEWUSER], eperm, "clone(CLONE_NEWUSER)");
     assert_eq!(s[MOUNT_API], eperm, "fsopen");
+    assert_eq!(s[IO_URING], eperm, "io_uring_setup");
     #[cfg(target_arch = "x86_64")]
     assert_eq!(s[X32_GETPID], -i64::from(libc::ENOSYS), "x32 getpid");
     // Ordinary calls still work.
