@@ -351,7 +351,7 @@ impl<'a> Extractor<'a> {
                         self.what,
                         &rel,
                         &format!(
-                            "is a hard link to `{}`, which is not a file unpacked before it",
+                            "is a hard link to `{}`, which is not a file earlier in the same layer",
                             tparts.join("/")
                         ),
                     )
@@ -391,7 +391,7 @@ impl<'a> Extractor<'a> {
             self.root.to_path_buf()
         } else {
             let mut probe = parent.to_vec();
-            probe.push(".".into());
+            probe.push("whiteout".into()); // only its parents are made
             let p = prepare_parents(self.root, &probe, self.what)?;
             p.parent()
                 .map(Path::to_path_buf)

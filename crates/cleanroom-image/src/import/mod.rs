@@ -48,9 +48,15 @@ impl Source {
     /// Parses a source string.
     pub fn parse(s: &str) -> Result<Source> {
         fn split_select(rest: &str) -> (PathBuf, Option<String>) {
-            // `PATH:TAG`, unless the whole thing is an existing path.
+            // `PATH:REF`: the whole thing if it exists, else the first
+            // prefix that exists (a REF may hold `:` itself).
             if Path::new(rest).exists() {
                 return (rest.into(), None);
+            }
+            for (i, _) in rest.match_indices(':') {
+                if Path::new(&rest[..i]).exists() {
+                    return (rest[..i].into(), Some(rest[i + 1..].to_owned()));
+                }
             }
             match rest.rsplit_once(':') {
                 Some((p, t)) if !t.contains('/') && !t.is_empty() => (p.into(), Some(t.to_owned())),
