@@ -35,6 +35,8 @@ pub struct Instance {
     first: Mutex<Option<Pid>>,
     /// The sandbox's network namespace (for pods).
     pub netns: Option<Arc<OwnedFd>>,
+    /// Its cgroup, removed once every process in it is gone.
+    cgroup: Mutex<Option<crate::cgroups::Cgroup>>,
 }
 
 fn gone(what: &str) -> Error {
@@ -46,7 +48,7 @@ fn gone(what: &str) -> Error {
 
 impl Instance {
     /// Forks the sandbox and waits until its init reports ready.
-    pub async fn start(plan: Plan) -> Result<Instance> {
+    pub async fn start(plan: Plan, cgroup: Option<crate::cgroups::Cgroup>) -> Result<Instance> {
         let spawned =
             tokio::task::spawn_blocking(move || spawn::on_spawner(move || spawn::spawn(plan)))
                 .await
@@ -103,6 +105,7 @@ impl Instance {
             next: AtomicU64::new(1),
             first: Mutex::new(Some(first)),
             netns,
+            cgroup: Mutex::new(cgroup),
         })
     }
 
@@ -155,7 +158,21 @@ impl Instance {
             std::os::fd::AsRawFd::as_raw_fd(self.sock.get_ref()),
             nix::sys::socket::Shutdown::Both,
         );
-        let _ = tokio::task::spawn_blocking(move || spawn::reap(pid, Duration::from_secs(5))).await;
+        let cgroup = lock(&self.cgroup).take();
+        let _ = tokio::task::spawn_blocking(move || {
+            spawn::reap(pid, Duration::from_secs(5));
+            if let Some(cg) = cgroup {
+                if let Err(e) = cg.remove() {
+                    tracing::warn!("native: removing the sandbox's cgroup: {e}");
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Whether the kernel's OOM killer ended a process for the memory limit.
+    pub fn oom_killed(&self) -> bool {
+        lock(&self.cgroup).as_ref().is_some_and(|c| c.oom_killed())
     }
 }
 

@@ -87,15 +87,45 @@ pub fn native_enforcement(spec: &SandboxSpec) -> Enforcement {
             format!("the default seccomp filter could not be built: {why}"),
         ),
     };
-    let not_yet = "cgroup limits are not built into this version of the native backend yet";
-    e.not_enforced(MemoryLimit, not_yet)
-        .not_enforced(CpuLimit, not_yet)
-        .not_enforced(PidsLimit, not_yet)
-        .not_enforced(
-            PublishPorts,
-            "publishing ports is not built into this version of the native backend yet",
-        );
+    let support = cgroups::probe(&limits_of(spec));
+    for (c, controller) in [
+        (MemoryLimit, cgroups::Controller::Memory),
+        (CpuLimit, cgroups::Controller::Cpu),
+        (PidsLimit, cgroups::Controller::Pids),
+    ] {
+        match support.get(controller) {
+            Some(l) if l.enforceable => e.enforced(c),
+            Some(l) => e.not_enforced(c, l.reason.clone()),
+            None => e.not_enforced(c, "not requested"),
+        };
+    }
+    e.not_enforced(
+        PublishPorts,
+        "publishing ports is not built into this version of the native backend yet",
+    );
     e.restrict_to(spec)
+}
+
+/// The cgroup limits a spec asks for.
+fn limits_of(spec: &SandboxSpec) -> cgroups::Limits {
+    cgroups::Limits {
+        memory: spec.memory,
+        cpus: spec.cpus,
+        pids: spec.pids,
+    }
+}
+
+/// The sandbox's cgroup with the limits that can be enforced here, or none
+/// when no limit is asked for (or none can be enforced, which the report says).
+fn cgroup_for(spec: &SandboxSpec) -> Result<Option<cgroups::Cgroup>> {
+    let wanted = limits_of(spec);
+    let limits = cgroups::probe(&wanted).enforceable(&wanted);
+    if !limits.any() {
+        return Ok(None);
+    }
+    cgroups::Cgroup::create(&limits)
+        .map(Some)
+        .map_err(|e| Error::io("creating the sandbox's cgroup for its limits", e))
 }
 
 /// The default seccomp filter, compiled once per process.
@@ -109,7 +139,10 @@ pub fn default_seccomp() -> std::result::Result<&'static seccomp::Filter, String
 
 /// Validates, refuses in strict mode, logs warnings, and resolves the spec
 /// on the host (off the async threads: a tarball may be unpacked).
-async fn prepare(spec: &SandboxSpec, cmd: Option<&Cmd>) -> Result<(Enforcement, Plan)> {
+async fn prepare(
+    spec: &SandboxSpec,
+    cmd: Option<&Cmd>,
+) -> Result<(Enforcement, Plan, Option<cgroups::Cgroup>)> {
     spec.validate()?;
     if let Some(c) = cmd {
         c.validate()?;
@@ -124,10 +157,20 @@ async fn prepare(spec: &SandboxSpec, cmd: Option<&Cmd>) -> Result<(Enforcement, 
         _ => None,
     };
     let owned = spec.clone();
-    let plan = tokio::task::spawn_blocking(move || Plan::new(&owned, pod))
-        .await
-        .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
-    Ok((enforcement, plan))
+    let (plan, cgroup) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut plan = Plan::new(&owned, pod)?;
+        let cgroup = cgroup_for(&owned)?;
+        if let Some(cg) = &cgroup {
+            plan.cgroup = Some(
+                cg.open_procs()
+                    .map_err(|e| Error::io("opening the sandbox cgroup's procs files", e))?,
+            );
+        }
+        Ok((plan, cgroup))
+    })
+    .await
+    .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
+    Ok((enforcement, plan, cgroup))
 }
 
 /// Why user namespaces do not work here, and what to change.
@@ -187,8 +230,8 @@ impl Backend for NativeBackend {
         cmd: Cmd,
         sink: Option<OutputSink>,
     ) -> Result<RunResult> {
-        let (enforcement, plan) = prepare(spec, Some(&cmd)).await?;
-        let inst = Instance::start(plan).await?;
+        let (enforcement, plan, cgroup) = prepare(spec, Some(&cmd)).await?;
+        let inst = Instance::start(plan, cgroup).await?;
         let mut running = match exec::start(&inst, spec, &cmd, sink).await {
             Ok(r) => r,
             Err(e) => {
@@ -197,11 +240,16 @@ impl Backend for NativeBackend {
             }
         };
         let exit = running.wait(&inst).await;
+        let oom = inst.oom_killed();
         // Whatever the command left running dies with the sandbox, before
         // the output is collected.
         inst.shutdown().await;
         match exit {
-            Ok(x) => Ok(running.finish(x, enforcement).await),
+            Ok(x) => {
+                let mut r = running.finish(x, enforcement).await;
+                r.oom_killed = oom && r.signal == Some(9);
+                Ok(r)
+            }
             Err(e) => {
                 running.abort();
                 Err(e)
@@ -211,8 +259,8 @@ impl Backend for NativeBackend {
 
     async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let (enforcement, plan) = prepare(spec, main.as_ref()).await?;
-        let inst = Instance::start(plan).await?;
+        let (enforcement, plan, cgroup) = prepare(spec, main.as_ref()).await?;
+        let inst = Instance::start(plan, cgroup).await?;
         let id = format!(
             "native-{}-{}",
             std::process::id(),
@@ -223,6 +271,20 @@ impl Backend for NativeBackend {
     }
 
     async fn gc(&self) -> Result<Vec<String>> {
-        Ok(rootfs::gc())
+        let mut removed = rootfs::gc();
+        let report = tokio::task::spawn_blocking(cgroups::gc)
+            .await
+            .map_err(|e| Error::backend(NAME, format!("cgroup gc: {e}")))?
+            .map_err(|e| Error::io("removing cgroups of dead callers", e))?;
+        removed.extend(
+            report
+                .removed
+                .into_iter()
+                .map(|c| format!("native: removed cgroup {c}")),
+        );
+        for kept in report.kept {
+            tracing::warn!("native gc kept {kept}");
+        }
+        Ok(removed)
     }
 }

@@ -74,6 +74,9 @@ pub struct Plan {
     /// Installed by the init on itself, so every process inherits it.
     pub seccomp: Option<crate::seccomp::Filter>,
     pub rlimits: crate::rlimits::Rlimits,
+    /// The sandbox cgroup's `cgroup.procs` files; the first child joins
+    /// them before it creates any namespace.
+    pub cgroup: Option<crate::cgroups::ProcsFiles>,
 }
 
 impl Plan {
@@ -127,6 +130,7 @@ impl Plan {
                 .collect(),
             seccomp: crate::default_seccomp().ok().cloned(),
             rlimits: crate::rlimits::Rlimits::sandbox_default(),
+            cgroup: None,
         })
     }
 }

@@ -160,7 +160,10 @@ impl Sandbox for NativeSandbox {
                 return Err(err);
             }
         };
-        Ok(e.finish(exit, self.enforcement.clone()).await)
+        let oom = self.inst.oom_killed();
+        let mut r = e.finish(exit, self.enforcement.clone()).await;
+        r.oom_killed = oom && r.signal == Some(9);
+        Ok(r)
     }
 
     async fn copy_in(&self, host_path: &Path, sandbox_path: &Path) -> Result<()> {

@@ -102,6 +102,17 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         exit(1);
     }
     let _ = nix::sys::prctl::set_name(c"cleanroom-ns");
+    // Into the sandbox's cgroup first, so everything after is limited and
+    // the cgroup namespace created below is rooted there.
+    if let Some(procs) = &plan.cgroup {
+        if let Err(e) = procs.join_raw() {
+            // SAFETY: `control` is our open end of the socketpair.
+            let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(control) };
+            let msg = Msg::new("fail").push(format!("joining the sandbox's cgroup: {e}"));
+            let _ = protocol::send(sock, &msg, &[]);
+            exit(1);
+        }
+    }
     // Keep exactly the control socket (and a pod's netns): every other
     // descriptor of the caller (pipes and sockets of other runs) must not
     // stay open in here.
