@@ -358,21 +358,75 @@ fn cgroup_v2_tracks_and_kills_and_reports_missing_controllers() {
         // covers the unprivileged answer.
         return;
     }
-    let mnt = std::env::temp_dir().join(format!("cleanroom-cg2-test-{}", std::process::id()));
+    run_in_v2_only("v2_only_child_body", None);
+}
+
+#[test]
+fn rootless_in_a_delegated_v2_subtree_tracks_and_kills() {
+    if !is_root() {
+        return; // setting up the delegation needs root
+    }
+    run_in_v2_only("v2_delegated_child_body", Some(65534));
+}
+
+/// The first cgroup2 mount point in this process's mount table.
+fn v2_mount_here() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+}
+
+/// Re-runs this test binary, test `body` only, in a private mount namespace
+/// where /sys/fs/cgroup (v1 hierarchies and all) is detached and a fresh
+/// cgroup2 is mounted at a temporary directory: a pure cgroup v2 machine.
+/// With `delegate_to`, the child first moves into a new cgroup
+/// `cleanroom-deleg-test-<pid>` chowned to that uid (what systemd's
+/// `Delegate=yes` does) and then runs as that uid.
+fn run_in_v2_only(body: &str, delegate_to: Option<u32>) {
+    let me = std::process::id();
+    let mnt = std::env::temp_dir().join(format!("cleanroom-cg2-test-{me}-{body}"));
     std::fs::create_dir_all(&mnt).unwrap();
-    let target = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "v2_only_child_body",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(V2_CHILD, &mnt);
-    // SAFETY: only raw system calls on pre-built C strings. The child gets
-    // a private mount namespace, detaches the whole /sys/fs/cgroup tree
-    // (v1 hierarchies and the v2 one) there, and mounts a fresh cgroup2 at
-    // `mnt`: it sees a pure cgroup v2 machine.
+    let cstr = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let target = cstr(&mnt);
+    let deleg_name = format!("cleanroom-deleg-test-{me}");
+    let deleg = mnt.join(&deleg_name);
+    let deleg_files: Vec<std::ffi::CString> = [
+        "",
+        "cgroup.procs",
+        "cgroup.threads",
+        "cgroup.subtree_control",
+    ]
+    .iter()
+    .map(|f| {
+        cstr(&if f.is_empty() {
+            deleg.clone()
+        } else {
+            deleg.join(f)
+        })
+    })
+    .collect();
+    // A copy of this binary that any uid can run, outside `mnt`.
+    let exe = std::env::current_exe().unwrap();
+    let bin_dir = std::env::temp_dir().join(format!("cleanroom-cg2-bin-{me}-{body}"));
+    let program = if delegate_to.is_some() {
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        let copy = bin_dir.join("cgroups-test");
+        std::fs::copy(&exe, &copy).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    } else {
+        exe
+    };
+    let mut cmd = Command::new(&program);
+    cmd.args(["--exact", body, "--nocapture", "--test-threads=1"])
+        .env(V2_CHILD, &mnt)
+        .current_dir("/");
+    // SAFETY: only raw system calls on C strings built before the fork.
     unsafe {
         cmd.pre_exec(move || {
             let fail = || Err(std::io::Error::last_os_error());
@@ -403,22 +457,113 @@ fn cgroup_v2_tracks_and_kills_and_reports_missing_controllers() {
             {
                 return fail();
             }
+            let Some(uid) = delegate_to else {
+                return Ok(());
+            };
+            if libc::mkdir(deleg_files[0].as_ptr(), 0o755) != 0 {
+                return fail();
+            }
+            for f in &deleg_files {
+                if libc::chown(f.as_ptr(), uid, uid) != 0 {
+                    return fail();
+                }
+            }
+            let fd = libc::open(deleg_files[1].as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return fail();
+            }
+            libc::close(fd);
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(uid, uid, uid) != 0
+                || libc::setresuid(uid, uid, uid) != 0
+            {
+                return fail();
+            }
             Ok(())
         });
     }
     let out = cmd.output().expect("re-run the test binary");
     let _ = std::fs::remove_dir(&mnt);
+    let _ = std::fs::remove_dir_all(&bin_dir);
+    if delegate_to.is_some() {
+        // The delegated cgroup lives on in the one v2 hierarchy.
+        let host = v2_mount_here().expect("a cgroup2 mount").join(&deleg_name);
+        if host.exists() {
+            std::fs::remove_dir(&host)
+                .unwrap_or_else(|e| panic!("removing {}: {e}", host.display()));
+        }
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("1 passed"),
-        "v2-only child failed: {}\n{}\n{}",
+        "{body} failed: {}\n{}\n{}",
         out.status,
         text,
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
-/// The body of the test above, run in the v2-only child; a no-op otherwise.
+/// Run by `rootless_in_a_delegated_v2_subtree_tracks_and_kills` as uid
+/// 65534 in a delegated v2 cgroup; a no-op otherwise.
+#[test]
+fn v2_delegated_child_body() {
+    let Some(mnt) = std::env::var_os(V2_CHILD) else {
+        return;
+    };
+    let mnt = PathBuf::from(mnt);
+    assert!(!is_root(), "the delegated child runs unprivileged");
+    let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = membership
+        .lines()
+        .find_map(|l| l.strip_prefix("0::/"))
+        .unwrap_or_else(|| panic!("no v2 line in {membership}"));
+    assert!(own.starts_with("cleanroom-deleg-test-"), "{membership}");
+    let deleg = mnt.join(own);
+
+    // No v2 controller is delegated here: limits not enforced, with reason.
+    let support = cgroups::probe(&Limits {
+        memory: Some(64 * MIB),
+        ..Limits::default()
+    });
+    let l = support.get(Controller::Memory).unwrap();
+    let available = std::fs::read_to_string(deleg.join("cgroup.controllers")).unwrap();
+    if !available.split_whitespace().any(|c| c == "memory") {
+        assert!(
+            !l.enforceable && l.reason.contains("not available"),
+            "{l:?}"
+        );
+    }
+
+    // Tracking and killing work rootless, below the delegated cgroup.
+    let cg = Cgroup::create(&Limits::default()).expect("create in the delegated subtree");
+    let paths: Vec<PathBuf> = cg.paths().map(Path::to_path_buf).collect();
+    assert_eq!(paths.len(), 1);
+    assert!(paths[0].starts_with(&deleg), "{paths:?}");
+    let mut kids: Vec<Child> = (0..2)
+        .map(|_| Command::new("sleep").arg("60").spawn().unwrap())
+        .collect();
+    for k in &kids {
+        cg.add_process(k.id())
+            .expect("add_process as the delegated user");
+    }
+    let mut forker = spawn_in(&cg, "sleep 60 & wait");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(cg.procs().unwrap().len(), 4, "2 sleeps, sh and its sleep");
+    cg.kill_all().expect("kill_all as the delegated user");
+    for k in kids.iter_mut().chain([&mut forker]) {
+        let status = wait_timeout(k, Duration::from_secs(10));
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+    cg.remove().expect("remove");
+    assert!(!paths[0].exists());
+    // gc as an ordinary user: nothing of a live owner, no error.
+    let report = cgroups::gc().expect("gc");
+    assert!(report.removed.is_empty(), "{report:?}");
+    println!("delegated v2 checks done");
+}
+
+/// Run by `cgroup_v2_tracks_and_kills_and_reports_missing_controllers` in
+/// the v2-only child; a no-op otherwise.
 #[test]
 fn v2_only_child_body() {
     let Some(mnt) = std::env::var_os(V2_CHILD) else {

@@ -116,7 +116,8 @@ impl Cgroup {
         }
         for p in &plan {
             if p.version == Version::V2 && !p.controllers.is_empty() {
-                enable_v2_controllers(&p.base, &p.controllers)?;
+                let names: Vec<&str> = p.controllers.iter().map(|c| c.name()).collect();
+                enable_v2_controllers(&p.base, &names)?;
             }
         }
 
@@ -411,15 +412,15 @@ fn make_dirs(plan: &[Planned], name: &str) -> io::Result<Vec<Dir>> {
     Ok(dirs)
 }
 
-/// Enables `controllers` for the children of `base` (v2), moving this
+/// Enables `names` controllers for the children of `base` (v2), moving this
 /// process into its own leaf first if `base` must stop holding processes.
-fn enable_v2_controllers(base: &Path, controllers: &[Controller]) -> io::Result<()> {
+fn enable_v2_controllers(base: &Path, names: &[&str]) -> io::Result<()> {
     let _guard = ENABLE.lock().unwrap_or_else(|p| p.into_inner());
     let subtree = base.join("cgroup.subtree_control");
     let enabled = read_words(&subtree);
-    let line: Vec<String> = controllers
+    let line: Vec<String> = names
         .iter()
-        .filter(|c| !enabled.iter().any(|e| e == c.name()))
+        .filter(|c| !enabled.iter().any(|e| e == *c))
         .map(|c| format!("+{c}"))
         .collect();
     if line.is_empty() {
