@@ -93,8 +93,10 @@ pub fn run(plan: &Plan) -> Step {
     // 6. Enter the new root; the host's root is gone from this namespace.
     mounts::pivot_into(new)?;
     if plan.read_only_root {
-        read_only_root()?;
+        remount_read_only("/", MsFlags::MS_NODEV)?;
     }
+    // Nothing to create in /dev (its own tmpfs); /dev/shm stays writable.
+    remount_read_only("/dev", MsFlags::MS_NOEXEC)?;
     nix::unistd::chdir(&plan.workdir).map_err(|e| {
         format!(
             "entering the working directory {}: {e}",
@@ -267,18 +269,15 @@ fn proc(new: &Path) -> Step {
     Ok(())
 }
 
-/// Makes the root mount itself read-only (not the tmpfs and binds on it).
-fn read_only_root() -> Step {
+/// Makes the one mount at `path` read-only (not the mounts on top of it),
+/// keeping nosuid and the `extra` flags it was mounted with.
+fn remount_read_only(path: &str, extra: MsFlags) -> Step {
     mount(
         None::<&str>,
-        "/",
+        path,
         None::<&str>,
-        MsFlags::MS_REMOUNT
-            | MsFlags::MS_BIND
-            | MsFlags::MS_RDONLY
-            | MsFlags::MS_NOSUID
-            | MsFlags::MS_NODEV,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | extra,
         None::<&str>,
     )
-    .map_err(|e| format!("making the root read-only: {e}"))
+    .map_err(|e| format!("making {path} read-only: {e}"))
 }
