@@ -28,6 +28,10 @@ mod registry;
 
 pub use auto::{doctor, AutoBackend, BackendReport, NotEnforced};
 pub use cleanroom_core::*;
+pub use cleanroom_docker::{DockerBackend, EngineBackend, EngineSandbox, PodmanBackend};
+/// The image store: import, pull, verify and unpack images.
+pub use cleanroom_image as images;
+pub use cleanroom_native::{NativeBackend, NativeSandbox};
 pub use local::{LocalBackend, LocalSandbox};
 pub use registry::backend_for;
 
