@@ -1,0 +1,441 @@
+//! Running one test: a fresh sandbox for its steps, its services beside it
+//! in the same pod, readiness waits, copied files, the steps in order, and
+//! teardown of everything afterwards whether it passed, failed, timed out
+//! or was cancelled.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cleanroom::{Backend, Cmd, Constraint, Network, Sandbox, SandboxSpec};
+use tokio_util::sync::CancellationToken;
+
+use crate::expect;
+use crate::model::{FileSource, Service, TestFile};
+use crate::readiness;
+use crate::report::{Failure, ServiceLog, Status, StepReport};
+
+/// Bytes of each step's stdout kept in the report.
+const STDOUT_EXCERPT: usize = 4096;
+/// Lines of each service's output shown when a test fails.
+const LOG_LINES: usize = 20;
+/// How long removing one sandbox may take before teardown moves on.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One run of one test.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub status: Status,
+    pub steps: Vec<StepReport>,
+    pub failure: Option<Failure>,
+    pub warnings: Vec<String>,
+    pub duration: Duration,
+}
+
+/// The sandboxes of one test, removed in reverse order of creation.
+#[derive(Default)]
+struct Live {
+    sandboxes: Mutex<Vec<(String, Arc<dyn Sandbox>)>>,
+}
+
+impl Live {
+    fn add(&self, label: &str, sandbox: Box<dyn Sandbox>) -> Arc<dyn Sandbox> {
+        let sandbox: Arc<dyn Sandbox> = Arc::from(sandbox);
+        lock(&self.sandboxes).push((label.to_string(), sandbox.clone()));
+        sandbox
+    }
+
+    fn all(&self) -> Vec<(String, Arc<dyn Sandbox>)> {
+        lock(&self.sandboxes).clone()
+    }
+
+    async fn teardown(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let all: Vec<_> = lock(&self.sandboxes).drain(..).rev().collect();
+        for (label, sandbox) in all {
+            match tokio::time::timeout(REMOVE_TIMEOUT, sandbox.remove()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("removing {label} ({}): {e}", sandbox.id())),
+                Err(_) => problems.push(format!(
+                    "removing {label} ({}) took over {}s",
+                    sandbox.id(),
+                    REMOVE_TIMEOUT.as_secs()
+                )),
+            }
+        }
+        problems
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Why a run ended early, when it did.
+enum Stop {
+    Failed(Failure),
+    Cancelled,
+    TimedOut(Duration),
+}
+
+/// Runs `file` once on `backend` over the configured `base` spec.
+pub async fn run_once(
+    file: &TestFile,
+    backend: Arc<dyn Backend>,
+    base: &SandboxSpec,
+    cancel: &CancellationToken,
+    timeout: Duration,
+) -> RunOutcome {
+    let started = Instant::now();
+    let live = Live::default();
+    let steps = Mutex::new(Vec::new());
+    let mut warnings = Vec::new();
+    let body = body(file, backend.as_ref(), base, &live, &steps, &mut warnings);
+    let stop = tokio::select! {
+        r = body => r.err().map(Stop::Failed),
+        _ = cancel.cancelled() => Some(Stop::Cancelled),
+        _ = tokio::time::sleep(timeout) => Some(Stop::TimedOut(timeout)),
+    };
+    let mut failure = None;
+    let mut status = Status::Passed;
+    match stop {
+        None => {}
+        Some(Stop::Failed(mut f)) => {
+            f.service_logs = service_logs(&live).await;
+            failure = Some(f);
+            status = Status::Failed;
+        }
+        Some(Stop::TimedOut(t)) => {
+            failure = Some(Failure {
+                message: format!(
+                    "the test ran past its timeout of {:.1}s and was stopped",
+                    t.as_secs_f64()
+                ),
+                service_logs: service_logs(&live).await,
+                ..Failure::default()
+            });
+            status = Status::Failed;
+        }
+        Some(Stop::Cancelled) => {
+            failure = Some(Failure {
+                message: "interrupted before it finished".into(),
+                ..Failure::default()
+            });
+            status = Status::Skipped;
+        }
+    }
+    let leftovers = live.teardown().await;
+    if !leftovers.is_empty() {
+        warnings.extend(leftovers.iter().map(|l| format!("teardown: {l}")));
+        if status == Status::Passed {
+            status = Status::Failed;
+            failure = Some(Failure {
+                message: format!("teardown failed: {}", leftovers.join("; ")),
+                ..Failure::default()
+            });
+        }
+    }
+    RunOutcome {
+        status,
+        steps: steps.into_inner().unwrap_or_else(|p| p.into_inner()),
+        failure,
+        warnings,
+        duration: started.elapsed(),
+    }
+}
+
+/// The test's spec: the configured one, `[sandbox]` on top, the seed exported.
+pub fn test_spec(file: &TestFile, base: &SandboxSpec) -> SandboxSpec {
+    let mut spec = file.sandbox.apply(base);
+    if let Some(seed) = file.determinism.seed {
+        spec.env.insert("CLEANROOM_SEED".into(), seed.to_string());
+    }
+    spec
+}
+
+async fn body(
+    file: &TestFile,
+    backend: &dyn Backend,
+    base: &SandboxSpec,
+    live: &Live,
+    steps: &Mutex<Vec<StepReport>>,
+    warnings: &mut Vec<String>,
+) -> Result<(), Failure> {
+    let spec = test_spec(file, base);
+    let sandbox_at = file.sandbox.rootfs.as_ref().map(|r| r.at.to_string());
+    spec.validate().map_err(|e| Failure {
+        message: e.to_string(),
+        location: sandbox_at.clone(),
+        ..Failure::default()
+    })?;
+    let enforcement = backend.enforcement(&spec);
+    warnings.extend(enforcement.warnings());
+    if let Some(at) = &file.determinism.freeze_clock {
+        let msg = format!(
+            "freeze_clock: the {} backend cannot freeze the wall clock (no backend can); time-dependent output is not fixed",
+            backend.name()
+        );
+        if spec.strict {
+            return Err(Failure {
+                message: format!("strict mode: {msg}"),
+                location: Some(at.to_string()),
+                ..Failure::default()
+            });
+        }
+        warnings.push(format!("WARN: {msg}"));
+    }
+    if file.assertions.hermetic {
+        let missing: Vec<String> = [
+            Constraint::FilesystemIsolation,
+            Constraint::NetworkIsolation,
+            Constraint::PidNamespace,
+        ]
+        .into_iter()
+        .filter(|c| !enforcement.is_enforced(*c))
+        .map(|c| c.describe().to_string())
+        .collect();
+        if !missing.is_empty() {
+            return Err(Failure {
+                message: format!(
+                    "execution_should_be_hermetic: the {} backend does not enforce {}",
+                    backend.name(),
+                    missing.join(", ")
+                ),
+                ..Failure::default()
+            });
+        }
+    }
+
+    let main = backend.create(&spec, None).await.map_err(|e| Failure {
+        message: format!("creating the test's sandbox: {e}"),
+        location: sandbox_at.clone(),
+        ..Failure::default()
+    })?;
+    let main = live.add("the test's sandbox", main);
+
+    let mut services: Vec<(String, Arc<dyn Sandbox>)> = Vec::new();
+    for svc in &file.services {
+        let sandbox = start_service(svc, backend, &spec, main.id(), live).await?;
+        if let Some(w) = &svc.wait_for {
+            readiness::wait(w, sandbox.as_ref(), main.as_ref())
+                .await
+                .map_err(|e| Failure {
+                    message: format!("service `{}` {e}", svc.name),
+                    location: Some(svc.at.to_string()),
+                    ..Failure::default()
+                })?;
+        }
+        services.push((svc.name.clone(), sandbox));
+    }
+
+    for f in &file.files {
+        copy_file(f, main.as_ref(), &spec.workdir)
+            .await
+            .map_err(|message| Failure {
+                message,
+                location: Some(f.at.to_string()),
+                ..Failure::default()
+            })?;
+    }
+
+    for step in &file.steps {
+        let (label, sandbox) = match &step.service {
+            Some(name) => services
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .ok_or_else(|| Failure {
+                    message: format!("service `{name}` is not running"),
+                    location: Some(step.at.to_string()),
+                    ..Failure::default()
+                })?,
+            None => ("test".to_string(), main.clone()),
+        };
+        let mut cmd = Cmd::from(step.command.clone());
+        cmd.env = step.env.clone();
+        if let Some(seed) = file.determinism.seed {
+            cmd.env
+                .entry("CLEANROOM_SEED".into())
+                .or_insert(seed.to_string());
+        }
+        cmd.workdir = step.workdir.clone();
+        cmd.stdin = step.stdin.clone().map(String::into_bytes);
+        cmd.timeout = step.timeout;
+        let shown = cmd.display();
+        let t0 = Instant::now();
+        let result = sandbox.exec(cmd).await.map_err(|e| Failure {
+            message: format!("running the step failed: {e}"),
+            step: Some(step.name.clone()),
+            command: Some(shown.clone()),
+            location: Some(step.at.to_string()),
+            ..Failure::default()
+        })?;
+        let failure = expect::check(&step.expect, &result);
+        let excerpt_end = floor_char_boundary(&result.stdout, STDOUT_EXCERPT);
+        let mut h = DefaultHasher::new();
+        result.stdout.hash(&mut h);
+        lock(steps).push(StepReport {
+            name: step.name.clone(),
+            command: shown.clone(),
+            sandbox: label,
+            exit_code: result.exit_code,
+            duration_ms: t0.elapsed().as_millis() as u64,
+            passed: failure.is_none(),
+            stdout: String::from_utf8_lossy(&result.stdout[..excerpt_end]).into_owned(),
+            stdout_truncated: result.stdout_truncated || excerpt_end < result.stdout.len(),
+            stdout_digest: h.finish(),
+        });
+        if let Some(mut f) = failure {
+            f.step = Some(step.name.clone());
+            f.command = Some(shown);
+            f.location = Some(step.at.to_string());
+            return Err(f);
+        }
+    }
+
+    if let Some(n) = file.assertions.executed_commands {
+        let ran = lock(steps).len();
+        if ran < n {
+            return Err(Failure {
+                message: format!("container_should_have_executed_commands = {n}, but {ran} ran"),
+                ..Failure::default()
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Byte index at most `max` that does not split a UTF-8 character.
+fn floor_char_boundary(bytes: &[u8], max: usize) -> usize {
+    let mut end = bytes.len().min(max);
+    while end > 0 && end < bytes.len() && (bytes[end] & 0b1100_0000) == 0b1000_0000 {
+        end -= 1;
+    }
+    end
+}
+
+async fn start_service(
+    svc: &Service,
+    backend: &dyn Backend,
+    test_spec: &SandboxSpec,
+    pod: &str,
+    live: &Live,
+) -> Result<Arc<dyn Sandbox>, Failure> {
+    let mut spec = test_spec.clone();
+    if let Some(image) = &svc.image {
+        spec.rootfs = image.value.clone();
+    }
+    spec.env.extend(svc.env.clone());
+    // The services share the test sandbox's network namespace (a pod), so
+    // they talk over 127.0.0.1; a test on the host network keeps it.
+    if spec.network != Network::Host {
+        spec.network = Network::Pod(pod.to_string());
+    }
+    let main = svc.command.clone().map(Cmd::from);
+    let at = svc
+        .image
+        .as_ref()
+        .map(|i| i.at.to_string())
+        .unwrap_or_else(|| svc.at.to_string());
+    let sandbox = backend.create(&spec, main).await.map_err(|e| Failure {
+        message: format!("starting service `{}`: {e}", svc.name),
+        location: Some(at),
+        ..Failure::default()
+    })?;
+    Ok(live.add(&format!("service `{}`", svc.name), sandbox))
+}
+
+/// Copies one `[[files]]` entry into `sandbox`.
+async fn copy_file(
+    f: &crate::model::FileCopy,
+    sandbox: &dyn Sandbox,
+    workdir: &Path,
+) -> Result<(), String> {
+    let inside: PathBuf = if f.path.is_absolute() {
+        f.path.clone()
+    } else {
+        workdir.join(&f.path)
+    };
+    let tmp = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
+    let host = match &f.source {
+        FileSource::Content(c) => {
+            let p = tmp.path().join("content");
+            std::fs::write(&p, c).map_err(|e| format!("writing {}: {e}", p.display()))?;
+            p
+        }
+        FileSource::Host(p) => p.clone(),
+    };
+    if let Some(mode) = f.mode {
+        use std::os::unix::fs::PermissionsExt;
+        let staged = tmp.path().join("staged");
+        std::fs::copy(&host, &staged)
+            .and_then(|_| std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| format!("preparing {}: {e}", host.display()))?;
+        return put(sandbox, &staged, &inside, workdir).await;
+    }
+    put(sandbox, &host, &inside, workdir).await
+}
+
+async fn put(
+    sandbox: &dyn Sandbox,
+    host: &Path,
+    inside: &Path,
+    workdir: &Path,
+) -> Result<(), String> {
+    if let Some(parent) = inside.parent() {
+        if parent != workdir && parent != Path::new("/") {
+            // Under the working directory, a relative path: the same place
+            // on every backend, even one that maps the working directory.
+            let dir = parent.strip_prefix(workdir).unwrap_or(parent);
+            let mkdir = Cmd::from(vec![
+                "mkdir".to_string(),
+                "-p".to_string(),
+                dir.display().to_string(),
+            ])
+            .workdir(workdir);
+            let r = sandbox
+                .exec(mkdir)
+                .await
+                .map_err(|e| format!("creating {} inside: {e}", parent.display()))?;
+            if !r.success() {
+                return Err(format!(
+                    "creating {} inside: {} {}",
+                    parent.display(),
+                    r.status_line(),
+                    r.stderr_lossy().trim()
+                ));
+            }
+        }
+    }
+    sandbox
+        .copy_in(host, inside)
+        .await
+        .map_err(|e| format!("copying {} to {}: {e}", host.display(), inside.display()))
+}
+
+/// The last lines of every service's output.
+async fn service_logs(live: &Live) -> Vec<ServiceLog> {
+    let mut out = Vec::new();
+    for (label, sandbox) in live.all() {
+        let Some(name) = label
+            .strip_prefix("service `")
+            .and_then(|l| l.strip_suffix('`'))
+        else {
+            continue;
+        };
+        let Ok(logs) = sandbox.logs().await else {
+            continue;
+        };
+        let mut text = String::from_utf8_lossy(&logs.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&logs.stderr));
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let from = lines.len().saturating_sub(LOG_LINES);
+        out.push(ServiceLog {
+            service: name.to_string(),
+            lines: lines[from..].to_vec(),
+        });
+    }
+    out
+}

@@ -1,0 +1,157 @@
+//! What a `*.clnrm.toml` file says, once read and checked: a [`TestFile`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cleanroom::{Mount, Network, RootFs, Tmpfs, User};
+use regex::Regex;
+
+use crate::problem::Location;
+
+/// One test file: one test, its services and its steps.
+#[derive(Clone, Debug)]
+pub struct TestFile {
+    /// The path it was read from.
+    pub path: PathBuf,
+    /// `[test.metadata] name`, or the file name without `.clnrm.toml`.
+    pub name: String,
+    pub description: Option<String>,
+    /// The whole test's time limit (`[test.metadata] timeout`).
+    pub timeout: Option<Duration>,
+    /// What `[sandbox]` sets over the configured spec.
+    pub sandbox: SandboxOverrides,
+    /// In the order they must start (dependencies first).
+    pub services: Vec<Service>,
+    pub files: Vec<FileCopy>,
+    pub steps: Vec<Step>,
+    pub determinism: Determinism,
+    pub assertions: Assertions,
+}
+
+/// The `[sandbox]` table: each field replaces the configured value when set.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxOverrides {
+    pub rootfs: Option<Located<RootFs>>,
+    pub user: Option<User>,
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<PathBuf>,
+    pub mounts: Vec<Mount>,
+    pub tmpfs: Vec<Tmpfs>,
+    pub network: Option<Network>,
+    pub read_only_root: Option<bool>,
+    pub hostname: Option<String>,
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<u64>,
+    pub timeout: Option<Duration>,
+    pub output_limit: Option<u64>,
+    pub strict: Option<bool>,
+}
+
+/// A value and the place in the file that set it, for errors found while running.
+#[derive(Clone, Debug)]
+pub struct Located<T> {
+    pub value: T,
+    pub at: Location,
+}
+
+/// `[services.NAME]`: a long-lived sandbox beside the test's, in its pod.
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub name: String,
+    /// `generic_container` (the only kind there is).
+    pub kind: String,
+    /// The image; `None` uses the test's own root filesystem.
+    pub image: Option<Located<RootFs>>,
+    pub env: BTreeMap<String, String>,
+    /// Ports it listens on (informational; a pod shares 127.0.0.1).
+    pub ports: Vec<u16>,
+    /// Its main process; `None` idles (steps can still exec in it).
+    pub command: Option<Vec<String>>,
+    pub depends_on: Vec<String>,
+    pub wait_for: Option<WaitFor>,
+    pub at: Location,
+}
+
+/// When a service counts as ready.
+#[derive(Clone, Debug)]
+pub struct WaitFor {
+    pub condition: Readiness,
+    /// Give up after this long (default 30 s).
+    pub timeout: Duration,
+}
+
+/// What readiness means for one service.
+#[derive(Clone, Debug)]
+pub enum Readiness {
+    /// Something listens on this TCP port in the pod.
+    Port(u16),
+    /// The service's output matches.
+    Log(Regex),
+    /// This command exits 0 inside the service.
+    Command(Vec<String>),
+}
+
+/// `[[files]]`: copied into the test's sandbox before the first step.
+#[derive(Clone, Debug)]
+pub struct FileCopy {
+    /// Path inside; relative paths are under the working directory.
+    pub path: PathBuf,
+    pub source: FileSource,
+    /// Permission bits, e.g. 0o755 for a script.
+    pub mode: Option<u32>,
+    pub at: Location,
+}
+
+/// Where a copied file's bytes come from.
+#[derive(Clone, Debug)]
+pub enum FileSource {
+    Content(String),
+    /// A host path, relative to the test file's directory.
+    Host(PathBuf),
+}
+
+/// `[[steps]]`: one command and what its result must look like.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: String,
+    pub command: Vec<String>,
+    pub stdin: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+    /// Run inside this service's sandbox instead of the test's.
+    pub service: Option<String>,
+    pub expect: Expectations,
+    pub at: Location,
+}
+
+/// What a step's result is checked against.
+#[derive(Clone, Debug, Default)]
+pub struct Expectations {
+    pub exit_code: i32,
+    pub output_regex: Option<Regex>,
+    pub output_not_regex: Option<Regex>,
+    pub stderr_regex: Option<Regex>,
+    /// Exact stdout (one trailing newline on either side is ignored).
+    pub output: Option<String>,
+}
+
+/// `[determinism]`.
+#[derive(Clone, Debug, Default)]
+pub struct Determinism {
+    /// Exported to every step as `CLEANROOM_SEED`.
+    pub seed: Option<u64>,
+    /// Asked to freeze the wall clock: no backend can, and reports say so.
+    pub freeze_clock: Option<Location>,
+}
+
+/// clnrm's `[assertions]`, checked after the steps.
+#[derive(Clone, Debug, Default)]
+pub struct Assertions {
+    /// At least this many steps ran.
+    pub executed_commands: Option<usize>,
+    /// The backend enforced filesystem, network and process isolation.
+    pub hermetic: bool,
+}

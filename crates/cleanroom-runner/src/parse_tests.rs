@@ -1,0 +1,212 @@
+//! The parser against the problems users make, each at its line and column.
+
+use std::path::Path;
+
+use crate::model::Readiness;
+use crate::{parse_str, Problem};
+
+fn problems(text: &str) -> Vec<String> {
+    parse_str(Path::new("t/x.clnrm.toml"), text)
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(Problem::to_string)
+        .collect()
+}
+
+#[test]
+fn clnrm_files_stay_valid() {
+    let text = r#"
+[test.metadata]
+name = "echo works"
+description = "the clnrm format"
+timeout = "120s"
+
+[services.db]
+type = "generic_container"
+plugin = "alpine"
+image = "alpine:latest"
+env = { A = "1" }
+ports = [5432]
+
+[[steps]]
+name = "say hello"
+command = ["echo", "hello"]
+expected_output_regex = "hello"
+
+[[steps]]
+name = "fails"
+command = ["false"]
+expected_exit_code = 1
+
+[assertions]
+container_should_have_executed_commands = 2
+"#;
+    let f = parse_str(Path::new("t/echo.clnrm.toml"), text).unwrap();
+    assert_eq!(f.name, "echo works");
+    assert_eq!(f.timeout, Some(std::time::Duration::from_secs(120)));
+    assert_eq!(f.services[0].name, "db");
+    assert_eq!(f.services[0].ports, vec![5432]);
+    assert_eq!(f.steps.len(), 2);
+    assert_eq!(f.steps[1].expect.exit_code, 1);
+    assert_eq!(f.steps[0].at.to_string(), "t/echo.clnrm.toml:14:1");
+    assert_eq!(f.assertions.executed_commands, Some(2));
+}
+
+#[test]
+fn our_additions_parse() {
+    let text = r#"
+[sandbox]
+image = "host"
+network = "none"
+memory = "256M"
+pids = 64
+user = "1000:1000"
+timeout = "5s"
+strict = false
+env = { X = "y" }
+
+[services.web]
+command = ["sh", "-c", "echo ready; sleep 100"]
+wait_for = { log = "ready", timeout = "3s" }
+
+[services.api]
+depends_on = ["web"]
+wait_for = { port = 8080 }
+
+[[files]]
+path = "in/a.txt"
+content = "hi"
+mode = "0755"
+
+[determinism]
+seed = 42
+freeze_clock = true
+
+[[steps]]
+command = "echo $X"
+stdin = "input"
+env = { Z = "1" }
+workdir = "/tmp"
+timeout = "1s"
+service = "web"
+expected_output = "y"
+expected_output_not_regex = "error"
+expected_stderr_regex = "^$"
+"#;
+    let f = parse_str(Path::new("x.clnrm.toml"), text).unwrap();
+    assert_eq!(f.name, "x");
+    assert_eq!(f.sandbox.memory, Some(256 << 20));
+    assert_eq!(f.sandbox.pids, Some(64));
+    let names: Vec<&str> = f.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["web", "api"], "dependencies start first");
+    assert!(matches!(
+        f.services[1].wait_for.as_ref().unwrap().condition,
+        Readiness::Port(8080)
+    ));
+    assert_eq!(
+        f.services[0].wait_for.as_ref().unwrap().timeout.as_secs(),
+        3
+    );
+    assert_eq!(f.files[0].mode, Some(0o755));
+    assert_eq!(f.determinism.seed, Some(42));
+    assert!(f.determinism.freeze_clock.is_some());
+    assert_eq!(f.steps[0].command, ["sh", "-c", "echo $X"]);
+    assert_eq!(f.steps[0].service.as_deref(), Some("web"));
+    assert_eq!(f.steps[0].name, "step 1");
+}
+
+#[test]
+fn bad_toml_names_line_and_column() {
+    let p = problems("[test.metadata]\nname = \n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("t/x.clnrm.toml:2:8: invalid TOML"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported() {
+    let text = r#"[test.metadata]
+nmae = "typo"
+
+[services.a]
+depends_on = ["b"]
+
+[services.b]
+depends_on = "a"
+imgae = "x"
+
+[[steps]]
+command = ["echo"]
+expected_outptu_regex = "x"
+expected_output_regex = "(unclosed"
+service = "nope"
+
+[[steps]]
+name = "no command"
+"#;
+    let p = problems(text);
+    let want = [
+        "t/x.clnrm.toml:2:1: unknown key `nmae` in [test.metadata]; did you mean `name`?",
+        "t/x.clnrm.toml:8:14: cyclic depends_on: a -> b -> a; remove one of these dependencies",
+        "t/x.clnrm.toml:9:1: unknown key `imgae` in [services.b]; did you mean `image`?",
+        "t/x.clnrm.toml:13:1: unknown key `expected_outptu_regex` in [[steps]]; did you mean `expected_output_regex`?",
+        "t/x.clnrm.toml:14:25: `expected_output_regex` is not a valid regex: error: unclosed group",
+        "t/x.clnrm.toml:15:11: step refers to unknown service `nope`; the services are: a, b",
+        "t/x.clnrm.toml:17:1: step 2 has no `command`; add e.g. command = [\"echo\", \"hi\"]",
+    ];
+    assert_eq!(p, want);
+}
+
+#[test]
+fn unknown_dependency_and_missing_steps() {
+    let p = problems("[services.a]\ndepends_on = [\"ghost\"]\n");
+    assert_eq!(
+        p,
+        [
+            "t/x.clnrm.toml:1:1: the test has no [[steps]]; add at least one with a `command`",
+            "t/x.clnrm.toml:2:15: service `a` depends on unknown service `ghost`; the services are: a",
+        ]
+    );
+}
+
+#[test]
+fn wrong_types_and_values() {
+    let text = r#"
+[sandbox]
+memory = "lots"
+network = "internet"
+workdir = "rel"
+
+[[files]]
+path = "a"
+
+[[steps]]
+command = []
+expected_exit_code = "0"
+timeout = "soon"
+"#;
+    let p = problems(text);
+    assert_eq!(p.len(), 7, "{p:#?}");
+    assert!(
+        p[0].starts_with("t/x.clnrm.toml:3:10: `memory`: size `lots`"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("t/x.clnrm.toml:4:11: `network`: network `internet`"),
+        "{p:?}"
+    );
+    assert!(
+        p[2].contains("5:11: `workdir` = `rel` must be an absolute path"),
+        "{p:?}"
+    );
+    assert!(p[3].contains("7:1: [[files]] needs `content"), "{p:?}");
+    assert!(p[4].contains("11:11: `command` is empty"), "{p:?}");
+    assert!(
+        p[5].contains("12:22: `expected_exit_code` must be an integer, not a string"),
+        "{p:?}"
+    );
+    assert!(p[6].contains("13:11: `timeout`: duration `soon`"), "{p:?}");
+}
