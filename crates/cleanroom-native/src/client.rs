@@ -143,6 +143,25 @@ impl Instance {
         }
     }
 
+    /// A TCP connection to `port` on the sandbox's loopback, made by its init.
+    pub async fn connect(&self, port: u16) -> Result<std::net::TcpStream> {
+        let (id, mut rx) = self
+            .request(|id| Msg::new("connect").num(id).num(port as u64), &[])
+            .await?;
+        let reply = rx.recv().await;
+        self.done(id);
+        match reply {
+            Some((m, mut fds)) if m.tag() == b"conn" && fds.len() == 1 => {
+                let s = std::net::TcpStream::from(fds.remove(0));
+                s.set_nonblocking(true)
+                    .map_err(|e| Error::io("preparing a published-port connection", e))?;
+                Ok(s)
+            }
+            Some((m, _)) => Err(Error::backend("native", m.text(2))),
+            None => Err(gone("connecting to a published port")),
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         lock(&self.first).is_some()
     }

@@ -19,6 +19,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod plan;
 pub mod protocol;
+pub mod publish;
 pub mod rlimits;
 pub mod rootfs;
 pub mod sandbox;
@@ -99,10 +100,13 @@ pub fn native_enforcement(spec: &SandboxSpec) -> Enforcement {
             None => e.not_enforced(c, "not requested"),
         };
     }
-    e.not_enforced(
-        PublishPorts,
-        "publishing ports is not built into this version of the native backend yet",
-    );
+    match spec.network {
+        Network::Host => e.not_enforced(
+            PublishPorts,
+            "network = host: the sandbox's ports are the host's own, nothing to publish",
+        ),
+        _ => e.enforced(PublishPorts),
+    };
     e.restrict_to(spec)
 }
 
@@ -231,7 +235,8 @@ impl Backend for NativeBackend {
         sink: Option<OutputSink>,
     ) -> Result<RunResult> {
         let (enforcement, plan, cgroup) = prepare(spec, Some(&cmd)).await?;
-        let inst = Instance::start(plan, cgroup).await?;
+        let inst = std::sync::Arc::new(Instance::start(plan, cgroup).await?);
+        let (_, proxies) = publish::publish(&inst, &spec.publish).await?;
         let mut running = match exec::start(&inst, spec, &cmd, sink).await {
             Ok(r) => r,
             Err(e) => {
@@ -241,6 +246,9 @@ impl Backend for NativeBackend {
         };
         let exit = running.wait(&inst).await;
         let oom = inst.oom_killed();
+        for p in proxies {
+            p.abort();
+        }
         // Whatever the command left running dies with the sandbox, before
         // the output is collected.
         inst.shutdown().await;

@@ -40,7 +40,7 @@ pub struct NativeSandbox {
     id: String,
     spec: SandboxSpec,
     enforcement: Enforcement,
-    inst: Instance,
+    inst: Arc<Instance>,
     logs: Arc<Mutex<Logs>>,
     pub(crate) published: Vec<(u16, u16)>,
     pub(crate) proxies: Vec<tokio::task::JoinHandle<()>>,
@@ -57,14 +57,16 @@ impl NativeSandbox {
         if let Some(ns) = &inst.netns {
             lock(pods()).insert(id.clone(), Arc::downgrade(ns));
         }
+        let inst = Arc::new(inst);
+        let (published, proxies) = crate::publish::publish(&inst, &spec.publish).await?;
         let sb = NativeSandbox {
             id,
             spec,
             enforcement,
             inst,
             logs: Arc::default(),
-            published: Vec::new(),
-            proxies: Vec::new(),
+            published,
+            proxies,
         };
         if let Some(main) = main {
             sb.start_main(main).await?;
