@@ -49,6 +49,15 @@ pub enum Command {
     Bench(BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
+    /// Run *.clnrm.toml test files, each in a fresh sandbox with its services beside it.
+    #[command(after_help = TEST_AFTER_HELP)]
+    Test(TestArgs),
+    /// Scaffold cleanroom.toml and tests/example.clnrm.toml (never overwrites).
+    Init(InitArgs),
+    /// Check test files without running them; every problem at file:line:column.
+    Validate(ValidateArgs),
+    /// Run the built-in conformance checks against the selected backend.
+    SelfTest(SelfTestArgs),
 }
 
 const RUN_AFTER_HELP: &str = "Exit status: the command's own exit code; 128+N when a signal N \
@@ -187,4 +196,96 @@ pub struct BenchArgs {
     /// Print the table as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+const TEST_AFTER_HELP: &str = "Examples:
+  cleanroom test                         every *.clnrm.toml under the current directory
+  cleanroom test examples/ --backend native -j 2
+  cleanroom test tests/ --junit report.xml --shard 2/8
+  cleanroom test --filter redis --repeat 5   flags tests whose output differs between runs
+
+Exit status: 0 when every test passed, 1 when one failed (or none was
+found), 130 after Ctrl-C (every sandbox and service is torn down first),
+125 when Cleanroom itself failed. The last line of the report is always
+`N passed, N failed, N skipped`.";
+
+/// How `cleanroom test` writes its report on stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Failures explained, then `N passed, N failed, N skipped`.
+    #[default]
+    Human,
+    Json,
+    Junit,
+    Tap,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// Test files or directories searched for *.clnrm.toml (default: the current directory).
+    #[arg(value_name = "PATHS")]
+    pub paths: Vec<PathBuf>,
+
+    /// Run only tests whose name or path contains this.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+
+    /// Run shard I of N (1-based); the N shards together run every test exactly once.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// Tests run at once (default: the number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Start no more tests after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Time limit of each whole test unless its file sets one (default 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub test_timeout: Option<String>,
+
+    /// Run every test N times and fail those whose output differs between runs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub repeat: usize,
+
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
+    pub format: ReportFormat,
+
+    /// Also write a JUnit XML report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to create the files (default: the current directory).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Test files, or directories searched for *.clnrm.toml.
+    #[arg(value_name = "FILES", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Print only problems, not a line per valid file.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SelfTestArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// Run only the checks whose name contains this.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
 }

@@ -28,6 +28,10 @@ fn main() -> ExitCode {
         Command::Gc(args) => commands::gc::main(args),
         Command::Bench(args) => commands::bench::main(args),
         Command::Completions(args) => commands::completions::main(args),
+        Command::Test(args) => commands::test::main(args),
+        Command::Init(args) => commands::init::main(args),
+        Command::Validate(args) => commands::validate::main(args),
+        Command::SelfTest(args) => commands::self_test::main(args),
     };
     match outcome {
         Ok(code) => code,

@@ -5,7 +5,11 @@ pub mod completions;
 pub mod config;
 pub mod doctor;
 pub mod gc;
+pub mod init;
 pub mod run;
+pub mod self_test;
+pub mod test;
+pub mod validate;
 
 use std::path::Path;
 
