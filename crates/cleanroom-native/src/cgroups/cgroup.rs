@@ -295,7 +295,7 @@ impl Cgroup {
     /// (always if `signal`, else only after a second of waiting).
     fn wait_empty(&self, signal: bool) -> io::Result<()> {
         let start = Instant::now();
-        let mut pause = Duration::from_micros(200);
+        let mut pause = Duration::from_micros(50);
         loop {
             let pids = self.procs()?;
             if pids.is_empty() {
@@ -325,7 +325,7 @@ impl Cgroup {
                 }
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            pause = (pause * 3 / 2).min(Duration::from_millis(10));
         }
     }
 

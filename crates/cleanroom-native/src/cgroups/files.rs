@@ -69,12 +69,14 @@ pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
         remove_tree(&sub)?;
     }
     let start = Instant::now();
+    let mut pause = Duration::from_micros(100);
     loop {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < RMDIR_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
             }
             Err(e) => {
                 return Err(annotate(
