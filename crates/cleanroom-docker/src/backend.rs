@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
@@ -17,6 +17,7 @@ use crate::container::{self, create_body, CREATED_BY, LABEL_CREATED_BY, LABEL_HO
 use crate::endpoint::{Endpoint, Engine};
 use crate::exec::{run_exec, KillMode};
 use crate::image;
+use crate::pool::WarmPool;
 use crate::sandbox::{exec_request, read_back_limits, run_result, Container, EngineSandbox};
 
 /// The image engine backends use when a spec asks for the `host` rootfs,
@@ -36,8 +37,16 @@ pub struct EngineInfo {
     pub cgroup_version: String,
 }
 
-/// The Docker or Podman backend.
+/// The Docker or Podman backend. Cheap to share: clones see the same
+/// engine, caches and warm pool.
+#[derive(Clone)]
 pub struct EngineBackend {
+    shared: Arc<Shared>,
+    pool: Option<Arc<WarmPool>>,
+}
+
+/// What every clone of a backend and its warm pool's refills share.
+pub(crate) struct Shared {
     engine: Engine,
     image: String,
     docker_bin: Option<PathBuf>,
@@ -70,35 +79,90 @@ impl PodmanBackend {
 
 impl EngineBackend {
     pub fn new(engine: Engine, image: impl Into<String>) -> Self {
+        EngineBackend::build(engine, image.into(), None, 0)
+    }
+
+    fn build(engine: Engine, image: String, docker_bin: Option<PathBuf>, pool: usize) -> Self {
         EngineBackend {
-            engine,
-            image: image.into(),
-            docker_bin: None,
-            endpoint: OnceLock::new(),
-            info: OnceLock::new(),
-            images_ready: Mutex::new(HashSet::new()),
+            shared: Arc::new(Shared {
+                engine,
+                image,
+                docker_bin,
+                endpoint: OnceLock::new(),
+                info: OnceLock::new(),
+                images_ready: Mutex::new(HashSet::new()),
+            }),
+            pool: (pool > 0).then(|| Arc::new(WarmPool::new(pool))),
         }
     }
 
     /// Finds the Docker endpoint from this CLI's current context when
     /// `DOCKER_HOST` is unset (kept for users of the old `docker_bin` option).
-    pub fn docker_bin(mut self, path: impl Into<PathBuf>) -> Self {
-        self.docker_bin = Some(path.into());
-        self.endpoint = OnceLock::new();
-        self
+    pub fn docker_bin(self, path: impl Into<PathBuf>) -> Self {
+        let pool = self.pool.as_ref().map_or(0, |p| p.size());
+        EngineBackend::build(
+            self.shared.engine,
+            self.shared.image.clone(),
+            Some(path.into()),
+            pool,
+        )
+    }
+
+    /// Keeps `n` started, never-used containers per spec ready, so that a
+    /// one-shot run costs an exec rather than a container start. A used
+    /// container is always removed, never handed to another run.
+    pub fn with_warm_pool(self, n: usize) -> Self {
+        EngineBackend::build(
+            self.shared.engine,
+            self.shared.image.clone(),
+            self.shared.docker_bin.clone(),
+            n,
+        )
     }
 
     pub fn engine(&self) -> Engine {
-        self.engine
+        self.shared.engine
     }
 
     /// The image used for specs with the `host` rootfs.
     pub fn default_image(&self) -> &str {
-        &self.image
+        &self.shared.image
     }
 
     /// Where the engine's API is expected.
     pub fn endpoint(&self) -> Result<Endpoint> {
+        self.shared.endpoint()
+    }
+
+    /// The image a spec runs: its own, or the default for `host`.
+    pub fn image_for(&self, spec: &SandboxSpec) -> Result<String> {
+        self.shared.image_for(spec)
+    }
+
+    /// Pulls the default image unless the engine has it.
+    pub async fn ensure_image(&self) -> Result<()> {
+        let image = self.shared.image.clone();
+        self.shared.ensure_image_named(&image, |_| {}).await
+    }
+
+    /// Pulls `image` unless the engine has it, telling `progress` each status line.
+    pub async fn ensure_image_named(&self, image: &str, progress: impl FnMut(&str)) -> Result<()> {
+        self.shared.ensure_image_named(image, progress).await
+    }
+
+    /// What the engine can enforce, asked once and remembered.
+    pub async fn info(&self) -> Result<EngineInfo> {
+        self.shared.info().await
+    }
+
+    /// Containers waiting in the warm pool, over all specs.
+    pub fn warm_containers(&self) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.idle_count())
+    }
+}
+
+impl Shared {
+    fn endpoint(&self) -> Result<Endpoint> {
         if let Some(e) = self.endpoint.get() {
             return Ok(e.clone());
         }
@@ -112,8 +176,7 @@ impl EngineBackend {
         Ok((ep.connect()?, ep))
     }
 
-    /// The image a spec runs: its own, or the default for `host`.
-    pub fn image_for(&self, spec: &SandboxSpec) -> Result<String> {
+    pub(crate) fn image_for(&self, spec: &SandboxSpec) -> Result<String> {
         match &spec.rootfs {
             RootFs::Image(r) => Ok(r.clone()),
             RootFs::Host => Ok(self.image.clone()),
@@ -128,14 +191,7 @@ impl EngineBackend {
         }
     }
 
-    /// Pulls the default image unless the engine has it.
-    pub async fn ensure_image(&self) -> Result<()> {
-        let image = self.image.clone();
-        self.ensure_image_named(&image, |_| {}).await
-    }
-
-    /// Pulls `image` unless the engine has it, telling `progress` each status line.
-    pub async fn ensure_image_named(&self, image: &str, progress: impl FnMut(&str)) -> Result<()> {
+    async fn ensure_image_named(&self, image: &str, progress: impl FnMut(&str)) -> Result<()> {
         if self.ready(image) {
             return Ok(());
         }
@@ -155,8 +211,7 @@ impl EngineBackend {
             .contains(image)
     }
 
-    /// What the engine can enforce, asked once and remembered.
-    pub async fn info(&self) -> Result<EngineInfo> {
+    async fn info(&self) -> Result<EngineInfo> {
         if let Some(i) = self.info.get() {
             return Ok(i.clone());
         }
@@ -248,7 +303,7 @@ impl EngineBackend {
     }
 
     /// Checks, prepares and starts a container for `spec`.
-    async fn start(
+    pub(crate) async fn start(
         &self,
         spec: &SandboxSpec,
         main: Option<&Cmd>,
@@ -313,17 +368,17 @@ async fn fetch_info(docker: &Docker, ep: &Endpoint) -> Result<EngineInfo> {
 #[async_trait]
 impl Backend for EngineBackend {
     fn name(&self) -> &str {
-        self.engine.name()
+        self.shared.engine.name()
     }
 
     async fn availability(&self) -> Availability {
-        let ep = match self.endpoint() {
+        let ep = match self.shared.endpoint() {
             Ok(ep) => ep,
-            Err(e) => return Availability::no(e.to_string(), self.engine.start_hint()),
+            Err(e) => return Availability::no(e.to_string(), self.shared.engine.start_hint()),
         };
         let docker = match ep.connect() {
             Ok(d) => d,
-            Err(e) => return Availability::no(e.to_string(), self.engine.start_hint()),
+            Err(e) => return Availability::no(e.to_string(), self.shared.engine.start_hint()),
         };
         let ping = tokio::time::timeout(Duration::from_secs(5), docker.ping()).await;
         match ping {
@@ -332,42 +387,42 @@ impl Backend for EngineBackend {
                 return Availability::no(
                     format!(
                         "the {} engine does not answer at {} ({}): {e}",
-                        self.engine.name(),
+                        self.shared.engine.name(),
                         ep.host,
                         ep.origin
                     ),
-                    self.engine.start_hint(),
+                    self.shared.engine.start_hint(),
                 )
             }
             Err(_) => {
                 return Availability::no(
                     format!(
                         "the {} engine at {} ({}) did not answer within 5 s",
-                        self.engine.name(),
+                        self.shared.engine.name(),
                         ep.host,
                         ep.origin
                     ),
-                    self.engine.start_hint(),
+                    self.shared.engine.start_hint(),
                 )
             }
         }
-        match self.info().await {
+        match self.shared.info().await {
             Ok(i) => Availability::yes(format!(
                 "{} {} answers at {} ({}); cgroups v{}{}",
-                self.engine.name(),
+                self.shared.engine.name(),
                 i.server_version,
                 ep.host,
                 ep.origin,
                 i.cgroup_version,
                 if i.rootless { ", rootless" } else { "" }
             )),
-            Err(e) => Availability::no(e.to_string(), self.engine.start_hint()),
+            Err(e) => Availability::no(e.to_string(), self.shared.engine.start_hint()),
         }
     }
 
     fn enforcement(&self, spec: &SandboxSpec) -> Enforcement {
-        let info = self.info_blocking();
-        self.plan(spec, info.as_ref())
+        let info = self.shared.info_blocking();
+        self.shared.plan(spec, info.as_ref())
     }
 
     async fn run_streaming(
@@ -378,7 +433,10 @@ impl Backend for EngineBackend {
     ) -> Result<RunResult> {
         cmd.validate()?;
         let started = Instant::now();
-        let (c, enforcement) = self.start(spec, None).await?;
+        let (c, enforcement) = match &self.pool {
+            Some(pool) => pool.take(&self.shared, spec).await?,
+            None => self.shared.start(spec, None).await?,
+        };
         let res = async {
             let req = exec_request(spec, cmd, sink);
             let out = run_exec(&c.docker, c.engine(), &c.id, req, KillMode::Container).await?;
@@ -390,7 +448,7 @@ impl Backend for EngineBackend {
                 out,
                 oom,
                 started,
-                self.engine.name(),
+                self.shared.engine.name(),
                 &enforcement,
             ))
         }
@@ -400,7 +458,7 @@ impl Backend for EngineBackend {
     }
 
     async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
-        let (container, enforcement) = self.start(spec, main.as_ref()).await?;
+        let (container, enforcement) = self.shared.start(spec, main.as_ref()).await?;
         Ok(Box::new(EngineSandbox {
             container,
             spec: spec.clone(),
@@ -410,7 +468,7 @@ impl Backend for EngineBackend {
     }
 
     async fn gc(&self) -> Result<Vec<String>> {
-        let (docker, _) = self.client()?;
+        let (docker, _) = self.shared.client()?;
         let filters: HashMap<&str, Vec<String>> =
             HashMap::from([("label", vec![format!("{LABEL_CREATED_BY}={CREATED_BY}")])]);
         let opts = ListContainersOptionsBuilder::new()
@@ -419,7 +477,7 @@ impl Backend for EngineBackend {
             .build();
         let list = docker.list_containers(Some(opts)).await.map_err(|e| {
             Error::backend(
-                self.engine.name(),
+                self.shared.engine.name(),
                 format!("listing containers for gc: {e}"),
             )
         })?;
@@ -441,7 +499,7 @@ impl Backend for EngineBackend {
             match docker.remove_container(&id, Some(opts)).await {
                 Ok(()) => removed.push(format!(
                     "removed {} container {} ({}) left by dead process {pid}",
-                    self.engine.name(),
+                    self.shared.engine.name(),
                     &id[..id.len().min(12)],
                     c.names
                         .unwrap_or_default()
@@ -451,7 +509,7 @@ impl Backend for EngineBackend {
                 Err(e) if crate::errors::is_not_found(&e) => {}
                 Err(e) => {
                     return Err(Error::backend(
-                        self.engine.name(),
+                        self.shared.engine.name(),
                         format!("removing container {id} in gc: {e}"),
                     ))
                 }

@@ -21,6 +21,7 @@ mod endpoint;
 mod errors;
 mod exec;
 mod image;
+mod pool;
 mod sandbox;
 
 pub use backend::{DockerBackend, EngineBackend, EngineInfo, PodmanBackend, DEFAULT_IMAGE};

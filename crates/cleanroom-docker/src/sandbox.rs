@@ -66,6 +66,12 @@ impl Container {
         self.endpoint.engine.name()
     }
 
+    /// Hands the removal over to the caller: dropping it no longer removes it.
+    pub fn disown(self) -> (Endpoint, String) {
+        self.removed.store(true, Ordering::SeqCst);
+        (self.endpoint.clone(), self.id.clone())
+    }
+
     pub fn is_removed(&self) -> bool {
         self.removed.load(Ordering::SeqCst)
     }
@@ -139,17 +145,20 @@ impl Drop for Container {
             else {
                 return;
             };
-            rt.block_on(async {
-                if let Ok(docker) = endpoint.connect() {
-                    let opts = RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    let _ = docker.remove_container(&id, Some(opts)).await;
-                }
-            });
+            rt.block_on(force_remove(&endpoint, &id));
         });
         let _ = handle.join();
+    }
+}
+
+/// Force-removes container `id` over a new connection to `endpoint`.
+pub async fn force_remove(endpoint: &Endpoint, id: &str) {
+    if let Ok(docker) = endpoint.connect() {
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = docker.remove_container(id, Some(opts)).await;
     }
 }
 

@@ -1,0 +1,125 @@
+//! The warm pool: started, never-used containers kept ready per spec so a
+//! one-shot run costs an exec instead of a container create and start.
+//!
+//! A container leaves the pool for exactly one run and is removed after it;
+//! nothing a command did can reach another run. The pool refills in the
+//! background after each take.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use cleanroom_core::{Enforcement, Result, SandboxSpec};
+
+use crate::backend::Shared;
+use crate::endpoint::Endpoint;
+use crate::sandbox::Container;
+
+type Ready = (Container, Enforcement);
+
+pub(crate) struct WarmPool {
+    size: usize,
+    idle: Mutex<HashMap<String, Vec<Ready>>>,
+    filling: Mutex<HashSet<String>>,
+}
+
+impl WarmPool {
+    pub fn new(size: usize) -> Self {
+        WarmPool {
+            size,
+            idle: Mutex::new(HashMap::new()),
+            filling: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn idle_count(&self) -> usize {
+        lock(&self.idle).values().map(Vec::len).sum()
+    }
+
+    /// A started container for `spec`: a warm one when there is one, else
+    /// a fresh one. Either way the pool refills for `spec` in the background.
+    pub async fn take(self: &Arc<Self>, shared: &Arc<Shared>, spec: &SandboxSpec) -> Result<Ready> {
+        spec.validate()?;
+        let key = key(&shared.image_for(spec)?, spec);
+        let warm = lock(&self.idle).get_mut(&key).and_then(Vec::pop);
+        self.refill(shared, spec, &key);
+        match warm {
+            Some((c, e)) => {
+                if let Err(err) = e.check_strict(spec) {
+                    c.remove().await;
+                    return Err(err);
+                }
+                Ok((c, e))
+            }
+            None => shared.start(spec, None).await,
+        }
+    }
+
+    fn refill(self: &Arc<Self>, shared: &Arc<Shared>, spec: &SandboxSpec, key: &str) {
+        if !lock(&self.filling).insert(key.to_string()) {
+            return;
+        }
+        let (pool, shared, spec, key) =
+            (self.clone(), shared.clone(), spec.clone(), key.to_string());
+        tokio::spawn(async move {
+            while lock(&pool.idle).get(&key).map_or(0, Vec::len) < pool.size {
+                match shared.start(&spec, None).await {
+                    Ok(ready) => lock(&pool.idle).entry(key.clone()).or_default().push(ready),
+                    Err(_) => break,
+                }
+            }
+            lock(&pool.filling).remove(&key);
+        });
+    }
+}
+
+impl Drop for WarmPool {
+    fn drop(&mut self) {
+        let all: Vec<(Endpoint, String)> = lock(&self.idle)
+            .drain()
+            .flat_map(|(_, v)| v)
+            .map(|(c, _)| c.disown())
+            .collect();
+        if all.is_empty() {
+            return;
+        }
+        // One thread with its own runtime removes them all at once.
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let removals = all
+                    .iter()
+                    .map(|(ep, id)| crate::sandbox::force_remove(ep, id));
+                futures_util::future::join_all(removals).await;
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+/// Specs that create the same container share a key: everything but the
+/// per-command settings (timeout, output limit, strictness).
+fn key(image: &str, spec: &SandboxSpec) -> String {
+    let normalized = SandboxSpec {
+        timeout: None,
+        output_limit: 0,
+        strict: false,
+        ..spec.clone()
+    };
+    format!(
+        "{image}\n{}",
+        serde_json::to_string(&normalized).unwrap_or_default()
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
