@@ -20,6 +20,7 @@ use crate::reference::Reference;
 use crate::store::Store;
 
 pub(crate) use bundle::{decompress, unknown_format};
+pub(crate) use oci::select_platform;
 
 /// Where an image comes from, parsed from the `SOURCE` of `cleanroom import`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,6 +331,13 @@ impl Store {
                 reference: key,
                 message: "imported but not listed; the store changed underneath, run `cleanroom images verify`".into(),
             })
+    }
+
+    /// Pulls `reference` (`[docker://]HOST[:PORT]/NAME[:TAG|@DIGEST]`) from its
+    /// registry; see `pull.rs` for transport and credentials.
+    pub fn pull(&self, reference: &str, progress: ProgressFn<'_>) -> Result<ImageInfo> {
+        let r = reference.strip_prefix("docker://").unwrap_or(reference);
+        self.import_with_progress(&format!("docker://{r}"), None, progress)
     }
 
     fn open_bundle(&self, path: &Path) -> Result<bundle::Bundle> {
