@@ -2,7 +2,7 @@
 //! `--fail-fast`, per-test timeouts, `--repeat` with a non-determinism
 //! check, and cancellation that tears every sandbox down.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -145,35 +145,67 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
         },
     );
 
-    let jobs = effective_jobs(options.jobs);
-    let permits = Arc::new(Semaphore::new(jobs));
-    let stop_starting = CancellationToken::new();
-    let mut set = JoinSet::new();
-    for (order, test) in planned.into_iter().enumerate() {
-        let ctx = Job {
-            backend: backend.clone(),
-            base: base.clone(),
-            options: options.clone(),
-            permits: permits.clone(),
-            stop_starting: stop_starting.clone(),
-        };
-        set.spawn(async move { (order, ctx.run(test).await) });
-    }
+    // Tests start in path order as permits free up, so which tests a
+    // --fail-fast run skips does not depend on thread timing.
+    let permits = Arc::new(Semaphore::new(effective_jobs(options.jobs)));
+    let mut queue: VecDeque<(usize, Planned)> = planned.into_iter().enumerate().collect();
+    let mut set: JoinSet<(usize, TestReport)> = JoinSet::new();
     let mut reports: Vec<(usize, TestReport)> = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        let (order, report) = match joined {
-            Ok(r) => r,
-            Err(e) => {
-                // A panic in one test is that test's failure, not the suite's end.
-                tracing::error!("a test task panicked: {e}");
-                continue;
-            }
-        };
+    let mut stop_starting = false;
+    let mut finish = |report: TestReport, order: usize, stop: &mut bool| {
         if report.status == Status::Failed && options.fail_fast {
-            stop_starting.cancel();
+            *stop = true;
         }
         emit(options, &Event::Finished(Box::new(report.clone())));
         reports.push((order, report));
+    };
+    loop {
+        if !queue.is_empty() && (stop_starting || options.cancel.is_cancelled()) {
+            for (order, test) in queue.drain(..) {
+                finish(skipped(test, options), order, &mut stop_starting);
+            }
+        }
+        if let Some((_, front)) = queue.front() {
+            if front.parsed.is_err() {
+                // Nothing to run: report the problems right away.
+                let (order, test) = queue.pop_front().expect("front exists");
+                let report = broken(
+                    test.name,
+                    test.path,
+                    test.parsed.err().unwrap_or_default().as_slice(),
+                );
+                finish(report, order, &mut stop_starting);
+                continue;
+            }
+            tokio::select! {
+                biased;
+                Some(joined) = set.join_next(), if !set.is_empty() => {
+                    if let Some((order, report)) = joined_report(joined) {
+                        finish(report, order, &mut stop_starting);
+                    }
+                }
+                _ = options.cancel.cancelled() => {}
+                permit = permits.clone().acquire_owned() => {
+                    let (order, test) = queue.pop_front().expect("front exists");
+                    let job = Job {
+                        backend: backend.clone(),
+                        base: base.clone(),
+                        options: options.clone(),
+                        _permit: permit.ok(),
+                    };
+                    set.spawn(async move { (order, job.run(test).await) });
+                }
+            }
+        } else {
+            match set.join_next().await {
+                Some(joined) => {
+                    if let Some((order, report)) = joined_report(joined) {
+                        finish(report, order, &mut stop_starting);
+                    }
+                }
+                None => break,
+            }
+        }
     }
     reports.sort_by_key(|(order, _)| *order);
     let tests: Vec<TestReport> = reports.into_iter().map(|(_, r)| r).collect();
@@ -201,8 +233,39 @@ struct Job {
     backend: Arc<dyn Backend>,
     base: SandboxSpec,
     options: RunOptions,
-    permits: Arc<Semaphore>,
-    stop_starting: CancellationToken,
+    /// Held while the test runs.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// A finished task's report; a panicked task is logged and dropped.
+fn joined_report(
+    joined: std::result::Result<(usize, TestReport), tokio::task::JoinError>,
+) -> Option<(usize, TestReport)> {
+    match joined {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!("a test task panicked: {e}");
+            None
+        }
+    }
+}
+
+/// The report of a test that was never started.
+fn skipped(test: Planned, options: &RunOptions) -> TestReport {
+    let why = if options.cancel.is_cancelled() {
+        "not run: interrupted"
+    } else {
+        "not run: --fail-fast stopped the run after a failure"
+    };
+    TestReport::not_run(
+        test.name,
+        test.path,
+        Status::Skipped,
+        Some(Failure {
+            message: why.into(),
+            ..Failure::default()
+        }),
+    )
 }
 
 impl Job {
@@ -211,29 +274,15 @@ impl Job {
             Ok(f) => f,
             Err(problems) => return broken(test.name, test.path, &problems),
         };
-        let permit = tokio::select! {
-            p = self.permits.clone().acquire_owned() => p.ok(),
-            _ = self.options.cancel.cancelled() => None,
-            _ = self.stop_starting.cancelled() => None,
-        };
-        let Some(_permit) = permit else {
-            let why = if self.options.cancel.is_cancelled() {
-                "not run: interrupted"
-            } else {
-                "not run: --fail-fast stopped the run after a failure"
-            };
-            return TestReport::not_run(
-                file.name,
-                file.path,
-                Status::Skipped,
-                Some(Failure {
-                    message: why.into(),
-                    ..Failure::default()
-                }),
+        if self.options.cancel.is_cancelled() {
+            return skipped(
+                Planned {
+                    name: file.name,
+                    path: file.path,
+                    parsed: Err(Vec::new()),
+                },
+                &self.options,
             );
-        };
-        if self.stop_starting.is_cancelled() || self.options.cancel.is_cancelled() {
-            return TestReport::not_run(file.name, file.path, Status::Skipped, None);
         }
         emit(
             &self.options,
