@@ -39,7 +39,11 @@ pub fn check(expect: &Expectations, result: &RunResult) -> Option<Failure> {
                 message: "stdout differs from expected_output".into(),
                 expected: Some(want.clone()),
                 actual: Some(tail(&stdout)),
-                diff: Some(diff(want, &stdout)),
+                // The comparison ignores one trailing newline; so does the diff.
+                diff: Some(diff(
+                    &format!("{}\n", trim_newline(want)),
+                    &format!("{}\n", trim_newline(&stdout)),
+                )),
                 ..Failure::default()
             });
         }
