@@ -45,6 +45,13 @@ pub enum Command {
     /// Remove sandboxes, containers, mounts, cgroups and temporary
     /// directories that crashed callers left behind (never a live caller's).
     Gc(GcArgs),
+    /// List the images in the store (`images verify [--repair]` checks every blob).
+    Images(ImagesArgs),
+    /// Import an image: a `docker save` archive, an OCI layout (dir or tar),
+    /// tar://ROOTFS.tar[.gz|.zst] or file://ROOTFS_DIR.
+    Import(ImportArgs),
+    /// Remove images from the store and free what nothing else uses.
+    Rmi(RmiArgs),
     /// Measure a backend's start-up beside its anchor (bubblewrap, `docker run`), medians.
     Bench(BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -288,4 +295,44 @@ pub struct SelfTestArgs {
     /// Run only the checks whose name contains this.
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    #[command(subcommand)]
+    pub action: Option<ImagesAction>,
+
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesAction {
+    /// Re-hash every blob and check every image has what it needs.
+    Verify {
+        /// Delete corrupt blobs and the references of broken images (then re-import them).
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The archive, layout, tar://FILE or file://DIR to import.
+    pub source: String,
+
+    /// Name the image NAME:TAG (an archive's own tags are kept too).
+    #[arg(long, short)]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Image references, digests or ID prefixes.
+    #[arg(required = true)]
+    pub references: Vec<String>,
 }

@@ -32,6 +32,24 @@ pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
             }
         }
     }
+    match cleanroom::images::Store::open_default().and_then(|s| s.gc()) {
+        Ok(r) => {
+            removed += r.blobs_removed + r.layers_removed + r.rootfs_removed;
+            if r.blobs_removed + r.layers_removed + r.rootfs_removed > 0 {
+                println!(
+                    "images: removed {} unreferenced blob(s), {} unpacked layer(s), {} merged rootfs ({} freed)",
+                    r.blobs_removed,
+                    r.layers_removed,
+                    r.rootfs_removed,
+                    super::images::human_size(r.bytes_freed)
+                );
+            }
+        }
+        Err(e) => {
+            failed = true;
+            eprintln!("cleanroom: gc of the image store failed: {e}");
+        }
+    }
     println!("removed {removed} leftover item(s)");
     Ok(if failed {
         ExitCode::from(crate::EXIT_CLEANROOM_ERROR)

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod config;
 pub mod doctor;
 pub mod gc;
+pub mod images;
 pub mod init;
 pub mod run;
 pub mod self_test;

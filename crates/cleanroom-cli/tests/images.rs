@@ -1,0 +1,57 @@
+//! `cleanroom import|images|rmi` against a real store in a temporary home.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cleanroom(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cleanroom"))
+        .args(args)
+        .env("CLEANROOM_HOME", home)
+        .output()
+        .expect("running the cleanroom binary")
+}
+
+#[test]
+fn import_list_verify_remove() {
+    let home = tempfile::tempdir().unwrap();
+    let rootfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(rootfs.path().join("etc")).unwrap();
+    std::fs::write(rootfs.path().join("etc/os-release"), "NAME=test\n").unwrap();
+    let source = format!("file://{}", rootfs.path().display());
+
+    let out = cleanroom(home.path(), &["import", &source, "--tag", "t:1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported t:1"));
+
+    let out = cleanroom(home.path(), &["images", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["reference"], "t:1");
+    assert!(v[0]["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    let out = cleanroom(home.path(), &["images", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = cleanroom(home.path(), &["rmi", "t:1"]);
+    assert!(out.status.success());
+    let out = cleanroom(home.path(), &["images", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_missing_source_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let out = cleanroom(home.path(), &["import", "/nonexistent/image.tar"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/image.tar"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
