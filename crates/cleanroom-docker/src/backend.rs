@@ -406,18 +406,29 @@ impl Backend for EngineBackend {
                 )
             }
         }
-        match self.shared.info().await {
-            Ok(i) => Availability::yes(format!(
-                "{} {} answers at {} ({}); cgroups v{}{}",
-                self.shared.engine.name(),
-                i.server_version,
-                ep.host,
-                ep.origin,
-                i.cgroup_version,
-                if i.rootless { ", rootless" } else { "" }
-            )),
-            Err(e) => Availability::no(e.to_string(), self.shared.engine.start_hint()),
-        }
+        let info = match self.shared.info().await {
+            Ok(i) => i,
+            Err(e) => return Availability::no(e.to_string(), self.shared.engine.start_hint()),
+        };
+        let image = &self.shared.image;
+        let image_note = match image::present(&docker, self.shared.engine, image).await {
+            Ok(true) => format!("default image `{image}` present"),
+            Ok(false) => format!(
+                "default image `{image}` not present yet: it is pulled on first use, or import \
+                 it with `{} import ROOTFS.tar {image}`",
+                self.shared.engine.name()
+            ),
+            Err(e) => format!("default image `{image}`: {e}"),
+        };
+        Availability::yes(format!(
+            "{} {} answers at {} ({}); cgroups v{}{}; {image_note}",
+            self.shared.engine.name(),
+            info.server_version,
+            ep.host,
+            ep.origin,
+            info.cgroup_version,
+            if info.rootless { ", rootless" } else { "" }
+        ))
     }
 
     fn enforcement(&self, spec: &SandboxSpec) -> Enforcement {

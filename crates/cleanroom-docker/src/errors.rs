@@ -4,8 +4,8 @@
 use bollard::errors::Error as EngineError;
 use cleanroom_core::Error;
 
-/// An error from `doing` in `container`: a vanished container is
-/// [`Error::SandboxGone`], anything else a backend error naming both.
+/// An error from `doing` in `container`: a vanished or stopped container
+/// is [`Error::SandboxGone`], anything else a backend error naming both.
 pub fn engine_error(engine: &str, container: &str, doing: &str, e: EngineError) -> Error {
     match e {
         EngineError::DockerResponseServerError {
@@ -13,6 +13,17 @@ pub fn engine_error(engine: &str, container: &str, doing: &str, e: EngineError) 
         } if !container.is_empty() => Error::SandboxGone {
             id: container.to_string(),
         },
+        // Docker: 409 "... is not running"; Podman: 500 "... container state improper".
+        EngineError::DockerResponseServerError {
+            status_code: 409 | 500,
+            ref message,
+        } if !container.is_empty()
+            && (message.contains("not running") || message.contains("state improper")) =>
+        {
+            Error::SandboxGone {
+                id: container.to_string(),
+            }
+        }
         e => Error::backend(engine, format!("{doing} in container {container}: {e}")),
     }
 }
