@@ -13,7 +13,9 @@ use cleanroom_core::{
     Network, OutputSink, Result, RootFs, RunResult, Sandbox, SandboxSpec,
 };
 
-use crate::container::{self, create_body, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID};
+use crate::container::{
+    self, create_body, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID, LABEL_SESSION,
+};
 use crate::endpoint::{Endpoint, Engine};
 use crate::exec::{run_exec, KillMode};
 use crate::image;
@@ -153,6 +155,32 @@ impl EngineBackend {
     /// What the engine can enforce, asked once and remembered.
     pub async fn info(&self) -> Result<EngineInfo> {
         self.shared.info().await
+    }
+
+    /// Removes every container this process created on the engine (label
+    /// `cleanroom.session`), running or not, and says what it removed. For a
+    /// caller's SIGINT/SIGTERM handler: call it, then exit.
+    pub async fn remove_session(&self) -> Result<Vec<String>> {
+        let name = self.shared.engine.name();
+        let (docker, _) = self.shared.client()?;
+        let filters: HashMap<&str, Vec<String>> = HashMap::from([(
+            "label",
+            vec![format!("{LABEL_SESSION}={}", container::session())],
+        )]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| Error::backend(name, format!("listing this session's containers: {e}")))?;
+        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+        let removed = remove_all(&docker, name, ids).await?;
+        Ok(removed
+            .into_iter()
+            .map(|id| format!("removed {name} container {}", &id[..id.len().min(12)]))
+            .collect())
     }
 
     /// Containers waiting in the warm pool, over all specs.
@@ -323,7 +351,7 @@ impl Shared {
         let body = create_body(self.engine, spec, &image, main);
         let c = Container::start(&docker, &ep, body).await?;
         if let Err(e) = read_back_limits(&c, spec, &mut enforcement).await {
-            c.remove().await;
+            let _ = c.remove().await;
             return Err(e);
         }
         if self.engine == Engine::Podman && !spec.read_only_root {
@@ -335,7 +363,7 @@ impl Shared {
             req.user = "0:0".into();
             req.workdir = "/".into();
             if let Err(e) = run_exec(&c.docker, c.engine(), &c.id, req, KillMode::Group).await {
-                c.remove().await;
+                let _ = c.remove().await;
                 return Err(e);
             }
         }
@@ -464,7 +492,7 @@ impl Backend for EngineBackend {
             ))
         }
         .await;
-        c.remove().await;
+        let _ = c.remove().await;
         res
     }
 
@@ -493,7 +521,7 @@ impl Backend for EngineBackend {
             )
         })?;
         let here = container::host_name();
-        let mut removed = Vec::new();
+        let mut dead = HashMap::new();
         for c in list {
             let labels = c.labels.unwrap_or_default();
             let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse::<u32>().ok()) else {
@@ -503,29 +531,56 @@ impl Backend for EngineBackend {
                 continue;
             }
             let Some(id) = c.id else { continue };
+            let names = c.names.unwrap_or_default().join(",");
+            dead.insert(id, (pid, names.trim_start_matches('/').to_string()));
+        }
+        let name = self.shared.engine.name();
+        let removed = remove_all(&docker, name, dead.keys().cloned().collect()).await?;
+        let removed = removed
+            .into_iter()
+            .map(|id| {
+                let (pid, names) = dead.get(&id).cloned().unwrap_or_default();
+                format!(
+                    "removed {name} container {} ({names}) left by dead process {pid}",
+                    &id[..id.len().min(12)]
+                )
+            })
+            .collect();
+        Ok(removed)
+    }
+}
+
+/// Force-removes `ids` concurrently and returns those removed. Podman
+/// refuses to remove a pod's first container while members remain, so
+/// what fails is retried after the rest is gone.
+async fn remove_all(docker: &Docker, engine: &str, mut ids: Vec<String>) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for pass in 0..3 {
+        let attempts = ids.iter().map(|id| async move {
             let opts = RemoveContainerOptionsBuilder::new()
                 .force(true)
                 .v(true)
                 .build();
-            match docker.remove_container(&id, Some(opts)).await {
-                Ok(()) => removed.push(format!(
-                    "removed {} container {} ({}) left by dead process {pid}",
-                    self.shared.engine.name(),
-                    &id[..id.len().min(12)],
-                    c.names
-                        .unwrap_or_default()
-                        .join(",")
-                        .trim_start_matches('/')
-                )),
+            (id.clone(), docker.remove_container(id, Some(opts)).await)
+        });
+        let mut failed = Vec::new();
+        for (id, res) in futures_util::future::join_all(attempts).await {
+            match res {
+                Ok(()) => removed.push(id),
                 Err(e) if crate::errors::is_not_found(&e) => {}
+                Err(e) if pass < 2 => failed.push((id, e)),
                 Err(e) => {
                     return Err(Error::backend(
-                        self.shared.engine.name(),
-                        format!("removing container {id} in gc: {e}"),
+                        engine,
+                        format!("removing container {id}: {e}"),
                     ))
                 }
             }
         }
-        Ok(removed)
+        if failed.is_empty() {
+            break;
+        }
+        ids = failed.into_iter().map(|(id, _)| id).collect();
     }
+    Ok(removed)
 }

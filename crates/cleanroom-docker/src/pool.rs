@@ -49,7 +49,7 @@ impl WarmPool {
         match warm {
             Some((c, e)) => {
                 if let Err(err) = e.check_strict(spec) {
-                    c.remove().await;
+                    let _ = c.remove().await;
                     return Err(err);
                 }
                 Ok((c, e))

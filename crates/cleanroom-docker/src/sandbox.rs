@@ -55,7 +55,7 @@ impl Container {
         };
         if let Err(e) = docker.start_container(&container.id, None).await {
             let err = start_error(endpoint.engine, &image, "starting a container", e);
-            container.remove().await;
+            let _ = container.remove().await;
             return Err(err);
         }
         let _ = engine;
@@ -89,16 +89,29 @@ impl Container {
         }
     }
 
-    /// Force-removes the container; errors are ignored when it is already gone.
-    pub async fn remove(&self) {
-        if self.removed.swap(true, Ordering::SeqCst) {
-            return;
+    /// Force-removes the container (a no-op once it is gone). On failure
+    /// (Podman keeps a pod's first container while members remain) it stays
+    /// marked live, so dropping it tries again.
+    pub async fn remove(&self) -> Result<()> {
+        if self.is_removed() {
+            return Ok(());
         }
         let opts = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
             .build();
-        let _ = self.docker.remove_container(&self.id, Some(opts)).await;
+        match self.docker.remove_container(&self.id, Some(opts)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                return Err(Error::backend(
+                    self.engine(),
+                    format!("removing container {}: {e}", self.id),
+                ))
+            }
+        }
+        self.removed.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The memory cgroup's OOM-kill count as seen inside, or 0.
@@ -430,7 +443,6 @@ impl Sandbox for EngineSandbox {
     }
 
     async fn remove(&self) -> Result<()> {
-        self.container.remove().await;
-        Ok(())
+        self.container.remove().await
     }
 }
