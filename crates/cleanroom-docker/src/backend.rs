@@ -1,21 +1,19 @@
 //! [`EngineBackend`]: the `docker` and `podman` backends, one implementation
 //! over the Engine API.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use cleanroom_core::{
-    async_trait, process_alive, Availability, Backend, Cmd, Constraint, Enforcement, Error,
-    Network, OutputSink, Result, RootFs, RunResult, Sandbox, SandboxSpec,
+    async_trait, Availability, Backend, Cmd, Constraint, Enforcement, Error, Network, OutputSink,
+    Result, RootFs, RunResult, Sandbox, SandboxSpec,
 };
 
-use crate::container::{
-    self, create_body, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID, LABEL_SESSION,
-};
+use crate::cleanup;
+use crate::container::create_body;
 use crate::endpoint::{Endpoint, Engine};
 use crate::exec::{run_exec, KillMode};
 use crate::image;
@@ -161,26 +159,8 @@ impl EngineBackend {
     /// `cleanroom.session`), running or not, and says what it removed. For a
     /// caller's SIGINT/SIGTERM handler: call it, then exit.
     pub async fn remove_session(&self) -> Result<Vec<String>> {
-        let name = self.shared.engine.name();
-        let (docker, _) = self.shared.client()?;
-        let filters: HashMap<&str, Vec<String>> = HashMap::from([(
-            "label",
-            vec![format!("{LABEL_SESSION}={}", container::session())],
-        )]);
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| Error::backend(name, format!("listing this session's containers: {e}")))?;
-        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
-        let removed = remove_all(&docker, name, ids).await?;
-        Ok(removed
-            .into_iter()
-            .map(|id| format!("removed {name} container {}", &id[..id.len().min(12)]))
-            .collect())
+        let (docker, ep) = self.shared.client()?;
+        cleanup::remove_session(&docker, ep.engine.name()).await
     }
 
     /// Containers waiting in the warm pool, over all specs.
@@ -507,80 +487,7 @@ impl Backend for EngineBackend {
     }
 
     async fn gc(&self) -> Result<Vec<String>> {
-        let (docker, _) = self.shared.client()?;
-        let filters: HashMap<&str, Vec<String>> =
-            HashMap::from([("label", vec![format!("{LABEL_CREATED_BY}={CREATED_BY}")])]);
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = docker.list_containers(Some(opts)).await.map_err(|e| {
-            Error::backend(
-                self.shared.engine.name(),
-                format!("listing containers for gc: {e}"),
-            )
-        })?;
-        let here = container::host_name();
-        let mut dead = HashMap::new();
-        for c in list {
-            let labels = c.labels.unwrap_or_default();
-            let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
-            if labels.get(LABEL_HOST).is_some_and(|h| *h != here) || process_alive(pid) {
-                continue;
-            }
-            let Some(id) = c.id else { continue };
-            let names = c.names.unwrap_or_default().join(",");
-            dead.insert(id, (pid, names.trim_start_matches('/').to_string()));
-        }
-        let name = self.shared.engine.name();
-        let removed = remove_all(&docker, name, dead.keys().cloned().collect()).await?;
-        let removed = removed
-            .into_iter()
-            .map(|id| {
-                let (pid, names) = dead.get(&id).cloned().unwrap_or_default();
-                format!(
-                    "removed {name} container {} ({names}) left by dead process {pid}",
-                    &id[..id.len().min(12)]
-                )
-            })
-            .collect();
-        Ok(removed)
+        let (docker, ep) = self.shared.client()?;
+        cleanup::gc(&docker, ep.engine.name()).await
     }
-}
-
-/// Force-removes `ids` concurrently and returns those removed. Podman
-/// refuses to remove a pod's first container while members remain, so
-/// what fails is retried after the rest is gone.
-async fn remove_all(docker: &Docker, engine: &str, mut ids: Vec<String>) -> Result<Vec<String>> {
-    let mut removed = Vec::new();
-    for pass in 0..3 {
-        let attempts = ids.iter().map(|id| async move {
-            let opts = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            (id.clone(), docker.remove_container(id, Some(opts)).await)
-        });
-        let mut failed = Vec::new();
-        for (id, res) in futures_util::future::join_all(attempts).await {
-            match res {
-                Ok(()) => removed.push(id),
-                Err(e) if crate::errors::is_not_found(&e) => {}
-                Err(e) if pass < 2 => failed.push((id, e)),
-                Err(e) => {
-                    return Err(Error::backend(
-                        engine,
-                        format!("removing container {id}: {e}"),
-                    ))
-                }
-            }
-        }
-        if failed.is_empty() {
-            break;
-        }
-        ids = failed.into_iter().map(|(id, _)| id).collect();
-    }
-    Ok(removed)
 }

@@ -15,6 +15,7 @@
 //! ```
 
 mod backend;
+mod cleanup;
 mod container;
 mod copy;
 mod endpoint;
