@@ -186,6 +186,10 @@ pub async fn run_exec(
                         match buf.iter().position(|b| *b == b'\n') {
                             Some(nl) => {
                                 pgid = std::str::from_utf8(&buf[..nl]).ok().and_then(|s| s.trim().parse().ok());
+                                if pgid.is_none() {
+                                    // Not our pid: the engine's own error, keep it.
+                                    stderr.push(&buf[..=nl], req.limit);
+                                }
                                 bytes = buf[nl + 1..].to_vec();
                                 pid_line = None;
                             }
@@ -260,6 +264,27 @@ pub async fn run_exec(
             ))
         }
     };
+    if pgid.is_none() && !timed_out {
+        if let Some(partial) = pid_line {
+            stderr.push(&partial, req.limit);
+        }
+        // The wrapper never printed its pid: `sh` (or the exec) failed
+        // before anything of ours ran.
+        let said = String::from_utf8_lossy(&stderr.bytes).trim().to_string();
+        return Err(Error::backend(
+            engine,
+            format!(
+                "could not start a command in container {container} (exit {exit_code}{}): the \
+                 engine backends run commands through the image's `sh` and `env`, so the image \
+                 must provide both (busybox or coreutils); use an image that has them",
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {said}")
+                }
+            ),
+        ));
+    }
     Ok(ExecOutput {
         exit_code,
         timed_out,

@@ -94,3 +94,58 @@ async fn exec_in_a_stopped_sandbox_says_it_is_gone() {
         );
     }
 }
+
+/// A tar of a root with busybox's `sleep` but no `sh`.
+fn rootfs_without_sh() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_path_with_name("/bin/busybox", "bin/busybox")
+        .unwrap();
+    for dir in ["tmp", "workdir"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o1777);
+        h.set_size(0);
+        b.append_data(&mut h, dir, std::io::empty()).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    b.append_link(&mut h, "bin/sleep", "busybox").unwrap();
+    b.into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_without_sh_says_what_it_needs() {
+    use bollard::query_parameters::{CreateImageOptionsBuilder, RemoveImageOptionsBuilder};
+    use futures_util::StreamExt;
+    let image = format!("cleanroom-test-nosh-{}:latest", std::process::id());
+    for b in both() {
+        let docker = b.endpoint().unwrap().connect().unwrap();
+        let (repo, tag) = image.split_once(':').unwrap();
+        let opts = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag)
+            .build();
+        let mut import = docker.create_image(
+            Some(opts),
+            Some(bollard::body_full(rootfs_without_sh().into())),
+            None,
+        );
+        while let Some(item) = import.next().await {
+            item.unwrap_or_else(|e| panic!("{}: importing {image}: {e}", b.name()));
+        }
+        let spec = SandboxSpec::with_rootfs(RootFs::Image(image.clone()));
+        let res = b.run(&spec, Cmd::new("true")).await;
+        let _ = docker
+            .remove_image(
+                &image,
+                Some(RemoveImageOptionsBuilder::new().force(true).build()),
+                None,
+            )
+            .await;
+        let err = res.expect_err("a run without sh in the image succeeded");
+        assert!(err.to_string().contains("`sh`"), "{}: {err}", b.name());
+    }
+}
