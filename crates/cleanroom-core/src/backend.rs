@@ -54,6 +54,15 @@ pub trait Backend: Send + Sync {
         self.availability().await.available
     }
 
+    /// Whether this backend can run `spec` here as it stands — it has the
+    /// image, or can use that kind of root filesystem at all — and if not,
+    /// why, in a sentence. `auto` passes over a backend that cannot. Cheap:
+    /// a local lookup, never a download.
+    async fn can_honour(&self, spec: &SandboxSpec) -> std::result::Result<(), String> {
+        let _ = spec;
+        Ok(())
+    }
+
     /// What this backend would enforce for `spec`, one entry per constraint
     /// the spec requests. Computed before running; the run's result carries it.
     fn enforcement(&self, spec: &SandboxSpec) -> Enforcement;

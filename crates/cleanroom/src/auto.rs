@@ -57,6 +57,11 @@ impl AutoBackend {
                 reason: format!("{choice} was asked for by name"),
             });
         }
+        // What auto must be able to run: the configured image, or the host rootfs.
+        let spec = match image {
+            Some(i) => SandboxSpec::with_rootfs(i.parse()?),
+            None => SandboxSpec::default(),
+        };
         let mut passed = Vec::new();
         for c in BackendChoice::AUTO_ORDER {
             let backend = backend_for(c, image)?;
@@ -66,6 +71,10 @@ impl AutoBackend {
                 continue;
             }
             if a.available {
+                if let Err(why) = backend.can_honour(&spec).await {
+                    passed.push(format!("{c}: available, but {why}"));
+                    continue;
+                }
                 let mut reason = format!("{c}: {}", a.reason);
                 if !passed.is_empty() {
                     reason.push_str(&format!(" (passed over: {})", passed.join("; ")));
@@ -108,6 +117,10 @@ impl Backend for AutoBackend {
 
     async fn availability(&self) -> Availability {
         self.inner.availability().await
+    }
+
+    async fn can_honour(&self, spec: &SandboxSpec) -> std::result::Result<(), String> {
+        self.inner.can_honour(spec).await
     }
 
     fn enforcement(&self, spec: &SandboxSpec) -> Enforcement {
@@ -166,19 +179,28 @@ pub async fn doctor(image: Option<&str>) -> Result<Vec<BackendReport>> {
         pids: Some(512),
         ..SandboxSpec::default()
     };
+    let wanted = match image {
+        Some(i) => SandboxSpec::with_rootfs(i.parse()?),
+        None => SandboxSpec::default(),
+    };
     let mut reports = Vec::new();
     let mut chosen = false;
     for c in BackendChoice::AUTO_ORDER {
         let backend = backend_for(c, image)?;
         let a = backend.availability().await;
         let e = backend.enforcement(&spec);
-        let passed_over = needs_image(c) && image.is_none();
-        let chosen_by_auto = a.available && !chosen && !passed_over;
-        chosen |= chosen_by_auto;
-        let reason = if a.available && passed_over {
-            format!("{}; auto passes over it: no image is configured", a.reason)
+        let passed_over = if !a.available {
+            None
+        } else if needs_image(c) && image.is_none() {
+            Some("no image is configured".to_string())
         } else {
-            a.reason
+            backend.can_honour(&wanted).await.err()
+        };
+        let chosen_by_auto = a.available && !chosen && passed_over.is_none();
+        chosen |= chosen_by_auto;
+        let reason = match passed_over {
+            Some(why) => format!("{}; auto passes over it: {why}", a.reason),
+            None => a.reason,
         };
         reports.push(BackendReport {
             name: c.to_string(),
