@@ -33,8 +33,8 @@ pub struct Instance {
     next: AtomicU64,
     /// The first child, until reaped.
     first: Mutex<Option<Pid>>,
-    /// The sandbox's network namespace (for pods).
-    pub netns: Option<Arc<OwnedFd>>,
+    /// The sandbox's network and user namespaces (for pods).
+    pub namespaces: Option<Arc<(OwnedFd, OwnedFd)>>,
     /// Its cgroup, removed once every process in it is gone.
     cgroup: Mutex<Option<crate::cgroups::Cgroup>>,
 }
@@ -74,8 +74,14 @@ impl Instance {
             }
         };
         let first_reply = tokio::time::timeout(Duration::from_secs(60), recv(&sock)).await;
-        let netns = match first_reply {
-            Ok(Ok(Some((m, mut fds)))) if m.tag() == b"ready" => fds.pop().map(Arc::new),
+        let namespaces = match first_reply {
+            Ok(Ok(Some((m, fds)))) if m.tag() == b"ready" => {
+                let mut fds = fds.into_iter();
+                match (fds.next(), fds.next()) {
+                    (Some(net), Some(user)) => Some(Arc::new((net, user))),
+                    _ => None,
+                }
+            }
             Ok(Ok(Some((m, _)))) if m.tag() == b"fail" => {
                 kill_and_reap(first);
                 return Err(Error::backend(
@@ -104,7 +110,7 @@ impl Instance {
             pending,
             next: AtomicU64::new(1),
             first: Mutex::new(Some(first)),
-            netns,
+            namespaces,
             cgroup: Mutex::new(cgroup),
         })
     }

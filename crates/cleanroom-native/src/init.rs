@@ -81,12 +81,16 @@ fn serve(control: OwnedFd) -> i32 {
             return 1;
         }
     };
-    let netns = std::fs::File::open("/proc/self/ns/net").ok();
-    let fds: Vec<RawFd> = netns.iter().map(|f| f.as_raw_fd()).collect();
+    // The namespaces another sandbox joins to share this one's network.
+    let ns: Vec<std::fs::File> = ["/proc/self/ns/net", "/proc/self/ns/user"]
+        .iter()
+        .filter_map(|p| std::fs::File::open(p).ok())
+        .collect();
+    let fds: Vec<RawFd> = ns.iter().map(|f| f.as_raw_fd()).collect();
     if protocol::send(sock, &Msg::new("ready"), &fds).is_err() {
         return 1;
     }
-    drop(netns);
+    drop(ns);
 
     let mut jobs: HashMap<i32, Job> = HashMap::new();
     let mut buf = vec![0u8; MAX_MESSAGE];
@@ -292,7 +296,9 @@ fn exec_child(
     // SAFETY: closes every descriptor from 3 up; nothing here uses them.
     unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
     let fail = |code: i32, text: String| -> ! {
-        let _ = std::io::stderr().write_all(text.as_bytes());
+        // A raw write: std's stderr lock may have been held by another
+        // thread of the caller when it forked, and would never be released.
+        let _ = nix::unistd::write(std::io::stderr(), text.as_bytes());
         // SAFETY: ends the forked child without the caller's destructors.
         unsafe { libc::_exit(code) }
     };

@@ -157,7 +157,7 @@ async fn prepare(
         tracing::warn!("{w}");
     }
     let pod = match &spec.network {
-        Network::Pod(id) => sandbox::pod_netns(id),
+        Network::Pod(id) => sandbox::pod(id),
         _ => None,
     };
     let owned = spec.clone();

@@ -26,10 +26,15 @@ pub fn enter(plan: &Plan) -> Step {
     match &plan.network {
         NetPlan::Isolated => flags |= CloneFlags::CLONE_NEWNET,
         NetPlan::Host => {}
-        NetPlan::Join(fd) => {
-            // Still in the caller's user namespace, which owns the pod's:
-            // joining is allowed here and no longer after the unshare.
-            setns(fd, CloneFlags::CLONE_NEWNET)
+        NetPlan::Join(pod) => {
+            // Joining a network namespace needs CAP_SYS_ADMIN both in the
+            // user namespace owning it and in our own: enter the pod's user
+            // namespace first (the caller owns it, so it may), then its
+            // network namespace. The sandbox's own user namespace, created
+            // below, is then a child of the pod's.
+            setns(&pod.user, CloneFlags::CLONE_NEWUSER)
+                .map_err(|e| format!("entering the pod's user namespace: {e}"))?;
+            setns(&pod.net, CloneFlags::CLONE_NEWNET)
                 .map_err(|e| format!("joining the pod's network namespace: {e}"))?;
         }
     }

@@ -15,8 +15,18 @@ pub enum NetPlan {
     Isolated,
     /// The caller's (opt-in).
     Host,
-    /// The network namespace of a live sandbox (a pod), as an `nsfs` descriptor.
-    Join(OwnedFd),
+    /// The network namespace of a live sandbox (a pod).
+    Join(Pod),
+}
+
+/// What joining a pod takes: its network namespace and the user namespace
+/// that owns it (entered first, since only there the network namespace may
+/// be joined), and the pod's uid/gid, which the caller's ids are seen as there.
+pub struct Pod {
+    pub net: OwnedFd,
+    pub user: OwnedFd,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// One entry at the top of the new root.
@@ -62,7 +72,8 @@ pub struct BindPlan {
 pub struct Plan {
     pub hostname: String,
     pub user: User,
-    /// The caller's effective uid and gid, mapped to `user` inside.
+    /// The caller's effective uid and gid (as a pod's user namespace sees
+    /// them, when joining one), mapped to `user` inside.
     pub outer_uid: u32,
     pub outer_gid: u32,
     pub network: NetPlan,
@@ -80,10 +91,17 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Resolves `spec` on the host. `pod_netns` is the network namespace for
+    /// Resolves `spec` on the host. `pod` is the pod to join for
     /// `Network::Pod`, looked up by the caller.
-    pub fn new(spec: &SandboxSpec, pod_netns: Option<OwnedFd>) -> Result<Plan> {
-        let network = match (&spec.network, pod_netns) {
+    pub fn new(spec: &SandboxSpec, pod: Option<Pod>) -> Result<Plan> {
+        let (mut outer_uid, mut outer_gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        if let Some(p) = &pod {
+            (outer_uid, outer_gid) = (p.uid, p.gid);
+        }
+        let network = match (&spec.network, pod) {
             (Network::None, _) => NetPlan::Isolated,
             (Network::Host, _) => NetPlan::Host,
             (Network::Pod(_), Some(fd)) => NetPlan::Join(fd),
@@ -116,8 +134,8 @@ impl Plan {
         Ok(Plan {
             hostname: spec.hostname.clone(),
             user: spec.user,
-            outer_uid: nix::unistd::geteuid().as_raw(),
-            outer_gid: nix::unistd::getegid().as_raw(),
+            outer_uid,
+            outer_gid,
             network,
             root: rootfs::plan(spec)?,
             read_only_root: spec.read_only_root,

@@ -15,10 +15,12 @@ pub fn plan(spec: &SandboxSpec) -> Result<RootPlan> {
         RootFs::Host => Ok(host(spec)),
         RootFs::Dir(dir) => directory(dir),
         RootFs::Tar(tar) => directory(&unpacked(tar)?),
-        RootFs::Image(reference) => Err(Error::Image {
-            reference: reference.clone(),
-            message: "the native backend's image store is not available yet; use a root filesystem directory (file:///path) or tarball (tar:///path.tar), or `host`".into(),
-        }),
+        RootFs::Image(reference) => {
+            // The image's layers merged once into one directory by the store.
+            let store = cleanroom_image::Store::open_default()?;
+            let image = store.resolve(reference)?;
+            directory(&store.rootfs_dir(&image)?)
+        }
     }
 }
 
@@ -142,18 +144,19 @@ fn directory(dir: &Path) -> Result<RootPlan> {
     Ok(RootPlan::Dir { path, entries })
 }
 
-/// Where unpacked rootfs tarballs are kept: `$CLEANROOM_HOME/rootfs`, else
-/// `$XDG_CACHE_HOME/cleanroom/rootfs`, else `~/.cache/cleanroom/rootfs`.
+/// Where unpacked rootfs tarballs are kept: `$CLEANROOM_HOME/cache/native-tar`,
+/// else `$XDG_CACHE_HOME/cleanroom/native-tar`, else
+/// `~/.cache/cleanroom/native-tar`.
 pub fn cache_dir() -> PathBuf {
     if let Some(h) = std::env::var_os("CLEANROOM_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(h).join("rootfs");
+        return PathBuf::from(h).join("cache").join("native-tar");
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("cleanroom").join("rootfs")
+    base.join("cleanroom").join("native-tar")
 }
 
 /// FNV-1a: a stable name for a tarball's cache entry.

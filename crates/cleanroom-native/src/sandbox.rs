@@ -21,18 +21,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Live sandboxes' network namespaces by id, for `Network::Pod`.
-fn pods() -> &'static Mutex<HashMap<String, Weak<std::os::fd::OwnedFd>>> {
-    static PODS: std::sync::OnceLock<Mutex<HashMap<String, Weak<std::os::fd::OwnedFd>>>> =
-        std::sync::OnceLock::new();
+/// A live sandbox's namespaces and user, as a pod others can join.
+struct PodEntry {
+    namespaces: Weak<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+    uid: u32,
+    gid: u32,
+}
+
+/// Live sandboxes by id, for `Network::Pod`.
+fn pods() -> &'static Mutex<HashMap<String, PodEntry>> {
+    static PODS: std::sync::OnceLock<Mutex<HashMap<String, PodEntry>>> = std::sync::OnceLock::new();
     PODS.get_or_init(Mutex::default)
 }
 
-/// The network namespace of the live sandbox `id`, duplicated.
-pub fn pod_netns(id: &str) -> Option<std::os::fd::OwnedFd> {
+/// What joining the live sandbox `id`'s network takes (descriptors duplicated).
+pub fn pod(id: &str) -> Option<crate::plan::Pod> {
     let mut map = lock(pods());
-    map.retain(|_, w| w.strong_count() > 0);
-    map.get(id)?.upgrade()?.try_clone().ok()
+    map.retain(|_, p| p.namespaces.strong_count() > 0);
+    let entry = map.get(id)?;
+    let ns = entry.namespaces.upgrade()?;
+    Some(crate::plan::Pod {
+        net: ns.0.try_clone().ok()?,
+        user: ns.1.try_clone().ok()?,
+        uid: entry.uid,
+        gid: entry.gid,
+    })
 }
 
 /// See the module docs.
@@ -54,8 +67,15 @@ impl NativeSandbox {
         inst: Instance,
         main: Option<Cmd>,
     ) -> Result<Self> {
-        if let Some(ns) = &inst.netns {
-            lock(pods()).insert(id.clone(), Arc::downgrade(ns));
+        if let Some(ns) = &inst.namespaces {
+            lock(pods()).insert(
+                id.clone(),
+                PodEntry {
+                    namespaces: Arc::downgrade(ns),
+                    uid: spec.user.uid,
+                    gid: spec.user.gid,
+                },
+            );
         }
         let inst = Arc::new(inst);
         let (published, proxies) = crate::publish::publish(&inst, &spec.publish).await?;

@@ -89,6 +89,7 @@ pub fn spawn(plan: Plan) -> std::io::Result<Spawned> {
 
 const CONTROL_FD: RawFd = 3;
 const NETNS_FD: RawFd = 4;
+const USERNS_FD: RawFd = 5;
 
 fn exit(code: i32) -> ! {
     // SAFETY: leaves the forked child without running the caller's
@@ -113,19 +114,18 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
             exit(1);
         }
     }
-    // Keep exactly the control socket (and a pod's netns): every other
-    // descriptor of the caller (pipes and sockets of other runs) must not
-    // stay open in here.
-    // Out of the way first, so the moves below cannot overwrite each other.
+    // Keep exactly the control socket (and a pod's namespaces): every
+    // other descriptor of the caller (pipes and sockets of other runs) must
+    // not stay open in here. Out of the way first, so the moves cannot
+    // overwrite each other.
     let high = |fd: RawFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD(100)).unwrap_or(fd);
-    let control_high = high(control);
-    let netns_high = match &plan.network {
-        NetPlan::Join(fd) => Some(high(fd.as_raw_fd())),
-        _ => None,
-    };
-    let _ = nix::unistd::dup2(control_high, CONTROL_FD);
-    if let Some(fd) = netns_high {
-        let _ = nix::unistd::dup2(fd, NETNS_FD);
+    let mut keep = vec![high(control)];
+    if let NetPlan::Join(pod) = &plan.network {
+        keep.push(high(pod.net.as_raw_fd()));
+        keep.push(high(pod.user.as_raw_fd()));
+    }
+    for (i, fd) in keep.iter().enumerate() {
+        let _ = nix::unistd::dup2(*fd, CONTROL_FD + i as RawFd);
     }
     if let Ok(null) = nix::fcntl::open(
         "/dev/null",
@@ -136,18 +136,26 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
             let _ = nix::unistd::dup2(null, fd);
         }
     }
-    let keep_from = if matches!(plan.network, NetPlan::Join(_)) {
-        5
-    } else {
-        4
-    };
     // SAFETY: closes descriptors this child inherited and never uses.
-    unsafe { libc::close_range(keep_from, libc::c_uint::MAX, 0) };
-    if let NetPlan::Join(fd) = &mut plan.network {
-        // SAFETY: NETNS_FD was just made a copy of the pod's netns descriptor.
-        let moved = unsafe { OwnedFd::from_raw_fd(NETNS_FD) };
-        // The old number was closed above: forget it rather than close it twice.
-        std::mem::forget(std::mem::replace(fd, moved));
+    unsafe {
+        libc::close_range(
+            (CONTROL_FD as usize + keep.len()) as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        )
+    };
+    if let NetPlan::Join(pod) = &mut plan.network {
+        // SAFETY: these numbers were just made copies of the pod's
+        // descriptors; the old numbers were closed above, so the old
+        // OwnedFds are forgotten rather than closed twice.
+        let (net, user) = unsafe {
+            (
+                OwnedFd::from_raw_fd(NETNS_FD),
+                OwnedFd::from_raw_fd(USERNS_FD),
+            )
+        };
+        std::mem::forget(std::mem::replace(&mut pod.net, net));
+        std::mem::forget(std::mem::replace(&mut pod.user, user));
     }
     // SAFETY: CONTROL_FD was just made a copy of our socket end.
     let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
@@ -159,9 +167,10 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         );
         exit(1);
     }
-    if let NetPlan::Join(fd) = &mut plan.network {
-        // Joined: the descriptor is not needed in the sandbox.
-        let _ = nix::unistd::close(fd.as_raw_fd());
+    if let NetPlan::Join(pod) = &plan.network {
+        // Joined: the descriptors are not needed in the sandbox.
+        let _ = nix::unistd::close(pod.net.as_raw_fd());
+        let _ = nix::unistd::close(pod.user.as_raw_fd());
     }
     // SAFETY: this child is single-threaded, so its own child may run anything.
     match unsafe { fork() } {
