@@ -163,6 +163,54 @@ impl EngineBackend {
         cleanup::remove_session(&docker, ep.engine.name()).await
     }
 
+    /// [`Backend::availability`] plus a real one-shot run of `true` in the
+    /// default image, for `doctor`: an engine can answer and still fail to
+    /// start containers (Podman without CAP_SYS_RESOURCE, crun on a hybrid
+    /// cgroup layout). The hint then says how to fix it.
+    pub async fn probe_run(&self) -> Availability {
+        let a = self.availability().await;
+        if !a.available {
+            return a;
+        }
+        let spec = SandboxSpec::default();
+        match self.run(&spec, Cmd::new("true")).await {
+            Ok(r) if r.success() => Availability::yes(format!("{}; runs containers", a.reason)),
+            Ok(r) => Availability::no(
+                format!(
+                    "`true` in `{}` gave {}: {}",
+                    self.shared.image,
+                    r.status_line(),
+                    r.stderr_lossy().trim()
+                ),
+                "check that the image runs with this engine by hand \
+                 (`ENGINE run --rm IMAGE true`)",
+            ),
+            Err(e) => {
+                let text = e.to_string();
+                let lower = text.to_ascii_lowercase();
+                let hint = if lower.contains("rlimit") || lower.contains("crun") {
+                    crate::endpoint::PODMAN_RLIMIT_FIX.to_string()
+                } else if matches!(e, Error::Image { .. }) {
+                    format!(
+                        "import an image: `{} import ROOTFS.tar {}`, or set `image` / \
+                         CLEANROOM_IMAGE to one the engine has",
+                        self.shared.engine.name(),
+                        self.shared.image
+                    )
+                } else {
+                    self.shared.engine.start_hint()
+                };
+                Availability::no(
+                    format!(
+                        "{} answers but cannot run a container: {text}",
+                        self.shared.engine.name()
+                    ),
+                    hint,
+                )
+            }
+        }
+    }
+
     /// Containers waiting in the warm pool, over all specs.
     pub fn warm_containers(&self) -> usize {
         self.pool.as_ref().map_or(0, |p| p.idle_count())

@@ -29,6 +29,24 @@ async fn availability_names_endpoint_and_default_image() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_run_really_runs_a_container() {
+    for b in both() {
+        let a = b.probe_run().await;
+        assert!(
+            a.available && a.reason.contains("runs containers"),
+            "{}: {a:?}",
+            b.name()
+        );
+    }
+    let missing = DockerBackend::new("localhost:1/cleanroom-no-such-image:latest");
+    let a = missing.probe_run().await;
+    assert!(
+        !a.available && a.hint.clone().unwrap_or_default().contains("import"),
+        "{a:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_endpoint_from_the_docker_cli_context_is_unavailable_with_a_hint() {
     let dir = std::env::temp_dir().join(format!("cleanroom-fake-docker-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
