@@ -21,6 +21,7 @@ pub use digest::{Digest, Hasher};
 pub use image::{Compression, Image, ImageConfig, ImageInfo, LayerRef};
 pub use import::{Progress, ProgressFn, Source};
 pub use maintenance::{GcReport, RemoveReport, VerifyReport};
+pub use pull::Credentials;
 pub use reference::Reference;
 pub use store::{default_root, Store};
 pub use unpack::{LayerMeta, UnpackedLayer};

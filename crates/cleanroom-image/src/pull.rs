@@ -7,9 +7,10 @@
 //!
 //! Loopback registries are spoken to over plain HTTP (as Docker does);
 //! `CLEANROOM_INSECURE_REGISTRIES` (comma-separated `host:port`) adds more.
-//! Credentials: `CLEANROOM_REGISTRY_TOKEN` (bearer), or
-//! `CLEANROOM_REGISTRY_USER` and `CLEANROOM_REGISTRY_PASSWORD` (basic, also
-//! used for the token exchange), else anonymous.
+//! Credentials are given as [`Credentials`]; [`Credentials::from_env`]
+//! reads `CLEANROOM_REGISTRY_TOKEN` (bearer), or `CLEANROOM_REGISTRY_USER`
+//! and `CLEANROOM_REGISTRY_PASSWORD` (basic, also used for the token
+//! exchange), else anonymous.
 
 use std::fs::File;
 
@@ -29,18 +30,58 @@ const ACCEPTED: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
-/// Credentials for registry pulls, from the environment.
-pub fn registry_auth() -> RegistryAuth {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(t) = var("CLEANROOM_REGISTRY_TOKEN") {
-        RegistryAuth::Bearer(t)
-    } else if let (Some(u), Some(p)) = (
-        var("CLEANROOM_REGISTRY_USER"),
-        var("CLEANROOM_REGISTRY_PASSWORD"),
-    ) {
-        RegistryAuth::Basic(u, p)
-    } else {
-        RegistryAuth::Anonymous
+/// Credentials for a registry.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// No credentials (anonymous token exchange where the registry wants one).
+    Anonymous,
+    /// HTTP basic auth, also used for the bearer-token exchange.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password or access token.
+        password: String,
+    },
+    /// A bearer token sent as is.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { user, .. } => write!(f, "Basic({user}, <redacted>)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// From the environment: `CLEANROOM_REGISTRY_TOKEN` (bearer), or
+    /// `CLEANROOM_REGISTRY_USER` and `CLEANROOM_REGISTRY_PASSWORD` (basic),
+    /// else anonymous.
+    pub fn from_env() -> Credentials {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(t) = var("CLEANROOM_REGISTRY_TOKEN") {
+            Credentials::Bearer(t)
+        } else if let (Some(user), Some(password)) = (
+            var("CLEANROOM_REGISTRY_USER"),
+            var("CLEANROOM_REGISTRY_PASSWORD"),
+        ) {
+            Credentials::Basic { user, password }
+        } else {
+            Credentials::Anonymous
+        }
+    }
+
+    fn to_oci(&self) -> RegistryAuth {
+        match self {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic { user, password } => {
+                RegistryAuth::Basic(user.clone(), password.clone())
+            }
+            Credentials::Bearer(t) => RegistryAuth::Bearer(t.clone()),
+        }
     }
 }
 
@@ -131,7 +172,11 @@ impl Pull<'_> {
 }
 
 /// Pulls `reference` into the store (the caller holds the store lock).
-pub(crate) fn pull_locked(tx: &mut Tx<'_>, reference: &Reference) -> Result<Imported> {
+pub(crate) fn pull_locked(
+    tx: &mut Tx<'_>,
+    reference: &Reference,
+    creds: &Credentials,
+) -> Result<Imported> {
     let shown = format!("docker://{reference}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,13 +184,18 @@ pub(crate) fn pull_locked(tx: &mut Tx<'_>, reference: &Reference) -> Result<Impo
         .context(|| "starting the runtime for a registry pull".to_owned())?;
     // A thread of its own, so a caller already inside a tokio runtime can pull too.
     std::thread::scope(|s| {
-        s.spawn(|| rt.block_on(pull_async(tx, reference, shown.clone())))
+        s.spawn(|| rt.block_on(pull_async(tx, reference, creds, shown.clone())))
             .join()
             .unwrap_or_else(|_| Err(Error::backend("image", "the registry pull thread panicked")))
     })
 }
 
-async fn pull_async(tx: &mut Tx<'_>, reference: &Reference, shown: String) -> Result<Imported> {
+async fn pull_async(
+    tx: &mut Tx<'_>,
+    reference: &Reference,
+    creds: &Credentials,
+    shown: String,
+) -> Result<Imported> {
     let registry = reference.registry().to_owned();
     let protocol = if is_insecure(&registry) {
         ClientProtocol::HttpsExcept(vec![registry.clone()])
@@ -159,7 +209,7 @@ async fn pull_async(tx: &mut Tx<'_>, reference: &Reference, shown: String) -> Re
             connect_timeout: Some(std::time::Duration::from_secs(10)),
             ..ClientConfig::default()
         }),
-        auth: registry_auth(),
+        auth: creds.to_oci(),
         reference,
         shown: shown.clone(),
     };

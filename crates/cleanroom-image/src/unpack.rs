@@ -168,7 +168,13 @@ impl Store {
             let dec = decompress(&mut blob_hash, layer.compression).map_err(|e| {
                 corrupt_blob(reference, &layer.digest, &format!("cannot decompress: {e}"))
             })?;
-            let mut diff_hash = HashingReader::new(dec);
+            // An uncompressed layer's diff ID is its blob digest, hashed already.
+            let plain = layer.compression == crate::image::Compression::None;
+            let mut diff_hash = if plain {
+                HashingReader::counting(dec)
+            } else {
+                HashingReader::new(dec)
+            };
             let mut x = Extractor::new(&root, &what);
             let res = x.run(&mut diff_hash);
             // Hash the whole stream, even what tar did not need, before judging.
@@ -186,11 +192,12 @@ impl Store {
             let (d, _) = diff_hash
                 .finish()
                 .map_err(|e| corrupt_blob(reference, &layer.digest, &e.to_string()))?;
-            (x.finish(), d)
+            (x.finish(), (!plain).then_some(d))
         };
         let (got, size) = blob_hash
             .finish()
             .context(|| format!("reading {}", blob.display()))?;
+        let got_diff = got_diff.unwrap_or_else(|| got.clone());
         if got != layer.digest || size != layer.size {
             return Err(corrupt_blob(
                 reference,

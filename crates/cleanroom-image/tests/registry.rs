@@ -213,3 +213,117 @@ fn a_blob_that_does_not_match_its_digest_fails_the_pull_and_stores_nothing() {
         "nothing stored"
     );
 }
+
+/// A registry of this test's own that demands a password (htpasswd).
+struct AuthRegistry {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_auth_registry(dir: &Path, user: &str, password: &str) -> AuthRegistry {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let hash = bcrypt::hash(password, 5).unwrap();
+    fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+    let config = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: cleanroom-test\n    path: {ht}\n",
+        data = dir.join("data").display(),
+        ht = dir.join("htpasswd").display()
+    );
+    fs::write(dir.join("config.yml"), config).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(dir.join("registry.log")).unwrap())
+        .spawn()
+        .expect("docker-registry is not installed; run scripts/setup.d/30-registry.sh");
+    let reg = AuthRegistry { child, addr };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&reg.addr).is_ok() {
+            return reg;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!(
+        "the password-protected registry did not start: {}",
+        fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+    );
+}
+
+#[test]
+fn basic_auth_registry_needs_the_right_credentials() {
+    require_registry();
+    let tmp = tempfile::tempdir().unwrap();
+    let reg_dir = tmp.path().join("reg");
+    fs::create_dir(&reg_dir).unwrap();
+    let reg = start_auth_registry(&reg_dir, "tester", "s3cret");
+    let tag = unique("auth");
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let archive = tmp.path().join("auth.tar");
+    fs::write(
+        &archive,
+        tar_of(&docker_save_old(&[tar_dir(&rootfs)], &["auth/busybox:1"])),
+    )
+    .unwrap();
+    let out = Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "tester:s3cret",
+        ])
+        .arg(format!("docker-archive:{}", archive.display()))
+        .arg(format!("docker://{}/auth/busybox:{tag}", reg.addr))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let reference = format!("{}/auth/busybox:{tag}", reg.addr);
+    let e = store
+        .pull_with(
+            &reference,
+            &cleanroom_image::Credentials::Anonymous,
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("refused or failed"), "{e}");
+    let wrong = cleanroom_image::Credentials::Basic {
+        user: "tester".into(),
+        password: "nope".into(),
+    };
+    assert!(store.pull_with(&reference, &wrong, &|_| {}).is_err());
+    assert!(store.list().unwrap().is_empty());
+    let right = cleanroom_image::Credentials::Basic {
+        user: "tester".into(),
+        password: "s3cret".into(),
+    };
+    let info = store.pull_with(&reference, &right, &|_| {}).unwrap();
+    let root = store
+        .rootfs_dir(&store.resolve(&info.reference).unwrap())
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(root.join("etc/os-release")).unwrap(),
+        common::OS_RELEASE
+    );
+}

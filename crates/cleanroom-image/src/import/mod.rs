@@ -16,6 +16,7 @@ use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 
 use crate::digest::Digest;
 use crate::image::{Compression, ImageInfo};
+use crate::pull::Credentials;
 use crate::reference::Reference;
 use crate::store::Store;
 
@@ -279,6 +280,18 @@ impl Store {
         tag: Option<&str>,
         progress: ProgressFn<'_>,
     ) -> Result<ImageInfo> {
+        self.import_with(source, tag, &Credentials::from_env(), progress)
+    }
+
+    /// [`Store::import_with_progress`] with explicit registry credentials
+    /// (used only for `docker://` sources).
+    pub fn import_with(
+        &self,
+        source: &str,
+        tag: Option<&str>,
+        creds: &Credentials,
+        progress: ProgressFn<'_>,
+    ) -> Result<ImageInfo> {
         let src = Source::parse(source)?;
         let tag_ref = tag.map(Reference::parse).transpose()?;
         let _lock = self.lock_exclusive()?;
@@ -308,7 +321,7 @@ impl Store {
             }
             Source::RootfsTar(path) => rootfs::import_tar(&mut tx, path)?,
             Source::RootfsDir(path) => rootfs::import_dir(&mut tx, path)?,
-            Source::Registry(r) => crate::pull::pull_locked(&mut tx, r)?,
+            Source::Registry(r) => crate::pull::pull_locked(&mut tx, r, creds)?,
         };
         let reference =
             match (tag_ref, imported.names.first()) {
@@ -334,10 +347,20 @@ impl Store {
     }
 
     /// Pulls `reference` (`[docker://]HOST[:PORT]/NAME[:TAG|@DIGEST]`) from its
-    /// registry; see `pull.rs` for transport and credentials.
+    /// registry with credentials from the environment ([`Credentials::from_env`]).
     pub fn pull(&self, reference: &str, progress: ProgressFn<'_>) -> Result<ImageInfo> {
+        self.pull_with(reference, &Credentials::from_env(), progress)
+    }
+
+    /// [`Store::pull`] with explicit credentials.
+    pub fn pull_with(
+        &self,
+        reference: &str,
+        creds: &Credentials,
+        progress: ProgressFn<'_>,
+    ) -> Result<ImageInfo> {
         let r = reference.strip_prefix("docker://").unwrap_or(reference);
-        self.import_with_progress(&format!("docker://{r}"), None, progress)
+        self.import_with(&format!("docker://{r}"), None, creds, progress)
     }
 
     fn open_bundle(&self, path: &Path) -> Result<bundle::Bundle> {
