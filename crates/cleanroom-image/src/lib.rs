@@ -20,6 +20,7 @@ mod unpack;
 pub use digest::{Digest, Hasher};
 pub use image::{Compression, Image, ImageConfig, ImageInfo, LayerRef};
 pub use import::{Progress, ProgressFn, Source};
+pub use lock::ImageLease;
 pub use maintenance::{GcReport, RemoveReport, VerifyReport};
 pub use pull::Credentials;
 pub use reference::Reference;

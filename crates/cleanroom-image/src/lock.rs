@@ -42,3 +42,27 @@ impl StoreLock {
         Ok(StoreLock { _file: file })
     }
 }
+
+/// Keeps one image's blobs, unpacked layers and merged rootfs from being
+/// collected while it is in use (a running sandbox), even if the image is
+/// removed meanwhile. A shared `flock` on `<store>/leases/<manifest hex>`;
+/// released when dropped or when the holding process dies.
+#[derive(Debug)]
+pub struct ImageLease {
+    _file: File,
+}
+
+impl ImageLease {
+    pub(crate) fn take(path: &Path) -> Result<ImageLease> {
+        let StoreLock { _file } = StoreLock::shared(path)?;
+        Ok(ImageLease { _file })
+    }
+}
+
+/// Whether someone holds a lease on `path` (an exclusive lock would block).
+pub(crate) fn is_leased(path: &Path) -> bool {
+    let Ok(file) = File::options().write(true).open(path) else {
+        return false;
+    };
+    flock(&file, FlockOperation::NonBlockingLockExclusive).is_err()
+}

@@ -82,6 +82,15 @@ impl Store {
         Ok(RemoveReport { untagged, gc })
     }
 
+    /// Holds `image` in the store until the lease is dropped: `remove` and
+    /// `gc` keep its blobs, unpacked layers and merged rootfs meanwhile.
+    /// Take one for as long as a sandbox uses `layer_dirs`/`rootfs_dir`.
+    pub fn lease(&self, image: &crate::image::Image) -> Result<crate::lock::ImageLease> {
+        let dir = self.root().join("leases");
+        fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        crate::lock::ImageLease::take(&dir.join(image.digest.hex()))
+    }
+
     /// Hashes every blob and checks every image has what it needs. With
     /// `repair`, deletes corrupt blobs and the references of images that
     /// lost a blob (so they can be re-imported), then collects garbage.
@@ -159,12 +168,28 @@ impl Store {
         let mut keep_blobs = BTreeSet::new();
         let mut keep_layers = BTreeSet::new();
         let mut keep_rootfs = BTreeSet::new();
-        for (name, e) in &self.read_refs()? {
-            keep_blobs.insert(e.manifest.hex().to_owned());
-            keep_rootfs.insert(e.manifest.hex().to_owned());
+        let mut roots: Vec<(String, Digest)> = self
+            .read_refs()?
+            .into_iter()
+            .map(|(name, e)| (name, e.manifest))
+            .collect();
+        // Images in use by a running sandbox stay, tagged or not.
+        let leases = self.root().join("leases");
+        for name in list_names(&leases)? {
+            let p = leases.join(&name);
+            match Digest::from_hex(&name) {
+                Some(d) if crate::lock::is_leased(&p) => roots.push((format!("sha256:{name}"), d)),
+                _ => {
+                    let _ = fs::remove_file(&p);
+                }
+            }
+        }
+        for (name, manifest) in &roots {
+            keep_blobs.insert(manifest.hex().to_owned());
+            keep_rootfs.insert(manifest.hex().to_owned());
             // An image whose manifest cannot be read keeps only its manifest;
             // `verify --repair` deals with it.
-            if let Ok(img) = self.load(name, &e.manifest) {
+            if let Ok(img) = self.load(name, manifest) {
                 keep_blobs.insert(img.config_digest.hex().to_owned());
                 for l in &img.layers {
                     keep_blobs.insert(l.digest.hex().to_owned());

@@ -7,6 +7,7 @@
 //! <root>/layers/<hex>/         a layer blob unpacked (see `unpack.rs`), <hex>.json beside it
 //! <root>/rootfs/<hex>/         an image's layers merged into one tree, keyed by manifest digest
 //! <root>/tmp/                  temp files and dirs, renamed into place when complete
+//! <root>/leases/<hex>          flock(2)ed while a sandbox uses that image (see `Store::lease`)
 //! ```
 //!
 //! Every blob is hashed while it is written to `tmp/` and only renamed into
@@ -52,7 +53,7 @@ impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
-        for dir in ["blobs/sha256", "layers", "rootfs", "tmp"] {
+        for dir in ["blobs/sha256", "layers", "rootfs", "tmp", "leases"] {
             let d = root.join(dir);
             fs::create_dir_all(&d)
                 .context(|| format!("creating the image store directory {}", d.display()))?;

@@ -288,3 +288,36 @@ fn concurrent_imports_from_processes_are_safe() {
     assert_eq!(names, ["proc:0", "proc:1", "proc:2", "shared:tag"]);
     assert!(store.verify(false).unwrap().is_ok());
 }
+
+#[test]
+fn a_leased_image_survives_remove_and_gc_until_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let src = sample_tar(tmp.path(), b"ID=lease\n");
+    store
+        .import(&format!("tar://{}", src.display()), Some("l"))
+        .unwrap();
+    let img = store.resolve("l").unwrap();
+    let dirs = store.layer_dirs(&img).unwrap();
+    let rootfs = store.rootfs_dir(&img).unwrap();
+    let lease = store.lease(&img).unwrap();
+    let report = store.remove("l").unwrap();
+    assert_eq!(report.gc.blobs_removed, 0, "{report:?}");
+    assert!(dirs[0].join("etc/os-release").exists() && rootfs.join("etc/os-release").exists());
+    // gc alone keeps it too (flock is per open file, so other processes see it as well).
+    let gc = store.gc().unwrap();
+    assert_eq!(gc.layers_removed, 0);
+    drop(lease);
+    let gc = store.gc().unwrap();
+    assert_eq!(
+        (gc.blobs_removed, gc.layers_removed, gc.rootfs_removed),
+        (3, 1, 1),
+        "{gc:?}"
+    );
+    assert!(!dirs[0].exists() && !rootfs.exists());
+    assert_eq!(
+        store.root().join("leases").read_dir().unwrap().count(),
+        0,
+        "stale lease files go too"
+    );
+}
