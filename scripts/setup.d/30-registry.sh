@@ -38,6 +38,12 @@ fi
 answers() { curl -sf "http://$ADDR/v2/" >/dev/null 2>&1; }
 
 if ! answers; then
+    # Debian's own service (all interfaces, htpasswd auth) would hold :5000
+    # where systemd started it on install; the tests need this one instead.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+        echo "stopping Debian's docker-registry service so the test registry can use $ADDR"
+        systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
     mkdir -p "$STATE/data"
     cat >"$STATE/config.yml" <<YAML
 version: 0.1

@@ -2,6 +2,22 @@
 //! images under the user's data directory, with import from `docker save`
 //! archives, OCI layouts, root filesystem tarballs and directories, registry
 //! pulls, and safe unpacking into layer directories or one merged rootfs.
+//!
+//! ```no_run
+//! # fn main() -> cleanroom_core::Result<()> {
+//! use cleanroom_image::Store;
+//!
+//! let store = Store::open_default()?; // $CLEANROOM_HOME, $XDG_DATA_HOME/cleanroom or ~/.local/share/cleanroom
+//! store.import("busybox.tar", None)?; // a `docker save` archive naming busybox:latest
+//! let image = store.resolve("busybox")?; // manifest and config, verified
+//! let _lease = store.lease(&image)?; // keeps gc away while in use
+//! let lower_dirs = store.layer_dirs(&image)?; // overlayfs lower dirs, lowest first
+//! let merged = store.rootfs_dir(&image)?; // or one merged directory
+//! let defaults = image.runtime_config(); // Env, WorkingDir, User, Entrypoint, Cmd
+//! # let _ = (lower_dirs, merged, defaults);
+//! # Ok(())
+//! # }
+//! ```
 
 mod digest;
 mod fsutil;
