@@ -154,18 +154,23 @@ fn processes_with(marker: &str) -> Vec<String> {
     found
 }
 
-fn sigint_mid_run(backend: &str) {
+fn sigint_mid_run(backend: &str, with_service: bool, tag: u32) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Distinct sleep lengths mark this run's processes.
+    // Distinct sleep lengths mark this run's processes (tests run in parallel).
     let salt = std::process::id() % 100_000;
-    let (svc, step) = (format!("7{salt:05}1"), format!("7{salt:05}2"));
+    let (svc, step) = (format!("7{salt:05}{tag}1"), format!("7{salt:05}{tag}2"));
+    // With a service the test is long-lived sandboxes; without, one step
+    // runs as a one-shot run. Both must be torn down.
+    let service = if with_service {
+        format!("[services.bg]\ncommand = [\"sleep\", \"{svc}\"]\n\n")
+    } else {
+        String::new()
+    };
     write(
         d,
         "long.clnrm.toml",
-        &format!(
-            "[services.bg]\ncommand = [\"sleep\", \"{svc}\"]\n\n[[steps]]\ncommand = [\"sleep\", \"{step}\"]\n"
-        ),
+        &format!("{service}[[steps]]\ncommand = [\"sleep\", \"{step}\"]\n"),
     );
     let mut child = cmd(d, &["test", "--backend", backend])
         .stdout(Stdio::piped())
@@ -180,10 +185,12 @@ fn sigint_mid_run(backend: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        !processes_with(&format!("sleep {svc}")).is_empty(),
-        "service runs"
-    );
+    if with_service {
+        assert!(
+            !processes_with(&format!("sleep {svc}")).is_empty(),
+            "service runs"
+        );
+    }
     let pid = child.id().to_string();
     let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
     assert!(status.success());
@@ -235,14 +242,16 @@ fn sigint_mid_run(backend: &str) {
 
 #[test]
 fn ctrl_c_tears_down_every_sandbox_and_service_on_local() {
-    sigint_mid_run("local");
+    sigint_mid_run("local", true, 1);
+    sigint_mid_run("local", false, 2);
 }
 
 #[test]
 fn ctrl_c_tears_down_every_sandbox_and_service_on_native() {
     let dir = tempfile::tempdir().unwrap();
     if native_available(dir.path()) {
-        sigint_mid_run("native");
+        sigint_mid_run("native", true, 3);
+        sigint_mid_run("native", false, 4);
     }
 }
 

@@ -208,15 +208,26 @@ async fn body(
         }
     }
 
-    let main = backend.create(&spec, None).await.map_err(|e| Failure {
-        message: format!("creating the test's sandbox: {e}"),
-        location: sandbox_at.clone(),
-        ..Failure::default()
-    })?;
-    let main = live.add("the test's sandbox", main);
+    // A test of one step and nothing else runs as a one-shot run: the same
+    // fresh sandbox, torn down the same way, but a backend can serve it from
+    // a warm pool or skip the long-lived machinery.
+    let one_shot = file.services.is_empty() && file.files.is_empty() && file.steps.len() == 1;
+    let main: Option<Arc<dyn Sandbox>> = if one_shot {
+        None
+    } else {
+        let created = backend.create(&spec, None).await.map_err(|e| Failure {
+            message: format!("creating the test's sandbox: {e}"),
+            location: sandbox_at.clone(),
+            ..Failure::default()
+        })?;
+        Some(live.add("the test's sandbox", created))
+    };
 
     let mut services: Vec<(String, Arc<dyn Sandbox>)> = Vec::new();
     for svc in &file.services {
+        let Some(main) = &main else {
+            unreachable!("tests with services are never one-shot")
+        };
         let sandbox = start_service(svc, backend, &spec, main.id(), live).await?;
         if let Some(w) = &svc.wait_for {
             readiness::wait(w, sandbox.as_ref(), main.as_ref())
@@ -231,6 +242,9 @@ async fn body(
     }
 
     for f in &file.files {
+        let Some(main) = &main else {
+            unreachable!("tests with files are never one-shot")
+        };
         copy_file(f, main.as_ref(), &spec.workdir)
             .await
             .map_err(|message| Failure {
@@ -245,7 +259,7 @@ async fn body(
             Some(name) => services
                 .iter()
                 .find(|(n, _)| n == name)
-                .map(|(n, s)| (n.clone(), s.clone()))
+                .map(|(n, s)| (n.clone(), Some(s.clone())))
                 .ok_or_else(|| Failure {
                     message: format!("service `{name}` is not running"),
                     location: Some(step.at.to_string()),
@@ -265,11 +279,20 @@ async fn body(
         cmd.timeout = step.timeout;
         let shown = cmd.display();
         let t0 = Instant::now();
-        let result = sandbox.exec(cmd).await.map_err(|e| Failure {
+        let run = match sandbox {
+            Some(sandbox) => sandbox.exec(cmd).await,
+            None => backend.run(&spec, cmd).await,
+        };
+        let result = run.map_err(|e| Failure {
             message: format!("running the step failed: {e}"),
             step: Some(step.name.clone()),
             command: Some(shown.clone()),
-            location: Some(step.at.to_string()),
+            // A one-shot run also creates the sandbox: its image may be at fault.
+            location: if one_shot && sandbox_at.is_some() {
+                sandbox_at.clone()
+            } else {
+                Some(step.at.to_string())
+            },
             ..Failure::default()
         })?;
         let failure = expect::check(&step.expect, &result);

@@ -1,0 +1,67 @@
+//! Benchmark (not a test): N generated one-step tests, each in its own
+//! fresh sandbox, run as one suite; prints wall time and tests per second.
+//!
+//! ```text
+//! cargo run --release -p cleanroom-runner --example bench_200 -- [--backend native] [-j 2] [--tests 200] [--image IMAGE]
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cleanroom::{BackendChoice, SandboxSpec};
+use cleanroom_runner::{run_suite_blocking, RunOptions};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut backend = "native".to_string();
+    let mut jobs = 2usize;
+    let mut tests = 200usize;
+    let mut image: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--backend" => backend = value()?,
+            "-j" | "--jobs" => jobs = value()?.parse()?,
+            "--tests" => tests = value()?.parse()?,
+            "--image" => image = Some(value()?),
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let choice = BackendChoice::parse(&backend, "--backend")?;
+    let engine = cleanroom::backend_for(choice, image.as_deref())?;
+    let dir = tempfile::tempdir()?;
+    for i in 0..tests {
+        std::fs::write(
+            dir.path().join(format!("t{i:04}.clnrm.toml")),
+            format!(
+                "[[steps]]\ncommand = [\"echo\", \"test {i}\"]\nexpected_output = \"test {i}\"\n"
+            ),
+        )?;
+    }
+    let mut spec = SandboxSpec::default();
+    if let Some(i) = &image {
+        spec.rootfs = i.parse()?;
+    }
+    let options = RunOptions {
+        backend: Some(Arc::clone(&engine)),
+        base_spec: Some(spec),
+        jobs,
+        ..RunOptions::default()
+    };
+    let t0 = Instant::now();
+    let report = run_suite_blocking(&[dir.path().to_path_buf()], &options)?;
+    let wall = t0.elapsed().as_secs_f64();
+    println!(
+        "{tests} one-step tests on {} with -j {jobs}: {wall:.2}s wall, {:.1} tests/s; {}",
+        engine.name(),
+        tests as f64 / wall,
+        report.summary_line()
+    );
+    if let Some(t) = report.tests.iter().find(|t| t.failure.is_some()) {
+        println!(
+            "first failure: {}",
+            cleanroom_runner::report::human::failure_text(t)
+        );
+    }
+    Ok(())
+}
