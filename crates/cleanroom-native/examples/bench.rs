@@ -92,18 +92,15 @@ async fn main() {
     );
     let _ = backend.run(&spec, Cmd::new("true")).await.unwrap();
 
-    let mut native = Vec::new();
+    // Interleaved, so both see the same machine load.
+    let has_bwrap = Path::new("/usr/bin/bwrap").exists();
+    let (mut native, mut bwrap) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let t = Instant::now();
         let r = backend.run(&spec, Cmd::new("true")).await.unwrap();
         assert!(r.success(), "{}", r.stderr_lossy());
         native.push(t.elapsed());
-    }
-    let native = median(native);
-
-    let bwrap = if Path::new("/usr/bin/bwrap").exists() {
-        let mut v = Vec::new();
-        for _ in 0..n {
+        if has_bwrap {
             let t = Instant::now();
             let s = std::process::Command::new("bwrap")
                 .args(["--unshare-all", "--ro-bind"])
@@ -112,12 +109,11 @@ async fn main() {
                 .status()
                 .unwrap();
             assert!(s.success());
-            v.push(t.elapsed());
+            bwrap.push(t.elapsed());
         }
-        Some(median(v))
-    } else {
-        None
-    };
+    }
+    let native = median(native);
+    let bwrap = has_bwrap.then(|| median(bwrap));
 
     let sb = backend.create(&spec, None).await.unwrap();
     let mut warm = Vec::new();

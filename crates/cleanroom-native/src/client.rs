@@ -49,12 +49,10 @@ fn gone(what: &str) -> Error {
 impl Instance {
     /// Forks the sandbox and waits until its init reports ready.
     pub async fn start(plan: Plan, cgroup: Option<crate::cgroups::Cgroup>) -> Result<Instance> {
-        let spawned =
-            tokio::task::spawn_blocking(move || spawn::on_spawner(move || spawn::spawn(plan)))
-                .await
-                .map_err(|e| Error::backend("native", format!("spawning: {e}")))?
-                .and_then(|r| r)
-                .map_err(|e| Error::io("forking the native sandbox", e))?;
+        let spawned = spawn::on_spawner(move || spawn::spawn(plan))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| Error::io("forking the native sandbox", e))?;
         let first = spawned.pid;
         nix::fcntl::fcntl(
             std::os::fd::AsRawFd::as_raw_fd(&spawned.control),
@@ -183,16 +181,40 @@ impl Instance {
             std::os::fd::AsRawFd::as_raw_fd(self.sock.get_ref()),
             nix::sys::socket::Shutdown::Both,
         );
-        let cgroup = lock(&self.cgroup).take();
-        let _ = tokio::task::spawn_blocking(move || {
-            spawn::reap(pid, Duration::from_secs(5));
-            if let Some(cg) = cgroup {
+        match spawn::pidfd_open(pid) {
+            // SAFETY: the pidfd is owned by the AsyncFd until it is dropped.
+            Some(pidfd) => match unsafe { AsyncFd::register(pidfd) } {
+                Ok(afd) => {
+                    // Readable once the first child has exited.
+                    let ended = tokio::time::timeout(Duration::from_secs(5), afd.readable()).await;
+                    if ended.is_err() {
+                        spawn::pidfd_kill(afd.get_ref());
+                        let _ = afd.readable().await;
+                    }
+                    let _ = nix::sys::wait::waitpid(pid, None);
+                }
+                Err(_) => {
+                    let _ = tokio::task::spawn_blocking(move || {
+                        spawn::reap(pid, Duration::from_secs(5))
+                    })
+                    .await;
+                }
+            },
+            None => {
+                let _ =
+                    tokio::task::spawn_blocking(move || spawn::reap(pid, Duration::from_secs(5)))
+                        .await;
+            }
+        }
+        // Every process of the sandbox is gone; the empty cgroup is removed
+        // in the background.
+        if let Some(cg) = lock(&self.cgroup).take() {
+            tokio::task::spawn_blocking(move || {
                 if let Err(e) = cg.remove() {
                     tracing::warn!("native: removing the sandbox's cgroup: {e}");
                 }
-            }
-        })
-        .await;
+            });
+        }
     }
 
     /// Whether the kernel's OOM killer ended a process for the memory limit.

@@ -207,10 +207,9 @@ impl Backend for NativeBackend {
         let probe = match PROBE.get() {
             Some(p) => p.clone(),
             None => {
-                let r = tokio::task::spawn_blocking(|| spawn::on_spawner(spawn::probe_userns))
+                let r = spawn::on_spawner(spawn::probe_userns)
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
                     .and_then(|r| r);
                 PROBE.get_or_init(|| r).clone()
             }

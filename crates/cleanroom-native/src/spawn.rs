@@ -24,10 +24,9 @@ use crate::protocol::{self, Msg};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs `f` on the spawner thread, which lives as long as the process.
-pub fn on_spawner<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    let sender = SPAWNER.get_or_init(|| {
+    SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new()
             .name("cleanroom-spawner".into())
@@ -40,17 +39,24 @@ pub fn on_spawner<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
             tracing::error!("native: cannot start the spawner thread: {e}");
         }
         Mutex::new(tx)
-    });
-    let (tx, rx) = mpsc::sync_channel(1);
+    })
+}
+
+/// Runs `f` on the spawner thread, which lives as long as the process, and
+/// resolves to its result (without blocking the async caller).
+pub async fn on_spawner<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
         let _ = tx.send(f());
     });
-    sender
+    spawner()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .send(job)
         .map_err(|_| std::io::Error::other("the cleanroom spawner thread is gone"))?;
-    rx.recv()
+    rx.await
         .map_err(|_| std::io::Error::other("the cleanroom spawner thread dropped a request"))
 }
 
@@ -198,6 +204,30 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
             exit(1)
         }
     }
+}
+
+/// A pidfd for `pid` (Linux 5.3+): readable once the process has exited,
+/// and safe to signal even after the pid is reused.
+pub fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    // SAFETY: on success `fd` is a new descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends SIGKILL through a pidfd.
+pub fn pidfd_kill(pidfd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal with a valid pidfd, a constant signal and no
+    // siginfo; touches no memory of ours.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
 }
 
 /// Reaps the first child `pid`, killing it if it has not ended within
