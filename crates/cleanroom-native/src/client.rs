@@ -19,7 +19,14 @@ use crate::spawn;
 /// A reply and the descriptors that came with it.
 pub type Reply = (Msg, Vec<OwnedFd>);
 
-type Pending = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Reply>>>>;
+/// Who waits for which request's replies; `closed` once the reader ended.
+#[derive(Default)]
+struct Waiting {
+    by_id: HashMap<u64, mpsc::UnboundedSender<Reply>>,
+    closed: bool,
+}
+
+type Pending = Arc<Mutex<Waiting>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Plain data behind these locks stays usable after a panic elsewhere.
@@ -121,10 +128,16 @@ impl Instance {
     ) -> Result<(u64, mpsc::UnboundedReceiver<Reply>)> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.pending).insert(id, tx);
+        {
+            let mut waiting = lock(&self.pending);
+            if waiting.closed {
+                return Err(gone("sending a request"));
+            }
+            waiting.by_id.insert(id, tx);
+        }
         let msg = build(id);
         if let Err(e) = send(&self.sock, &msg, fds).await {
-            lock(&self.pending).remove(&id);
+            lock(&self.pending).by_id.remove(&id);
             return Err(Error::io("sending a request to the sandbox", e));
         }
         Ok((id, rx))
@@ -132,7 +145,7 @@ impl Instance {
 
     /// Forgets request `id` (its last reply arrived).
     pub fn done(&self, id: u64) {
-        lock(&self.pending).remove(&id);
+        lock(&self.pending).by_id.remove(&id);
     }
 
     /// A request with exactly one `ok`/`err` reply.
@@ -267,14 +280,25 @@ async fn recv(sock: &AsyncFd<OwnedFd>) -> std::io::Result<Option<Reply>> {
     }
 }
 
+/// Tells everyone still waiting that the sandbox is gone, however the
+/// reader ends (the socket closed, or its runtime shut down).
+struct ClearOnDrop(Pending);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        let mut waiting = lock(&self.0);
+        waiting.closed = true;
+        waiting.by_id.clear();
+    }
+}
+
 /// Routes every reply to the request it answers, until the socket closes.
 async fn read_loop(sock: Arc<AsyncFd<OwnedFd>>, pending: Pending) {
+    let pending = ClearOnDrop(pending);
     while let Ok(Some((msg, fds))) = recv(&sock).await {
         let id = msg.num_at(1);
-        if let Some(tx) = lock(&pending).get(&id) {
+        if let Some(tx) = lock(&pending.0).by_id.get(&id) {
             let _ = tx.send((msg, fds));
         }
     }
-    // Everyone still waiting learns the sandbox is gone.
-    lock(&pending).clear();
 }
