@@ -1,5 +1,8 @@
-//! The store lock: `flock(2)` on `<store>/lock`, shared for readers that must
-//! not see blobs vanish (unpack), exclusive for writers (import, remove, gc).
+//! The store locks, all `flock(2)`: `<store>/lock` is held shared by
+//! whatever writes or reads blobs (import, pull, unpack) and exclusive by what
+//! deletes them (remove, verify --repair, gc), so blobs never vanish under an
+//! import; `<store>/refs.lock` is held exclusive around each read-modify-write
+//! of `refs.json` by an import, so concurrent imports run in parallel.
 //! Each [`StoreLock`] opens its own file description, so it excludes other
 //! threads of the same process as well as other processes.
 
@@ -24,6 +27,17 @@ impl StoreLock {
     /// Blocks until a shared lock on `path` is held.
     pub fn shared(path: &Path) -> Result<StoreLock> {
         Self::take(path, FlockOperation::LockShared)
+    }
+
+    /// The exclusive lock on `path` if nobody holds any lock on it now.
+    pub fn try_exclusive(path: &Path) -> Result<Option<StoreLock>> {
+        match Self::take(path, FlockOperation::NonBlockingLockExclusive) {
+            Ok(l) => Ok(Some(l)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn take(path: &Path, op: FlockOperation) -> Result<StoreLock> {

@@ -45,6 +45,14 @@ pub struct GcReport {
     pub bytes_freed: u64,
 }
 
+/// Hex digests of what tagged or leased images need.
+#[derive(Default)]
+pub(crate) struct Reachable {
+    pub(crate) blobs: BTreeSet<String>,
+    pub(crate) layers: BTreeSet<String>,
+    pub(crate) rootfs: BTreeSet<String>,
+}
+
 /// What [`Store::remove`] did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RemoveReport {
@@ -163,11 +171,9 @@ impl Store {
         self.gc_locked()
     }
 
-    fn gc_locked(&self) -> Result<GcReport> {
-        let mut report = GcReport::default();
-        let mut keep_blobs = BTreeSet::new();
-        let mut keep_layers = BTreeSet::new();
-        let mut keep_rootfs = BTreeSet::new();
+    /// Everything tagged or leased images need.
+    pub(crate) fn reachable(&self) -> Result<Reachable> {
+        let mut r = Reachable::default();
         let mut roots: Vec<(String, Digest)> = self
             .read_refs()?
             .into_iter()
@@ -185,18 +191,28 @@ impl Store {
             }
         }
         for (name, manifest) in &roots {
-            keep_blobs.insert(manifest.hex().to_owned());
-            keep_rootfs.insert(manifest.hex().to_owned());
+            r.blobs.insert(manifest.hex().to_owned());
+            r.rootfs.insert(manifest.hex().to_owned());
             // An image whose manifest cannot be read keeps only its manifest;
             // `verify --repair` deals with it.
             if let Ok(img) = self.load(name, manifest) {
-                keep_blobs.insert(img.config_digest.hex().to_owned());
+                r.blobs.insert(img.config_digest.hex().to_owned());
                 for l in &img.layers {
-                    keep_blobs.insert(l.digest.hex().to_owned());
-                    keep_layers.insert(l.digest.hex().to_owned());
+                    r.blobs.insert(l.digest.hex().to_owned());
+                    r.layers.insert(l.digest.hex().to_owned());
                 }
             }
         }
+        Ok(r)
+    }
+
+    pub(crate) fn gc_locked(&self) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let Reachable {
+            blobs: keep_blobs,
+            layers: keep_layers,
+            rootfs: keep_rootfs,
+        } = self.reachable()?;
         let blob_dir = self.root().join("blobs/sha256");
         for name in list_names(&blob_dir)? {
             if !keep_blobs.contains(&name) {

@@ -1,7 +1,7 @@
 //! The content-addressed store on disk.
 //!
 //! ```text
-//! <root>/lock                  flock(2) target (see `lock.rs`)
+//! <root>/lock, refs.lock       flock(2) targets (see `lock.rs`)
 //! <root>/refs.json             reference -> manifest digest (replaced atomically)
 //! <root>/blobs/sha256/<hex>    manifests, configs, layers; file name = SHA-256 of content
 //! <root>/layers/<hex>/         a layer blob unpacked (see `unpack.rs`), <hex>.json beside it
@@ -94,6 +94,14 @@ impl Store {
 
     pub(crate) fn lock_shared(&self) -> Result<StoreLock> {
         StoreLock::shared(&self.root.join("lock"))
+    }
+
+    pub(crate) fn try_lock_exclusive(&self) -> Result<Option<StoreLock>> {
+        StoreLock::try_exclusive(&self.root.join("lock"))
+    }
+
+    pub(crate) fn lock_refs(&self) -> Result<StoreLock> {
+        StoreLock::exclusive(&self.root.join("refs.lock"))
     }
 
     /// Streams `reader` into the store, hashing as it goes. When `expected`
@@ -205,7 +213,8 @@ impl Store {
         }
     }
 
-    /// Replaces `refs.json` atomically; the caller holds the exclusive lock.
+    /// Replaces `refs.json` atomically; the caller holds the refs lock or
+    /// the exclusive store lock.
     pub(crate) fn write_refs(&self, refs: &Refs) -> Result<()> {
         let path = self.root.join("refs.json");
         let json = serde_json::to_vec_pretty(refs).map_err(|e| Error::Image {
@@ -222,8 +231,10 @@ impl Store {
         Ok(())
     }
 
-    /// Points `reference` at the manifest `manifest`; the caller holds the exclusive lock.
+    /// Points `reference` at the manifest `manifest`; the caller holds the
+    /// shared store lock (so its blobs stay), this takes the refs lock.
     pub(crate) fn set_ref(&self, reference: &Reference, manifest: &Digest) -> Result<()> {
+        let _refs_lock = self.lock_refs()?;
         let mut refs = self.read_refs()?;
         refs.insert(
             reference.without_digest().to_string(),

@@ -100,20 +100,24 @@ pub struct Progress {
 /// A progress callback; called often, keep it cheap.
 pub type ProgressFn<'a> = &'a (dyn Fn(&Progress) + Sync);
 
-/// Blobs written by one import, removed again if the import fails.
+/// One import: holds the shared store lock (so gc cannot delete its blobs
+/// before they are tagged) and remembers the blobs it added, removed again
+/// if the import fails.
 pub(crate) struct Tx<'a> {
     pub(crate) store: &'a Store,
     added: Vec<Digest>,
     pub(crate) progress: ProgressFn<'a>,
+    lock: Option<crate::lock::StoreLock>,
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(store: &'a Store, progress: ProgressFn<'a>) -> Tx<'a> {
-        Tx {
+    pub(crate) fn new(store: &'a Store, progress: ProgressFn<'a>) -> Result<Tx<'a>> {
+        Ok(Tx {
             store,
             added: Vec::new(),
             progress,
-        }
+            lock: Some(store.lock_shared()?),
+        })
     }
 
     /// Stores a blob, verifying it against `expected` when given.
@@ -151,9 +155,21 @@ impl<'a> Tx<'a> {
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        let refs = self.store.read_refs().unwrap_or_default();
+        self.lock = None;
+        if self.added.is_empty() {
+            return;
+        }
+        // Another import may be about to use a blob this one added, so only
+        // roll back when nobody else holds the store; otherwise the blobs
+        // stay unreferenced until the next gc.
+        let Ok(Some(_exclusive)) = self.store.try_lock_exclusive() else {
+            return;
+        };
+        let Ok(keep) = self.store.reachable() else {
+            return;
+        };
         for d in &self.added {
-            if !refs.values().any(|e| e.manifest == *d) {
+            if !keep.blobs.contains(d.hex()) {
                 let _ = std::fs::remove_file(self.store.blob_path(d));
             }
         }
@@ -294,8 +310,7 @@ impl Store {
     ) -> Result<ImageInfo> {
         let src = Source::parse(source)?;
         let tag_ref = tag.map(Reference::parse).transpose()?;
-        let _lock = self.lock_exclusive()?;
-        let mut tx = Tx::new(self, progress);
+        let mut tx = Tx::new(self, progress)?;
         let imported = match &src {
             Source::DockerArchive { path, select } => {
                 let b = self.open_bundle(path)?;
