@@ -110,7 +110,9 @@ impl EngineBackend {
 
     /// Keeps `n` started, never-used containers per spec ready, so that a
     /// one-shot run costs an exec rather than a container start. A used
-    /// container is always removed, never handed to another run.
+    /// container is always removed, never handed to another run; in this
+    /// mode the removal finishes in the background just after the run
+    /// returns (its command has ended by then).
     pub fn with_warm_pool(self, n: usize) -> Self {
         EngineBackend::build(
             self.shared.engine,
@@ -520,7 +522,16 @@ impl Backend for EngineBackend {
             ))
         }
         .await;
-        let _ = c.remove().await;
+        if self.pool.is_some() {
+            // Warm mode keeps removal off the run's clock: the container
+            // serves no other run, and if this runtime ends first, dropping
+            // the task drops the container, which removes it.
+            tokio::spawn(async move {
+                let _ = c.remove().await;
+            });
+        } else {
+            let _ = c.remove().await;
+        }
         res
     }
 

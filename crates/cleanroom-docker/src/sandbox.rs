@@ -39,14 +39,20 @@ impl Container {
         endpoint: &Endpoint,
         body: ContainerCreateBody,
     ) -> Result<Container> {
-        let engine = endpoint.engine.name();
         let name = crate::container::fresh_name();
         let image = body.image.clone().unwrap_or_default();
         let opts = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(|e| start_error(endpoint.engine, &image, "creating a container", e))?;
+        // If this future is dropped while the engine creates the container
+        // (a runtime shutting down), the guard removes it by name.
+        let mut guard = PendingCreate {
+            endpoint: Some(endpoint.clone()),
+            name: name.clone(),
+        };
+        let created = docker.create_container(Some(opts), body).await;
+        // Answered, either way: nothing left for the guard to do.
+        guard.endpoint = None;
+        let created =
+            created.map_err(|e| start_error(endpoint.engine, &image, "creating a container", e))?;
         let container = Container {
             docker: docker.clone(),
             endpoint: endpoint.clone(),
@@ -58,7 +64,6 @@ impl Container {
             let _ = container.remove().await;
             return Err(err);
         }
-        let _ = engine;
         Ok(container)
     }
 
@@ -159,6 +164,49 @@ impl Drop for Container {
                 return;
             };
             rt.block_on(force_remove(&endpoint, &id));
+        });
+        let _ = handle.join();
+    }
+}
+
+/// A create request whose answer was never seen: on drop, removes the
+/// container by name, retrying for a moment in case the engine is still
+/// creating it.
+struct PendingCreate {
+    endpoint: Option<Endpoint>,
+    name: String,
+}
+
+impl Drop for PendingCreate {
+    fn drop(&mut self) {
+        let Some(endpoint) = self.endpoint.take() else {
+            return;
+        };
+        let name = std::mem::take(&mut self.name);
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(docker) = endpoint.connect() else {
+                    return;
+                };
+                for _ in 0..10 {
+                    let opts = RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .v(true)
+                        .build();
+                    match docker.remove_container(&name, Some(opts)).await {
+                        Err(e) if is_not_found(&e) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                        }
+                        _ => return,
+                    }
+                }
+            });
         });
         let _ = handle.join();
     }
