@@ -13,11 +13,16 @@ for engine in docker podman; do
         status=1
         continue
     fi
-    left=$("$engine" ps -a --filter label=cleanroom.session --format '{{.ID}} {{.Names}} {{.Labels}}' 2>&1) || {
-        echo "90-engines: $engine ps failed: $left" >&2
-        status=1
-        continue
-    }
+    # Removals still finishing in the background get up to 10 s.
+    for _ in $(seq 20); do
+        left=$("$engine" ps -a --filter label=cleanroom.session --format '{{.ID}} {{.Names}} {{.Labels}}' 2>&1) || {
+            echo "90-engines: $engine ps failed: $left" >&2
+            status=1
+            continue 2
+        }
+        [ -z "$left" ] && break
+        sleep 0.5
+    done
     if [ -n "$left" ]; then
         echo "90-engines: $engine still has containers created by the tests:" >&2
         echo "$left" >&2
