@@ -13,6 +13,30 @@
 //! assert_eq!(r.stdout, b"hi\n");
 //! # Ok(()) }
 //! ```
+//!
+//! How it works:
+//! - A container's main process idles (`sleep 2147483647`) unless the
+//!   sandbox has a main command; every command, one-shot or not, is an exec.
+//!   A one-shot run is create, start, exec, remove; with
+//!   [`EngineBackend::with_warm_pool`] it is an exec into a container started
+//!   beforehand, which is then removed, never reused.
+//! - Execs run `sh -c 'echo $$; exec env -i VARS... PROG ARGS'`: the first
+//!   output line names the exec's process group so a timeout can kill the
+//!   whole tree, and `env -i` gives the command exactly the spec's
+//!   environment. Images therefore need `sh`, `env` and `sleep`, and `tar`
+//!   for copies (busybox or coreutils images have them all).
+//! - Copies in and out are tar streams through the sandbox's own `tar`:
+//!   Docker's archive API refuses read-only roots and cannot see tmpfs.
+//! - Every container is labelled `cleanroom.session`, `cleanroom.created-by`,
+//!   `cleanroom.pid` and `cleanroom.host`. Dropping a sandbox removes it;
+//!   [`EngineBackend::remove_session`] removes all of this process's (for a
+//!   signal handler); `gc` removes those whose creating process is dead.
+//! - Exit codes above 128 up to 192 are reported as signals, as a shell does:
+//!   the Engine API gives no other way to tell them apart.
+//! - Podman on machines without CAP_SYS_RESOURCE needs the ulimits this crate
+//!   passes with every container, and crun may need replacing by runc; see
+//!   [`PODMAN_RLIMIT_FIX`], which `doctor` shows through
+//!   [`EngineBackend::probe_run`].
 
 mod backend;
 mod cleanup;
