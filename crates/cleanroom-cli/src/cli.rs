@@ -50,6 +50,9 @@ pub enum Command {
     /// Import an image: a `docker save` archive, an OCI layout (dir or tar),
     /// tar://ROOTFS.tar[.gz|.zst] or file://ROOTFS_DIR.
     Import(ImportArgs),
+    /// Pull an image from a registry: docker://HOST[:PORT]/NAME:TAG (opt-in network use;
+    /// credentials from CLEANROOM_REGISTRY_USER/PASSWORD or CLEANROOM_REGISTRY_TOKEN).
+    Pull(PullArgs),
     /// Remove images from the store and free what nothing else uses.
     Rmi(RmiArgs),
     /// Measure a backend's start-up beside its anchor (bubblewrap, `docker run`), medians.
@@ -328,6 +331,12 @@ pub struct ImportArgs {
     /// Name the image NAME:TAG (an archive's own tags are kept too).
     #[arg(long, short)]
     pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// docker://HOST[:PORT]/NAME:TAG or NAME@sha256:...
+    pub reference: String,
 }
 
 #[derive(Debug, Args)]

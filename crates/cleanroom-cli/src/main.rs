@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Gc(args) => commands::gc::main(args),
         Command::Images(args) => commands::images::list(args),
         Command::Import(args) => commands::images::import(args),
+        Command::Pull(args) => commands::images::pull(args),
         Command::Rmi(args) => commands::images::rmi(args),
         Command::Bench(args) => commands::bench::main(args),
         Command::Completions(args) => commands::completions::main(args),

@@ -55,3 +55,16 @@ fn a_missing_source_is_a_clear_error() {
     assert!(err.contains("/nonexistent/image.tar"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_pull_the_registry_refuses_names_the_image_and_stores_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let reference = "docker://127.0.0.1:5000/cleanroom-cli-test/absent:1";
+    let out = cleanroom(home.path(), &["pull", reference]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cleanroom-cli-test/absent"), "{err}");
+    let out = cleanroom(home.path(), &["images", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 0);
+}

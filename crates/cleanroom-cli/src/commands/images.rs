@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cleanroom::images::{ImageInfo, Progress, Store};
 use cleanroom::Result;
 
-use crate::cli::{ImagesAction, ImagesArgs, ImportArgs, RmiArgs};
+use crate::cli::{ImagesAction, ImagesArgs, ImportArgs, PullArgs, RmiArgs};
 use crate::output;
 
 pub fn list(args: ImagesArgs) -> Result<ExitCode> {
@@ -79,6 +79,15 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let info = store.import_with_progress(&args.source, args.tag.as_deref(), &|p| bar.show(p))?;
     bar.finish();
     println!("imported {} ({})", info.reference, info.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pull(args: PullArgs) -> Result<ExitCode> {
+    let store = Store::open_default()?;
+    let bar = ProgressLine::new();
+    let info = store.pull(&args.reference, &|p| bar.show(p))?;
+    bar.finish();
+    println!("pulled {} ({})", info.reference, info.digest);
     Ok(ExitCode::SUCCESS)
 }
 
