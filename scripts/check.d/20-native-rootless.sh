@@ -21,7 +21,7 @@ dir=$(mktemp -d /tmp/cleanroom-rootless-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 chmod 0755 "$dir"
 
-for test in conformance_native conformance_native_busybox escape rootfs pods; do
+for test in conformance_native conformance_native_busybox escape rootfs pods copy; do
     # Build as the caller, then copy the binary where the user can run it
     # (the target directory may sit under a home the user cannot enter).
     bin=$(cargo test -p cleanroom-native --test "$test" --no-run --locked \

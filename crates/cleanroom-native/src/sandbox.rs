@@ -282,6 +282,17 @@ impl Sandbox for NativeSandbox {
                 };
                 match m.tag() {
                     b"dir" => {
+                        // Never through a symlink an earlier entry created.
+                        if std::fs::symlink_metadata(&dst).is_ok_and(|m| m.file_type().is_symlink())
+                        {
+                            return Err(Error::backend(
+                                "native",
+                                format!(
+                                    "copy_out: {} is a symlink; refusing to write through it",
+                                    dst.display()
+                                ),
+                            ));
+                        }
                         std::fs::create_dir_all(&dst).map_err(io)?;
                         let mode = m.num_at(3) as u32 & 0o777;
                         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))
