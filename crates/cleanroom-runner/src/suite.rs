@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cleanroom::{AutoBackend, Backend, Config, Result, SandboxSpec};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -145,9 +144,10 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
         },
     );
 
-    // Tests start in path order as permits free up, so which tests a
-    // --fail-fast run skips does not depend on thread timing.
-    let permits = Arc::new(Semaphore::new(effective_jobs(options.jobs)));
+    // Tests start in path order, a new one only after a finished one's
+    // report was handled here, so which tests a --fail-fast run skips does
+    // not depend on thread timing.
+    let jobs = effective_jobs(options.jobs);
     let mut queue: VecDeque<(usize, Planned)> = planned.into_iter().enumerate().collect();
     let mut set: JoinSet<(usize, TestReport)> = JoinSet::new();
     let mut reports: Vec<(usize, TestReport)> = Vec::new();
@@ -177,24 +177,23 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
                 finish(report, order, &mut stop_starting);
                 continue;
             }
+            if set.len() < jobs {
+                let (order, test) = queue.pop_front().expect("front exists");
+                let job = Job {
+                    backend: backend.clone(),
+                    base: base.clone(),
+                    options: options.clone(),
+                };
+                set.spawn(async move { (order, job.run(test).await) });
+                continue;
+            }
             tokio::select! {
-                biased;
-                Some(joined) = set.join_next(), if !set.is_empty() => {
+                Some(joined) = set.join_next() => {
                     if let Some((order, report)) = joined_report(joined) {
                         finish(report, order, &mut stop_starting);
                     }
                 }
                 _ = options.cancel.cancelled() => {}
-                permit = permits.clone().acquire_owned() => {
-                    let (order, test) = queue.pop_front().expect("front exists");
-                    let job = Job {
-                        backend: backend.clone(),
-                        base: base.clone(),
-                        options: options.clone(),
-                        _permit: permit.ok(),
-                    };
-                    set.spawn(async move { (order, job.run(test).await) });
-                }
             }
         } else {
             match set.join_next().await {
@@ -233,8 +232,6 @@ struct Job {
     backend: Arc<dyn Backend>,
     base: SandboxSpec,
     options: RunOptions,
-    /// Held while the test runs.
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A finished task's report; a panicked task is logged and dropped.
