@@ -186,3 +186,28 @@ async fn docker_pod_members_talk_over_loopback() {
 async fn podman_pod_members_talk_over_loopback() {
     pod_members_talk("podman").await;
 }
+
+async fn host_network_is_shared_only_when_asked(engine: &str) {
+    let b = backend(engine);
+    let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let own = own.display().to_string();
+    let probe = Cmd::new("readlink").arg("/proc/self/ns/net");
+    let host = SandboxSpec {
+        network: Network::Host,
+        ..spec()
+    };
+    let r = b.run(&host, probe.clone()).await.expect("run");
+    assert_eq!(r.stdout_lossy().trim(), own, "{engine}: network host");
+    let r = b.run(&spec(), probe).await.expect("run");
+    assert_ne!(r.stdout_lossy().trim(), own, "{engine}: network none");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_host_network_is_opt_in() {
+    host_network_is_shared_only_when_asked("docker").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_host_network_is_opt_in() {
+    host_network_is_shared_only_when_asked("podman").await;
+}
