@@ -94,12 +94,20 @@ async fn main() {
 
     // Interleaved, so both see the same machine load.
     let has_bwrap = Path::new("/usr/bin/bwrap").exists();
-    let (mut native, mut bwrap) = (Vec::new(), Vec::new());
+    let plain = SandboxSpec {
+        memory: None,
+        ..spec.clone()
+    };
+    let (mut native, mut native_plain, mut bwrap) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         let t = Instant::now();
         let r = backend.run(&spec, Cmd::new("true")).await.unwrap();
         assert!(r.success(), "{}", r.stderr_lossy());
         native.push(t.elapsed());
+        let t = Instant::now();
+        let r = backend.run(&plain, Cmd::new("true")).await.unwrap();
+        assert!(r.success(), "{}", r.stderr_lossy());
+        native_plain.push(t.elapsed());
         if has_bwrap {
             let t = Instant::now();
             let s = std::process::Command::new("bwrap")
@@ -113,6 +121,7 @@ async fn main() {
         }
     }
     let native = median(native);
+    let native_plain = median(native_plain);
     let bwrap = has_bwrap.then(|| median(bwrap));
 
     let sb = backend.create(&spec, None).await.unwrap();
@@ -173,6 +182,18 @@ async fn main() {
         None => println!(
             "| one-shot `true` (median of {n}) | {} | not installed |",
             ms(native)
+        ),
+    }
+    match bwrap {
+        Some(b) => println!(
+            "| one-shot `true`, no memory limit (median of {n}) | {} | {} (ratio {:.2}) |",
+            ms(native_plain),
+            ms(b),
+            native_plain.as_secs_f64() / b.as_secs_f64()
+        ),
+        None => println!(
+            "| one-shot `true`, no memory limit (median of {n}) | {} | not installed |",
+            ms(native_plain)
         ),
     }
     println!(
