@@ -4,6 +4,17 @@
 //! parses arguments, loads the configuration, calls one library function per
 //! command and turns its outcome into output and an exit code.
 
+/// `println!` that stops quietly when stdout is gone (`cleanroom doctor | head`)
+/// instead of panicking on the broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod cli;
 mod commands;
 mod output;
@@ -60,6 +71,7 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -34,6 +34,6 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 pub fn json(value: &impl Serialize) -> cleanroom::Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| cleanroom::Error::backend("cli", format!("encoding JSON: {e}")))?;
-    println!("{text}");
+    say!("{text}");
     Ok(())
 }

@@ -86,6 +86,14 @@ pub trait Backend: Send + Sync {
     /// until stopped.
     async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>>;
 
+    /// Removes every sandbox this process created on this backend, running
+    /// or not, and says what it removed: for a caller's SIGINT/SIGTERM
+    /// handler, just before it exits. Backends whose sandboxes die with
+    /// their caller have nothing to do.
+    async fn remove_session(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Removes what callers that died without cleaning up left behind
     /// (containers, mounts, cgroups, temporary directories) and says what
     /// it removed, one line per item. Never touches a live caller's sandboxes.

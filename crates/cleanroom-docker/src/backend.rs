@@ -549,4 +549,21 @@ impl Backend for EngineBackend {
         let (docker, ep) = self.shared.client()?;
         cleanup::gc(&docker, ep.engine.name()).await
     }
+
+    async fn remove_session(&self) -> Result<Vec<String>> {
+        EngineBackend::remove_session(self).await
+    }
+
+    async fn can_honour(&self, spec: &SandboxSpec) -> std::result::Result<(), String> {
+        let image = self.shared.image_for(spec).map_err(|e| e.to_string())?;
+        let (docker, ep) = self.shared.client().map_err(|e| e.to_string())?;
+        match crate::image::present(&docker, ep.engine, &image).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "image `{image}` is not in the {} engine (it would have to be pulled)",
+                ep.engine.name()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }

@@ -123,6 +123,14 @@ impl Backend for AutoBackend {
         self.inner.can_honour(spec).await
     }
 
+    async fn remove_session(&self) -> Result<Vec<String>> {
+        self.inner.remove_session().await
+    }
+
+    async fn gc(&self) -> Result<Vec<String>> {
+        self.inner.gc().await
+    }
+
     fn enforcement(&self, spec: &SandboxSpec) -> Enforcement {
         self.inner.enforcement(spec)
     }

@@ -22,14 +22,14 @@ pub fn main(args: ConfigArgs) -> cleanroom::Result<ExitCode> {
         .collect();
     output::table(&["KEY", "VALUE", "FROM"], &rows);
     if config.files.is_empty() {
-        println!(
+        say!(
             "\nno cleanroom.toml or Cargo.toml with a cleanroom table found from {}",
             dir.display()
         );
     } else {
-        println!();
+        say!();
         for f in &config.files {
-            println!("read {}", f.display());
+            say!("read {}", f.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -35,19 +35,19 @@ fn print_table(reports: &[BackendReport]) {
         .collect();
     output::table(&["BACKEND", "AVAILABLE", "AUTO", "WHY"], &rows);
     for r in reports {
-        println!("\n{}:", r.name);
+        say!("\n{}:", r.name);
         if let Some(hint) = &r.hint {
-            println!("  to enable: {hint}");
+            say!("  to enable: {hint}");
         }
         if !r.available {
             continue;
         }
         if !r.enforced.is_empty() {
             let names: Vec<&str> = r.enforced.iter().map(|c| c.describe()).collect();
-            println!("  enforces: {}", names.join(", "));
+            say!("  enforces: {}", names.join(", "));
         }
         for n in &r.not_enforced {
-            println!("  cannot enforce {}: {}", n.constraint.describe(), n.reason);
+            say!("  cannot enforce {}: {}", n.constraint.describe(), n.reason);
         }
     }
 }

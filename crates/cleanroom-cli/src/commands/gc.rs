@@ -15,7 +15,7 @@ pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
         let available = rt.block_on(backend.availability());
         if !available.available {
             if args.verbose_skip {
-                println!("{choice}: skipped ({})", available.reason);
+                say!("{choice}: skipped ({})", available.reason);
             }
             continue;
         }
@@ -23,7 +23,7 @@ pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
             Ok(lines) => {
                 removed += lines.len();
                 for l in lines {
-                    println!("{l}");
+                    say!("{l}");
                 }
             }
             Err(e) => {
@@ -36,7 +36,7 @@ pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
         Ok(r) => {
             removed += r.blobs_removed + r.layers_removed + r.rootfs_removed;
             if r.blobs_removed + r.layers_removed + r.rootfs_removed > 0 {
-                println!(
+                say!(
                     "images: removed {} unreferenced blob(s), {} unpacked layer(s), {} merged rootfs ({} freed)",
                     r.blobs_removed,
                     r.layers_removed,
@@ -50,7 +50,7 @@ pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
             eprintln!("cleanroom: gc of the image store failed: {e}");
         }
     }
-    println!("removed {removed} leftover item(s)");
+    say!("removed {removed} leftover item(s)");
     Ok(if failed {
         ExitCode::from(crate::EXIT_CLEANROOM_ERROR)
     } else {

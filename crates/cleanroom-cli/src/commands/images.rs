@@ -47,21 +47,21 @@ fn verify(store: &Store, repair: bool, json: bool) -> Result<ExitCode> {
     if json {
         output::json(&report)?;
     } else {
-        println!("{} blob(s) checked", report.blobs_checked);
+        say!("{} blob(s) checked", report.blobs_checked);
         for d in &report.corrupt {
-            println!("corrupt blob {d}");
+            say!("corrupt blob {d}");
         }
         for (reference, d) in &report.broken_images {
-            println!("image {reference} needs missing or corrupt blob {d}");
+            say!("image {reference} needs missing or corrupt blob {d}");
         }
         for r in &report.refs_removed {
-            println!("removed {r}: re-import or pull it");
+            say!("removed {r}: re-import or pull it");
         }
         if report.blobs_removed > 0 {
-            println!("deleted {} corrupt blob(s)", report.blobs_removed);
+            say!("deleted {} corrupt blob(s)", report.blobs_removed);
         }
         if !report.is_ok() && !repair {
-            println!(
+            say!(
                 "run `cleanroom images verify --repair` to drop what is broken, then re-import"
             );
         }
@@ -78,7 +78,7 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let bar = ProgressLine::new();
     let info = store.import_with_progress(&args.source, args.tag.as_deref(), &|p| bar.show(p))?;
     bar.finish();
-    println!("imported {} ({})", info.reference, info.digest);
+    say!("imported {} ({})", info.reference, info.digest);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -87,7 +87,7 @@ pub fn pull(args: PullArgs) -> Result<ExitCode> {
     let bar = ProgressLine::new();
     let info = store.pull(&args.reference, &|p| bar.show(p))?;
     bar.finish();
-    println!("pulled {} ({})", info.reference, info.digest);
+    say!("pulled {} ({})", info.reference, info.digest);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -96,9 +96,9 @@ pub fn rmi(args: RmiArgs) -> Result<ExitCode> {
     for reference in &args.references {
         let report = store.remove(reference)?;
         for r in &report.untagged {
-            println!("untagged {r}");
+            say!("untagged {r}");
         }
-        println!(
+        say!(
             "freed {} ({} blob(s), {} unpacked layer(s))",
             human_size(report.gc.bytes_freed),
             report.gc.blobs_removed,

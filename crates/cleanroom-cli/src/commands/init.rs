@@ -15,8 +15,8 @@ pub fn main(args: InitArgs) -> Result<ExitCode> {
     };
     let written: Vec<PathBuf> = cleanroom_runner::scaffold::init(&dir)?;
     for p in &written {
-        println!("created {}", p.display());
+        say!("created {}", p.display());
     }
-    println!("next: `cleanroom test` runs tests/example.clnrm.toml");
+    say!("next: `cleanroom test` runs tests/example.clnrm.toml");
     Ok(ExitCode::SUCCESS)
 }

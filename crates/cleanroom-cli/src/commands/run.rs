@@ -40,8 +40,13 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let result = tokio::select! {
         r = execute(&backend, &spec, cmd, args.json) => r?,
         code = interrupted() => {
-            // Dropping the run above tears the sandbox down.
-            eprintln!("cleanroom: interrupted; the sandbox was removed");
+            // Dropping the run above tears a native or local sandbox down;
+            // engine containers are removed by label.
+            if let Err(e) = backend.remove_session().await {
+                eprintln!("cleanroom: interrupted, but removing the sandbox failed: {e}; run `cleanroom gc`");
+            } else {
+                eprintln!("cleanroom: interrupted; the sandbox was removed");
+            }
             return Ok(ExitCode::from(code));
         }
     };

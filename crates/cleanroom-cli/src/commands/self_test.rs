@@ -18,7 +18,7 @@ async fn run(args: SelfTestArgs) -> Result<ExitCode> {
     let config = super::load_config(&args.sandbox, &cwd)?;
     let spec = config.spec()?;
     let backend = AutoBackend::select(config.backend.value, config.image.value.as_deref()).await?;
-    println!(
+    say!(
         "self-test of the {} backend ({})",
         backend.chosen(),
         backend.reason()
@@ -37,11 +37,11 @@ async fn run(args: SelfTestArgs) -> Result<ExitCode> {
         match outcome {
             Ok(Outcome::Verified) => {
                 passed += 1;
-                println!("PASS {:<28} verified ({secs:.2}s)", check.name);
+                say!("PASS {:<28} verified ({secs:.2}s)", check.name);
             }
             Ok(Outcome::ReportedNotEnforced(c)) => {
                 passed += 1;
-                println!(
+                say!(
                     "PASS {:<28} not enforced, and reported so: {} ({secs:.2}s)",
                     check.name,
                     c.describe()
@@ -49,12 +49,12 @@ async fn run(args: SelfTestArgs) -> Result<ExitCode> {
             }
             Err(msg) => {
                 failed += 1;
-                println!("FAIL {:<28} {msg} ({secs:.2}s)", check.name);
-                println!("     the contract: {}", check.about);
+                say!("FAIL {:<28} {msg} ({secs:.2}s)", check.name);
+                say!("     the contract: {}", check.about);
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    say!("{passed} passed, {failed} failed");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

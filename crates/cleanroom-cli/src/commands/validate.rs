@@ -18,7 +18,7 @@ pub fn main(args: ValidateArgs) -> Result<ExitCode> {
         match cleanroom_runner::parse_file(file) {
             Ok(test) => {
                 if !args.quiet {
-                    println!(
+                    say!(
                         "ok {} ({}: {} step{}, {} service{})",
                         file.display(),
                         test.name,
