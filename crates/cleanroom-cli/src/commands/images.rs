@@ -61,9 +61,7 @@ fn verify(store: &Store, repair: bool, json: bool) -> Result<ExitCode> {
             say!("deleted {} corrupt blob(s)", report.blobs_removed);
         }
         if !report.is_ok() && !repair {
-            say!(
-                "run `cleanroom images verify --repair` to drop what is broken, then re-import"
-            );
+            say!("run `cleanroom images verify --repair` to drop what is broken, then re-import");
         }
     }
     Ok(if report.is_ok() || repair {
