@@ -277,6 +277,13 @@ impl Backend for NativeBackend {
         Ok(Box::new(sb))
     }
 
+    async fn can_honour(&self, spec: &SandboxSpec) -> std::result::Result<(), String> {
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || rootfs::available(&spec))
+            .await
+            .map_err(|e| format!("checking the rootfs: {e}"))?
+    }
+
     async fn gc(&self) -> Result<Vec<String>> {
         let mut removed = rootfs::gc();
         let report = tokio::task::spawn_blocking(cgroups::gc)

@@ -24,6 +24,22 @@ pub fn plan(spec: &SandboxSpec) -> Result<RootPlan> {
     }
 }
 
+/// Whether `spec`'s rootfs is there to use, without preparing it: for
+/// `auto`, which passes over a backend that would fail.
+pub fn available(spec: &SandboxSpec) -> std::result::Result<(), String> {
+    match &spec.rootfs {
+        RootFs::Host => Ok(()),
+        RootFs::Dir(dir) if dir.is_dir() => Ok(()),
+        RootFs::Dir(dir) => Err(format!("rootfs directory {} does not exist", dir.display())),
+        RootFs::Tar(tar) if tar.is_file() => Ok(()),
+        RootFs::Tar(tar) => Err(format!("rootfs tarball {} does not exist", tar.display())),
+        RootFs::Image(reference) => cleanroom_image::Store::open_default()
+            .and_then(|store| store.resolve(reference))
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// Host directories the `host` rootfs shows: `/usr`, `/bin`, `/sbin`, `/lib*`.
 fn host(spec: &SandboxSpec) -> RootPlan {
     let mut entries = Vec::new();

@@ -10,7 +10,6 @@ use cleanroom_core::{
 };
 use serde::Serialize;
 
-use crate::local::LocalBackend;
 use crate::registry::backend_for;
 
 /// A backend picked by [`AutoBackend::detect`] or [`AutoBackend::select`];
@@ -87,11 +86,8 @@ impl AutoBackend {
             }
             passed.push(format!("{c}: {}", a.reason));
         }
-        // Local is always available; reaching here means it was refused.
-        Ok(AutoBackend {
-            inner: Arc::new(LocalBackend::new()),
-            reason: "local as the last resort".into(),
-        })
+        // Local is always available, so only a rootfs nobody has ends here.
+        Err(cleanroom_core::Error::NoBackend(passed.join("; ")))
     }
 
     /// Name of the backend in use.

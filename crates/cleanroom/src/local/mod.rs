@@ -176,6 +176,15 @@ impl Backend for LocalBackend {
         )
     }
 
+    async fn can_honour(&self, spec: &SandboxSpec) -> std::result::Result<(), String> {
+        match spec.rootfs {
+            cleanroom_core::RootFs::Host => Ok(()),
+            ref other => Err(format!(
+                "it runs on the host's own filesystem and cannot use the rootfs `{other}`"
+            )),
+        }
+    }
+
     fn enforcement(&self, spec: &SandboxSpec) -> Enforcement {
         local_enforcement(spec)
     }
