@@ -6,7 +6,6 @@
 //! The archive builders are the image crate's own test fixtures, shared by path.
 
 #[path = "../../cleanroom-image/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::fs;
