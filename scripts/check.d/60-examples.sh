@@ -2,7 +2,8 @@
 # The examples a new user runs first (examples/*/*.clnrm.toml), run with
 # `cleanroom test examples/` on the native backend, the acceptance check of
 # the test runner: services in pods, readiness, steps inside services.
-# Needs native (network namespaces for the pods): under CI=true a missing
+# Runs as root and again as an unprivileged user. Needs native (network
+# namespaces for the pods): under CI=true a missing
 # native backend is a failure, never a skip. Afterwards no service process
 # may be left running.
 set -euo pipefail
@@ -25,6 +26,18 @@ sys.exit(0 if any(b["name"] == "native" and b["available"] for b in json.load(sy
 fi
 
 "$bin" test examples/ --backend native -j 2
+
+# Again as an unprivileged user (nobody), from copies it can read: pods,
+# services and readiness must work rootless too.
+if [ "$(id -u)" = 0 ]; then
+    dir=$(mktemp -d /tmp/cleanroom-examples-XXXXXX)
+    trap 'rm -rf "$dir"' EXIT
+    cp "$bin" "$dir/cleanroom"
+    cp -r examples "$dir/examples"
+    chmod -R a+rX "$dir"
+    (cd "$dir" && setpriv --reuid=65534 --regid=65534 --clear-groups \
+        env HOME="$dir" ./cleanroom test examples/ --backend native -j 2)
+fi
 
 left=$(pgrep -a -f 'redis-server --port 6379|http.server 8080' || true)
 if [ -n "$left" ]; then
