@@ -69,7 +69,9 @@ pub fn clean_env_argv(env: &BTreeMap<String, String>, argv: &[String]) -> Vec<St
     v
 }
 
-const TMPFS_OPTS: &str = "rw,nosuid,nodev,mode=1777";
+/// `exec` because Docker's tmpfs default is `noexec`, while the contract (and
+/// native and Podman) let a copied-in script run from /tmp and /workdir.
+const TMPFS_OPTS: &str = "rw,exec,nosuid,nodev,mode=1777";
 
 /// The create body for `spec` running `main` (idle when `None`) from `image`.
 pub fn create_body(

@@ -508,6 +508,19 @@ async fn workdir(h: &Harness) -> CheckResult {
             "the command ran in the caller's own directory".to_string()
         })?;
     }
+    // A script written there runs (Docker mounts tmpfs noexec unless told).
+    let r = h
+        .run(
+            &spec,
+            sh("printf '#!/bin/sh\\necho ran\\n' > ./script && chmod +x ./script && ./script"),
+        )
+        .await?;
+    expect(r.exit_code == 0 && r.stdout == b"ran\n", || {
+        format!(
+            "a script in the working directory does not run: {}",
+            show(&r)
+        )
+    })?;
     // A second run must not see the first one's file.
     let r = h
         .run(&spec, sh("test -e ./probe && echo leftover || echo clean"))
