@@ -3,11 +3,38 @@
 
 use std::collections::HashMap;
 
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use cleanroom_core::{process_alive, Error, Result};
 
 use crate::container::{self, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID, LABEL_SESSION};
+
+/// Every container (running or not) matching `filters`.
+///
+/// Podman briefly reports a container being cleaned up as `stopped`, a
+/// state the Engine API (and so bollard) does not know, and the whole list
+/// then fails to decode; such a listing is retried for up to five seconds.
+pub async fn list_labelled(
+    docker: &Docker,
+    filters: &HashMap<&str, Vec<String>>,
+) -> std::result::Result<Vec<ContainerSummary>, bollard::errors::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(filters)
+            .build();
+        match docker.list_containers(Some(opts)).await {
+            Err(bollard::errors::Error::JsonDataError { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Removes every container of this process's session on the engine.
 pub async fn remove_session(docker: &Docker, name: &str) -> Result<Vec<String>> {
@@ -15,12 +42,7 @@ pub async fn remove_session(docker: &Docker, name: &str) -> Result<Vec<String>> 
         "label",
         vec![format!("{LABEL_SESSION}={}", container::session())],
     )]);
-    let opts = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let list = docker
-        .list_containers(Some(opts))
+    let list = list_labelled(docker, &filters)
         .await
         .map_err(|e| Error::backend(name, format!("listing this session's containers: {e}")))?;
     let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
@@ -35,12 +57,7 @@ pub async fn remove_session(docker: &Docker, name: &str) -> Result<Vec<String>> 
 pub async fn gc(docker: &Docker, name: &str) -> Result<Vec<String>> {
     let filters: HashMap<&str, Vec<String>> =
         HashMap::from([("label", vec![format!("{LABEL_CREATED_BY}={CREATED_BY}")])]);
-    let opts = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let list = docker
-        .list_containers(Some(opts))
+    let list = list_labelled(docker, &filters)
         .await
         .map_err(|e| Error::backend(name, format!("listing containers for gc: {e}")))?;
     let here = container::host_name();

@@ -50,6 +50,7 @@ mod pool;
 mod sandbox;
 
 pub use backend::{DockerBackend, EngineBackend, EngineInfo, PodmanBackend, DEFAULT_IMAGE};
+pub use cleanup::list_labelled;
 pub use container::{session, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID, LABEL_SESSION};
 pub use endpoint::{Endpoint, Engine, API_VERSION, PODMAN_RLIMIT_FIX};
 pub use sandbox::EngineSandbox;

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use cleanroom_core::{Backend, Cmd, RootFs, SandboxSpec};
 use cleanroom_docker::{DockerBackend, EngineBackend, PodmanBackend, DEFAULT_IMAGE, LABEL_SESSION};
 
@@ -16,12 +15,7 @@ async fn ours(b: &EngineBackend) -> HashSet<String> {
         "label",
         vec![format!("{LABEL_SESSION}={}", cleanroom_docker::session())],
     )]);
-    let opts = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    docker
-        .list_containers(Some(opts))
+    cleanroom_docker::list_labelled(&docker, &filters)
         .await
         .unwrap()
         .into_iter()
