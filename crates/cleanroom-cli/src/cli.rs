@@ -160,6 +160,12 @@ pub struct DoctorArgs {
     /// The image engine backends would use [env: CLEANROOM_IMAGE].
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+
+    /// Also start one real container on each engine that answers: an engine
+    /// can answer and still fail to run anything (Podman without
+    /// CAP_SYS_RESOURCE); the report then says how to fix it.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args)]

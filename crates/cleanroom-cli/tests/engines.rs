@@ -106,3 +106,16 @@ fn auto_picks_podman_first_when_it_has_the_image() {
         );
     }
 }
+
+#[test]
+fn doctor_probe_runs_a_container_on_each_engine() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cleanroom"))
+        .args(["doctor", "--json", "--probe", "--image", IMAGE])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for b in v.as_array().unwrap().iter().take(2) {
+        assert_eq!(b["available"], true, "a probe run failed: {b:#}");
+    }
+}

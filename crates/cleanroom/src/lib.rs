@@ -28,6 +28,9 @@ mod registry;
 
 pub use auto::{doctor, AutoBackend, BackendReport, NotEnforced};
 pub use cleanroom_core::*;
+/// The image engine backends use when none is configured (the busybox test
+/// image `scripts/setup.d/40-engines.sh` imports).
+pub use cleanroom_docker::DEFAULT_IMAGE as DEFAULT_ENGINE_IMAGE;
 pub use cleanroom_docker::{DockerBackend, EngineBackend, EngineSandbox, PodmanBackend};
 /// The image store: import, pull, verify and unpack images.
 pub use cleanroom_image as images;

@@ -12,13 +12,36 @@ pub fn main(args: DoctorArgs) -> cleanroom::Result<ExitCode> {
         Some(i) => Some(i),
         None => cleanroom::Config::load_default()?.image.value,
     };
-    let reports = super::runtime()?.block_on(cleanroom::doctor(image.as_deref()))?;
+    let rt = super::runtime()?;
+    let mut reports = rt.block_on(cleanroom::doctor(image.as_deref()))?;
+    if args.probe {
+        rt.block_on(probe_engines(&mut reports, image.as_deref()));
+    }
     if args.json {
         output::json(&reports)?;
         return Ok(ExitCode::SUCCESS);
     }
     print_table(&reports);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `true` in a container on each available engine; a failure makes
+/// the engine unavailable in the report, with the engine's fix as the hint.
+async fn probe_engines(reports: &mut [BackendReport], image: Option<&str>) {
+    let image = image.unwrap_or(cleanroom::DEFAULT_ENGINE_IMAGE);
+    for r in reports.iter_mut().filter(|r| r.available) {
+        let probe = match r.name.as_str() {
+            "docker" => cleanroom::DockerBackend::new(image).probe_run().await,
+            "podman" => cleanroom::PodmanBackend::new(image).probe_run().await,
+            _ => continue,
+        };
+        if !probe.available {
+            r.available = false;
+            r.chosen_by_auto = false;
+            r.reason = probe.reason;
+            r.hint = probe.hint;
+        }
+    }
 }
 
 fn print_table(reports: &[BackendReport]) {
