@@ -113,7 +113,11 @@ fn doctor_probe_runs_a_container_on_each_engine() {
         .args(["doctor", "--json", "--probe", "--image", IMAGE])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for b in v.as_array().unwrap().iter().take(2) {
         assert_eq!(b["available"], true, "a probe run failed: {b:#}");
