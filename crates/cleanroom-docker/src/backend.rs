@@ -284,21 +284,13 @@ impl Shared {
             return Some(i.clone());
         }
         let ep = self.endpoint().ok()?;
-        let got = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let docker = ep.connect().ok()?;
-                tokio::time::timeout(Duration::from_secs(10), fetch_info(&docker, &ep))
-                    .await
-                    .ok()?
-                    .ok()
-            })
+        let got = crate::own_runtime::block_on_own_thread(move || async move {
+            let docker = ep.connect().ok()?;
+            tokio::time::timeout(Duration::from_secs(10), fetch_info(&docker, &ep))
+                .await
+                .ok()?
+                .ok()
         })
-        .join()
-        .ok()
         .flatten()?;
         Some(self.info.get_or_init(|| got).clone())
     }

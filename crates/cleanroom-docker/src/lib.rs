@@ -46,6 +46,7 @@ mod endpoint;
 mod errors;
 mod exec;
 mod image;
+mod own_runtime;
 mod pool;
 mod sandbox;
 

@@ -87,21 +87,12 @@ impl Drop for WarmPool {
             return;
         }
         // One thread with its own runtime removes them all at once.
-        let handle = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let removals = all
-                    .iter()
-                    .map(|(ep, id)| crate::sandbox::force_remove(ep, id));
-                futures_util::future::join_all(removals).await;
-            });
+        crate::own_runtime::block_on_own_thread(move || async move {
+            let removals = all
+                .iter()
+                .map(|(ep, id)| crate::sandbox::force_remove(ep, id));
+            futures_util::future::join_all(removals).await;
         });
-        let _ = handle.join();
     }
 }
 

@@ -156,16 +156,9 @@ impl Drop for Container {
         // works inside or outside any runtime and cannot deadlock one.
         let endpoint = self.endpoint.clone();
         let id = self.id.clone();
-        let handle = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(force_remove(&endpoint, &id));
+        crate::own_runtime::block_on_own_thread(move || async move {
+            force_remove(&endpoint, &id).await
         });
-        let _ = handle.join();
     }
 }
 
@@ -183,32 +176,23 @@ impl Drop for PendingCreate {
             return;
         };
         let name = std::mem::take(&mut self.name);
-        let handle = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+        crate::own_runtime::block_on_own_thread(move || async move {
+            let Ok(docker) = endpoint.connect() else {
                 return;
             };
-            rt.block_on(async {
-                let Ok(docker) = endpoint.connect() else {
-                    return;
-                };
-                for _ in 0..10 {
-                    let opts = RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    match docker.remove_container(&name, Some(opts)).await {
-                        Err(e) if is_not_found(&e) => {
-                            tokio::time::sleep(std::time::Duration::from_millis(200)).await
-                        }
-                        _ => return,
+            for _ in 0..10 {
+                let opts = RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(true)
+                    .build();
+                match docker.remove_container(&name, Some(opts)).await {
+                    Err(e) if is_not_found(&e) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await
                     }
+                    _ => return,
                 }
-            });
+            }
         });
-        let _ = handle.join();
     }
 }
 
