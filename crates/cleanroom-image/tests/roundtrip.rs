@@ -10,9 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use cleanroom_image::Store;
-use common::{
-    busybox_rootfs, docker_save_old, gzip, oci_layout, tar_dir, tar_of, write_tree, OS_RELEASE,
-};
+use common::{busybox_rootfs, export_every_format, OS_RELEASE};
 
 fn run_cat(root: &Path) -> String {
     // The static busybox of the image runs on the host too.
@@ -31,51 +29,9 @@ fn every_format_round_trips_to_the_same_rootfs() {
     let src = tmp.path().join("rootfs");
     busybox_rootfs(&src);
     let busybox = fs::read(src.join("bin/busybox")).unwrap();
-    let layer = tar_dir(&src);
-
-    let docker_old = tmp.path().join("docker-old.tar");
-    fs::write(
-        &docker_old,
-        tar_of(&docker_save_old(
-            std::slice::from_ref(&layer),
-            &["rt/docker-old:1"],
-        )),
-    )
-    .unwrap();
-    let docker_new = tmp.path().join("docker-new.tar");
-    fs::write(
-        &docker_new,
-        tar_of(&oci_layout(
-            std::slice::from_ref(&layer),
-            "rt/docker-new:1",
-            Some(&["rt/docker-new:1"]),
-        )),
-    )
-    .unwrap();
-    let oci_dir = tmp.path().join("oci-dir");
-    write_tree(&oci_dir, &oci_layout(&[gzip(&layer)], "1", None));
-    let oci_tar = tmp.path().join("oci.tar");
-    fs::write(
-        &oci_tar,
-        tar_of(&oci_layout(
-            std::slice::from_ref(&layer),
-            "docker.io/rt/oci-tar:1",
-            None,
-        )),
-    )
-    .unwrap();
-    let rootfs_tgz = tmp.path().join("rootfs.tar.gz");
-    fs::write(&rootfs_tgz, gzip(&layer)).unwrap();
-
     let store = Store::open(tmp.path().join("store")).unwrap();
-    let sources = [
-        (docker_old.display().to_string(), None),
-        (format!("docker-archive:{}", docker_new.display()), None),
-        (format!("oci:{}:1", oci_dir.display()), Some("rt/oci-dir:1")),
-        (oci_tar.display().to_string(), None),
-        (format!("tar://{}", rootfs_tgz.display()), Some("rt/tar:1")),
-        (format!("file://{}", src.display()), Some("rt/dir:1")),
-    ];
+    let mut sources = export_every_format(&src, tmp.path());
+    sources.push((format!("file://{}", src.display()), Some("rt/dir:1")));
     let mut seen = Vec::new();
     for (source, tag) in &sources {
         let info = store

@@ -256,3 +256,38 @@ pub fn tar_dir(dir: &Path) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// The root filesystem `src` exported into `dir` in every archive format the
+/// store imports: a `docker save` archive in the old and the new (OCI)
+/// layout, an OCI layout as a directory and as a tar, and a gzipped rootfs
+/// tarball. Returns each as `(source, tag to import it under)`.
+pub fn export_every_format(src: &Path, dir: &Path) -> Vec<(String, Option<&'static str>)> {
+    let layer = tar_dir(src);
+    let one = std::slice::from_ref(&layer);
+    let docker_old = dir.join("docker-old.tar");
+    fs::write(
+        &docker_old,
+        tar_of(&docker_save_old(one, &["rt/docker-old:1"])),
+    )
+    .unwrap();
+    let docker_new = dir.join("docker-new.tar");
+    let new_layout = oci_layout(one, "rt/docker-new:1", Some(&["rt/docker-new:1"]));
+    fs::write(&docker_new, tar_of(&new_layout)).unwrap();
+    let oci_dir = dir.join("oci-dir");
+    write_tree(&oci_dir, &oci_layout(&[gzip(&layer)], "1", None));
+    let oci_tar = dir.join("oci.tar");
+    fs::write(
+        &oci_tar,
+        tar_of(&oci_layout(one, "docker.io/rt/oci-tar:1", None)),
+    )
+    .unwrap();
+    let rootfs_tgz = dir.join("rootfs.tar.gz");
+    fs::write(&rootfs_tgz, gzip(&layer)).unwrap();
+    vec![
+        (docker_old.display().to_string(), None),
+        (format!("docker-archive:{}", docker_new.display()), None),
+        (format!("oci:{}:1", oci_dir.display()), Some("rt/oci-dir:1")),
+        (oci_tar.display().to_string(), None),
+        (format!("tar://{}", rootfs_tgz.display()), Some("rt/tar:1")),
+    ]
+}
