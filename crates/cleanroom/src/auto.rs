@@ -56,21 +56,13 @@ impl AutoBackend {
                 reason: format!("{choice} was asked for by name"),
             });
         }
-        // What auto must be able to run: the configured image, or the host rootfs.
-        let spec = match image {
-            Some(i) => SandboxSpec::with_rootfs(i.parse()?),
-            None => SandboxSpec::default(),
-        };
+        let wanted = wanted_by_auto(image)?;
         let mut passed = Vec::new();
         for c in BackendChoice::AUTO_ORDER {
             let backend = backend_for(c, image)?;
             let a = backend.availability().await;
-            if a.available && needs_image(c) && image.is_none() {
-                passed.push(format!("{c}: {NO_IMAGE}"));
-                continue;
-            }
             if a.available {
-                if let Err(why) = backend.can_honour(&spec).await {
+                if let Some(why) = passed_over(c, backend.as_ref(), image, &wanted).await {
                     passed.push(format!("{c}: available, but {why}"));
                     continue;
                 }
@@ -145,13 +137,28 @@ impl Backend for AutoBackend {
     }
 }
 
-/// Why `auto` passes over an available engine when no image is configured.
-const NO_IMAGE: &str =
-    "available, but no image is configured (set `image` or CLEANROOM_IMAGE to use it)";
+/// What `auto` must be able to run: the configured image, or the host rootfs.
+fn wanted_by_auto(image: Option<&str>) -> Result<SandboxSpec> {
+    Ok(match image {
+        Some(i) => SandboxSpec::with_rootfs(i.parse()?),
+        None => SandboxSpec::default(),
+    })
+}
 
-/// Engine backends run images; the host rootfs is native's and local's.
-fn needs_image(c: BackendChoice) -> bool {
-    matches!(c, BackendChoice::Podman | BackendChoice::Docker)
+/// Why `auto` passes over the available backend `c`, if it does: the one
+/// rule [`AutoBackend::select`] and [`doctor`] both apply.
+async fn passed_over(
+    c: BackendChoice,
+    backend: &dyn Backend,
+    image: Option<&str>,
+    wanted: &SandboxSpec,
+) -> Option<String> {
+    // Engine backends run images; the host rootfs is native's and local's.
+    let needs_image = matches!(c, BackendChoice::Podman | BackendChoice::Docker);
+    if needs_image && image.is_none() {
+        return Some("no image is configured (set `image` or CLEANROOM_IMAGE to use it)".into());
+    }
+    backend.can_honour(wanted).await.err()
 }
 
 /// One backend as `cleanroom doctor` shows it.
@@ -183,22 +190,17 @@ pub async fn doctor(image: Option<&str>) -> Result<Vec<BackendReport>> {
         pids: Some(512),
         ..SandboxSpec::default()
     };
-    let wanted = match image {
-        Some(i) => SandboxSpec::with_rootfs(i.parse()?),
-        None => SandboxSpec::default(),
-    };
+    let wanted = wanted_by_auto(image)?;
     let mut reports = Vec::new();
     let mut chosen = false;
     for c in BackendChoice::AUTO_ORDER {
         let backend = backend_for(c, image)?;
         let a = backend.availability().await;
         let e = backend.enforcement(&spec);
-        let passed_over = if !a.available {
-            None
-        } else if needs_image(c) && image.is_none() {
-            Some("no image is configured".to_string())
+        let passed_over = if a.available {
+            passed_over(c, backend.as_ref(), image, &wanted).await
         } else {
-            backend.can_honour(&wanted).await.err()
+            None
         };
         let chosen_by_auto = a.available && !chosen && passed_over.is_none();
         chosen |= chosen_by_auto;
