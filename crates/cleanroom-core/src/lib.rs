@@ -23,7 +23,9 @@ pub use cmd::Cmd;
 pub use config::{Config, Layer, Origin, Setting};
 pub use enforcement::{Constraint, Enforcement, Entry, Status};
 pub use error::{Error, IoContext, Result};
-pub use output::{output_channel, pump, Captured, OutputChunk, OutputSink, Stream};
+pub use output::{
+    collect_pump, output_channel, pump, Captured, OutputChunk, OutputSink, Stream, PIPE_GRACE,
+};
 pub use result::{signal_exit_code, RunResult};
 pub use spec::{
     base_environment, parse_duration, parse_size, Mount, Network, PortPublish, RootFs, SandboxSpec,

@@ -1,8 +1,11 @@
 //! Bounded capture and live streaming of a command's output, shared by all
 //! backends so that truncation and streaming behave the same everywhere.
 
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Which stream a chunk came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +83,28 @@ pub async fn pump<R: AsyncRead + Unpin>(
         }
     }
     Ok(captured)
+}
+
+/// How long to wait for an output pump after the command's process group
+/// is gone: a process that left the group (setsid) may hold the pipe open
+/// forever.
+pub const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// The output a [`pump`] task captured, waiting at most [`PIPE_GRACE`] for
+/// it to finish; a pump still running then is stopped and its capture
+/// flagged as truncated.
+pub async fn collect_pump(mut task: JoinHandle<std::io::Result<Captured>>) -> Captured {
+    match tokio::time::timeout(PIPE_GRACE, &mut task).await {
+        Ok(Ok(Ok(c))) => c,
+        Ok(_) => Captured::default(),
+        Err(_) => {
+            task.abort();
+            Captured {
+                truncated: true,
+                ..Default::default()
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cleanroom_core::{
     pump, Captured, Cmd, Enforcement, Error, OutputSink, Result, RunResult, SandboxSpec, Stream,
@@ -16,10 +16,6 @@ use tokio::task::JoinHandle;
 
 use crate::client::{Instance, Reply};
 use crate::protocol::Msg;
-
-/// How long to wait for output pipes after the command's process group is
-/// gone (a process that left the group may hold them open).
-const PIPE_GRACE: Duration = Duration::from_secs(2);
 
 /// How a command ended.
 #[derive(Clone, Copy, Debug)]
@@ -141,8 +137,8 @@ impl Exec {
         if let Some(stdin) = self.stdin {
             stdin.abort();
         }
-        let stdout = collect(self.stdout).await;
-        let stderr = collect(self.stderr).await;
+        let stdout = cleanroom_core::collect_pump(self.stdout).await;
+        let stderr = cleanroom_core::collect_pump(self.stderr).await;
         RunResult {
             exit_code: exit.code,
             signal: exit.signal,
@@ -169,20 +165,6 @@ impl Exec {
         self.stderr.abort();
         if let Some(s) = self.stdin {
             s.abort();
-        }
-    }
-}
-
-async fn collect(mut task: JoinHandle<std::io::Result<Captured>>) -> Captured {
-    match tokio::time::timeout(PIPE_GRACE, &mut task).await {
-        Ok(Ok(Ok(c))) => c,
-        Ok(_) => Captured::default(),
-        Err(_) => {
-            task.abort();
-            Captured {
-                truncated: true,
-                ..Default::default()
-            }
         }
     }
 }

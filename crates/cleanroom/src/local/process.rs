@@ -13,10 +13,6 @@ use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-/// How long to wait for output pipes after the process group is gone. A
-/// process that left the group (setsid) may hold them open forever.
-const PIPE_GRACE: Duration = Duration::from_secs(2);
-
 /// One command to start, already resolved against the sandbox.
 pub(crate) struct Launch<'a> {
     pub cmd: Cmd,
@@ -138,8 +134,8 @@ impl Started {
         if let Some(stdin) = self.stdin {
             stdin.abort();
         }
-        let stdout = collect(self.stdout).await;
-        let stderr = collect(self.stderr).await;
+        let stdout = cleanroom_core::collect_pump(self.stdout).await;
+        let stderr = cleanroom_core::collect_pump(self.stderr).await;
         let signal = status.signal();
         let exit_code = match (status.code(), signal) {
             (Some(c), _) => c,
@@ -159,21 +155,5 @@ impl Started {
             backend: "local".into(),
             enforcement,
         })
-    }
-}
-
-async fn collect(
-    mut task: tokio::task::JoinHandle<std::io::Result<cleanroom_core::Captured>>,
-) -> cleanroom_core::Captured {
-    match tokio::time::timeout(PIPE_GRACE, &mut task).await {
-        Ok(Ok(Ok(c))) => c,
-        Ok(_) => cleanroom_core::Captured::default(),
-        Err(_) => {
-            task.abort();
-            cleanroom_core::Captured {
-                truncated: true,
-                ..Default::default()
-            }
-        }
     }
 }
