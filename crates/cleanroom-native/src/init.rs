@@ -18,7 +18,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
 use crate::capabilities;
 use crate::mounts::Step;
@@ -261,20 +261,31 @@ fn start(msg: &Msg, fds: Vec<OwnedFd>) -> Step<Pid> {
             })
             .collect()
     };
-    // SAFETY: this process is single-threaded, so the child may run any code.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
-            exec_child(fds, &cwd, &candidates, &argv, &env)
-        }
-        Ok(ForkResult::Parent { child }) => {
-            // Also set here, so a kill of the group can never miss it.
+    let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+    // The command's process borrows this one's memory until its `execve`
+    // (see [`crate::clone`]) instead of copying the caller-sized image.
+    // SAFETY: the init is single-threaded, and `exec_child` ends in
+    // `execve` or `_exit`.
+    let started = unsafe {
+        crate::clone::vfork_with(
+            || exec_child(fds, &cwd, &candidates, &argv, &env),
+            EXEC_STACK,
+            0,
+        )
+    };
+    match started {
+        Ok(child) => {
+            // Also set here, so a kill of the group can never miss it
+            // (after its `execve` the call fails, harmlessly).
             let _ = nix::unistd::setpgid(child, child);
             Ok(child)
         }
-        Err(e) => Err(format!("fork: {e}")),
+        Err(e) => Err(format!("starting the command's process: {e}")),
     }
 }
+
+/// The stack a command's process uses until its `execve`.
+const EXEC_STACK: usize = 256 << 10;
 
 fn exec_child(
     fds: [RawFd; 3],

@@ -13,6 +13,7 @@
 pub mod capabilities;
 pub mod cgroups;
 pub mod client;
+pub mod clone;
 pub mod exec;
 pub mod init;
 pub mod mounts;

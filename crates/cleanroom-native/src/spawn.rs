@@ -17,6 +17,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
+use crate::clone;
 use crate::init;
 use crate::namespaces;
 use crate::plan::{NetPlan, Plan};
@@ -92,6 +93,9 @@ pub fn spawn(plan: Plan) -> std::io::Result<Spawned> {
         }
     }
 }
+
+/// The init's stack; only the pages it touches are ever backed.
+const INIT_STACK: usize = 8 << 20;
 
 const CONTROL_FD: RawFd = 3;
 const NETNS_FD: RawFd = 4;
@@ -178,29 +182,31 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         let _ = nix::unistd::close(pod.net.as_raw_fd());
         let _ = nix::unistd::close(pod.user.as_raw_fd());
     }
-    // SAFETY: this child is single-threaded, so its own child may run anything.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-            let _ = nix::sys::prctl::set_name(c"cleanroom-init");
-            init::main(plan, control)
-        }
-        Ok(ForkResult::Parent { child }) => {
-            drop(control);
-            loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => exit(0),
-                    Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
-                    Err(_) => exit(1),
-                }
+    // The init borrows this process's memory rather than copying it (see
+    // [`crate::clone`]); this process sleeps in the kernel until the init
+    // exits, then reaps it and ends.
+    // SAFETY: this child is single-threaded and only waits from here on;
+    // `init::main` never returns (it `_exit`s).
+    let report = control.try_clone();
+    let init = || {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+        let _ = nix::sys::prctl::set_name(c"cleanroom-init");
+        init::main(plan, control)
+    };
+    let started = unsafe { clone::vfork_with(init, INIT_STACK, 0) };
+    match started {
+        Ok(child) => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => exit(0),
+                Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+                Err(_) => exit(1),
             }
-        }
+        },
         Err(e) => {
-            let _ = protocol::send(
-                std::os::fd::AsFd::as_fd(&control),
-                &Msg::new("fail").push(format!("forking the sandbox's init: {e}")),
-                &[],
-            );
+            if let Ok(sock) = report {
+                let msg = Msg::new("fail").push(format!("starting the sandbox's init: {e}"));
+                let _ = protocol::send(std::os::fd::AsFd::as_fd(&sock), &msg, &[]);
+            }
             exit(1)
         }
     }
