@@ -44,7 +44,13 @@ pub struct Instance {
     pub namespaces: Option<Arc<(OwnedFd, OwnedFd)>>,
     /// Its cgroup, removed once every process in it is gone.
     cgroup: Mutex<Option<crate::cgroups::Cgroup>>,
+    /// Replies for the command carried in the plan, until taken.
+    first_exec: Mutex<Option<mpsc::UnboundedReceiver<Reply>>>,
 }
+
+/// The request id of the command carried in the plan; requests sent over
+/// the socket count from 1.
+pub const FIRST_EXEC: u64 = 0;
 
 fn gone(what: &str) -> Error {
     Error::backend(
@@ -56,6 +62,7 @@ fn gone(what: &str) -> Error {
 impl Instance {
     /// Forks the sandbox and waits until its init reports ready.
     pub async fn start(plan: Plan, cgroup: Option<crate::cgroups::Cgroup>) -> Result<Instance> {
+        let carries_exec = plan.first_exec.is_some();
         let spawned = spawn::on_spawner(move || spawn::spawn(plan))
             .await
             .and_then(|r| r)
@@ -78,7 +85,10 @@ impl Instance {
                 ));
             }
         };
-        let first_reply = tokio::time::timeout(Duration::from_secs(60), recv(&sock)).await;
+        // "ready" or "fail" with its reason: well under the allocator's mmap threshold.
+        let mut buf = vec![0u8; 64 << 10];
+        let first_reply =
+            tokio::time::timeout(Duration::from_secs(60), recv(&sock, &mut buf)).await;
         let namespaces = match first_reply {
             Ok(Ok(Some((m, fds)))) if m.tag() == b"ready" => {
                 let mut fds = fds.into_iter();
@@ -109,6 +119,12 @@ impl Instance {
             }
         };
         let pending: Pending = Arc::default();
+        // Registered before the reader starts: the command may end at once.
+        let first_exec = carries_exec.then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            lock(&pending).by_id.insert(FIRST_EXEC, tx);
+            rx
+        });
         tokio::spawn(read_loop(sock.clone(), pending.clone()));
         Ok(Instance {
             sock,
@@ -117,6 +133,7 @@ impl Instance {
             first: Mutex::new(Some(first)),
             namespaces,
             cgroup: Mutex::new(cgroup),
+            first_exec: Mutex::new(first_exec),
         })
     }
 
@@ -141,6 +158,11 @@ impl Instance {
             return Err(Error::io("sending a request to the sandbox", e));
         }
         Ok((id, rx))
+    }
+
+    /// The replies for the command the plan carried ([`FIRST_EXEC`]).
+    pub fn take_first_exec(&self) -> Option<mpsc::UnboundedReceiver<Reply>> {
+        lock(&self.first_exec).take()
     }
 
     /// Forgets request `id` (its last reply arrived).
@@ -269,11 +291,10 @@ async fn send(
     }
 }
 
-async fn recv(sock: &AsyncFd<OwnedFd>) -> std::io::Result<Option<Reply>> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
+async fn recv(sock: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<Option<Reply>> {
     loop {
         let mut guard = sock.readable().await?;
-        match guard.try_io(|inner| protocol::recv(inner.get_ref().as_fd(), &mut buf)) {
+        match guard.try_io(|inner| protocol::recv(inner.get_ref().as_fd(), buf)) {
             Ok(r) => return r,
             Err(_would_block) => continue,
         }
@@ -295,7 +316,11 @@ impl Drop for ClearOnDrop {
 /// Routes every reply to the request it answers, until the socket closes.
 async fn read_loop(sock: Arc<AsyncFd<OwnedFd>>, pending: Pending) {
     let pending = ClearOnDrop(pending);
-    while let Ok(Some((msg, fds))) = recv(&sock).await {
+    // One buffer for the sandbox's life: a fresh 256 KiB per message is an
+    // mmap and munmap each time, and every munmap in a multi-threaded
+    // caller interrupts its other CPUs to flush their TLBs.
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    while let Ok(Some((msg, fds))) = recv(&sock, &mut buf).await {
         let id = msg.num_at(1);
         if let Some(tx) = lock(&pending.0).by_id.get(&id) {
             let _ = tx.send((msg, fds));

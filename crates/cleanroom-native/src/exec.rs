@@ -41,6 +41,82 @@ fn pipe_pair(what: &str) -> Result<(OwnedFd, OwnedFd)> {
         .map_err(|e| Error::io(format!("creating the {what} pipe"), e.into()))
 }
 
+/// A command's request and pipes, made before the request is sent (or
+/// carried in the plan, for a one-shot run's command).
+pub struct Prepared {
+    pub request: Request,
+    /// The command's ends: stdin's read end, stdout's and stderr's write ends.
+    pub theirs: [OwnedFd; 3],
+    /// What the caller keeps to feed and read the command.
+    pub ours: Attach,
+}
+
+/// The `exec` request's contents.
+pub struct Request {
+    argv: Vec<String>,
+    env: Vec<String>,
+    cwd: std::path::PathBuf,
+    timeout_ms: u64,
+}
+
+/// The caller's ends of a command's pipes and what it needs to use them.
+pub struct Attach {
+    /// stdin's write end, stdout's and stderr's read ends.
+    pipes: [OwnedFd; 3],
+    stdin: Option<Vec<u8>>,
+    limit: u64,
+    program: String,
+}
+
+impl Prepared {
+    pub fn new(spec: &SandboxSpec, cmd: &Cmd) -> Result<Prepared> {
+        cmd.validate()?;
+        let env = spec
+            .environment(&cmd.env)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let cwd = match &cmd.workdir {
+            Some(w) => spec.workdir.join(w),
+            None => spec.workdir.clone(),
+        };
+        let timeout = cmd.timeout.or(spec.timeout);
+        let (in_r, in_w) = pipe_pair("stdin")?;
+        let (out_r, out_w) = pipe_pair("stdout")?;
+        let (err_r, err_w) = pipe_pair("stderr")?;
+        Ok(Prepared {
+            request: Request {
+                argv: cmd.argv(),
+                env,
+                cwd,
+                timeout_ms: timeout.map(|t| t.as_millis().max(1) as u64).unwrap_or(0),
+            },
+            theirs: [in_r, out_w, err_w],
+            ours: Attach {
+                pipes: [in_w, out_r, err_r],
+                stdin: cmd.stdin.clone(),
+                limit: spec.output_limit,
+                program: cmd.program.clone(),
+            },
+        })
+    }
+}
+
+impl Request {
+    /// `exec ID TIMEOUT_MS CWD ARGC ARGV... ENV...`, as the init reads it.
+    pub fn message(&self, id: u64) -> Msg {
+        let mut m = Msg::new("exec")
+            .num(id)
+            .num(self.timeout_ms)
+            .push(self.cwd.as_os_str().as_bytes())
+            .num(self.argv.len() as u64);
+        for a in self.argv.iter().chain(&self.env) {
+            m = m.push(a);
+        }
+        m
+    }
+}
+
 /// Starts `cmd` in the sandbox `inst` built from `spec`.
 pub async fn start(
     inst: &Instance,
@@ -48,63 +124,55 @@ pub async fn start(
     cmd: &Cmd,
     sink: Option<OutputSink>,
 ) -> Result<Exec> {
-    cmd.validate()?;
-    let env = spec.environment(&cmd.env);
-    let cwd = match &cmd.workdir {
-        Some(w) => spec.workdir.join(w),
-        None => spec.workdir.clone(),
-    };
-    let timeout = cmd.timeout.or(spec.timeout);
-    let (in_r, in_w) = pipe_pair("stdin")?;
-    let (out_r, out_w) = pipe_pair("stdout")?;
-    let (err_r, err_w) = pipe_pair("stderr")?;
-    let argv = cmd.argv();
-    let build = |id: u64| {
-        let mut m = Msg::new("exec")
-            .num(id)
-            .num(timeout.map(|t| t.as_millis().max(1) as u64).unwrap_or(0))
-            .push(cwd.as_os_str().as_bytes())
-            .num(argv.len() as u64);
-        for a in &argv {
-            m = m.push(a);
-        }
-        for (k, v) in &env {
-            m = m.push(format!("{k}={v}"));
-        }
-        m
-    };
-    let fds = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-    let (id, rx) = inst.request(build, &fds).await?;
+    let Prepared {
+        request,
+        theirs,
+        ours,
+    } = Prepared::new(spec, cmd)?;
+    let fds = theirs.each_ref().map(|fd| fd.as_raw_fd());
+    let (id, rx) = inst.request(|id| request.message(id), &fds).await?;
     // The init has its own copies now; ours would keep the pipes open.
-    drop((in_r, out_w, err_w));
-    let io = |e: std::io::Error| Error::io("attaching the command's pipes", e);
-    let stdin = match &cmd.stdin {
-        Some(bytes) => {
-            let mut w = pipe::Sender::from_owned_fd(in_w).map_err(io)?;
-            let bytes = bytes.clone();
-            Some(tokio::spawn(async move {
-                // A command that exits without reading its input is fine.
-                let _ = w.write_all(&bytes).await;
-                let _ = w.shutdown().await;
-            }))
-        }
-        None => {
-            drop(in_w);
-            None
-        }
-    };
-    let out = pipe::Receiver::from_owned_fd(out_r).map_err(io)?;
-    let err = pipe::Receiver::from_owned_fd(err_r).map_err(io)?;
-    let limit = spec.output_limit;
-    Ok(Exec {
-        id,
-        rx,
-        stdout: tokio::spawn(pump(out, Stream::Stdout, limit, sink.clone())),
-        stderr: tokio::spawn(pump(err, Stream::Stderr, limit, sink)),
-        stdin,
-        started: Instant::now(),
-        program: cmd.program.clone(),
-    })
+    drop(theirs);
+    ours.attach(id, rx, sink)
+}
+
+impl Attach {
+    /// Feeds stdin and pumps the output of the command started as `id`,
+    /// whose replies arrive on `rx`. The command's ends must be closed here.
+    pub fn attach(
+        self,
+        id: u64,
+        rx: mpsc::UnboundedReceiver<Reply>,
+        sink: Option<OutputSink>,
+    ) -> Result<Exec> {
+        let [in_w, out_r, err_r] = self.pipes;
+        let io = |e: std::io::Error| Error::io("attaching the command's pipes", e);
+        let stdin = match self.stdin {
+            Some(bytes) => {
+                let mut w = pipe::Sender::from_owned_fd(in_w).map_err(io)?;
+                Some(tokio::spawn(async move {
+                    // A command that exits without reading its input is fine.
+                    let _ = w.write_all(&bytes).await;
+                    let _ = w.shutdown().await;
+                }))
+            }
+            None => {
+                drop(in_w);
+                None
+            }
+        };
+        let out = pipe::Receiver::from_owned_fd(out_r).map_err(io)?;
+        let err = pipe::Receiver::from_owned_fd(err_r).map_err(io)?;
+        Ok(Exec {
+            id,
+            rx,
+            stdout: tokio::spawn(pump(out, Stream::Stdout, self.limit, sink.clone())),
+            stderr: tokio::spawn(pump(err, Stream::Stderr, self.limit, sink)),
+            stdin,
+            started: Instant::now(),
+            program: self.program,
+        })
+    }
 }
 
 impl Exec {

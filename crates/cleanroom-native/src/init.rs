@@ -22,14 +22,14 @@ use nix::unistd::Pid;
 
 use crate::capabilities;
 use crate::mounts::Step;
-use crate::plan::Plan;
+use crate::plan::{FirstExec, Plan};
 use crate::protocol::{self, Msg, CHUNK, MAX_MESSAGE};
 use crate::setup;
 
 /// Runs as PID 1 of the sandbox; never returns.
-pub fn main(plan: Plan, control: OwnedFd) -> ! {
+pub fn main(mut plan: Plan, control: OwnedFd) -> ! {
     let code = match prepare(&plan) {
-        Ok(()) => serve(control),
+        Ok(()) => serve(control, plan.first_exec.take()),
         Err(msg) => {
             let _ = protocol::send(control.as_fd(), &Msg::new("fail").push(msg), &[]);
             1
@@ -62,7 +62,7 @@ struct Job {
     timed_out: bool,
 }
 
-fn serve(control: OwnedFd) -> i32 {
+fn serve(control: OwnedFd, first: Option<FirstExec>) -> i32 {
     let sock = control.as_fd();
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -93,6 +93,9 @@ fn serve(control: OwnedFd) -> i32 {
     drop(ns);
 
     let mut jobs: HashMap<i32, Job> = HashMap::new();
+    if let Some(first) = first {
+        handle(sock, &first.msg, first.stdio.into(), &mut jobs);
+    }
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let now = Instant::now();

@@ -234,10 +234,30 @@ impl Backend for NativeBackend {
         cmd: Cmd,
         sink: Option<OutputSink>,
     ) -> Result<RunResult> {
-        let (enforcement, plan, cgroup) = prepare(spec, Some(&cmd)).await?;
+        let (enforcement, mut plan, cgroup) = prepare(spec, Some(&cmd)).await?;
+        // Without published ports, the command travels in the plan and the
+        // init starts it the moment it is ready (no round trip). With them,
+        // the proxies are in place before the command starts.
+        let mut carried = None;
+        if spec.publish.is_empty() {
+            let exec::Prepared {
+                request,
+                theirs,
+                ours,
+            } = exec::Prepared::new(spec, &cmd)?;
+            plan.first_exec = Some(plan::FirstExec {
+                msg: request.message(client::FIRST_EXEC),
+                stdio: theirs,
+            });
+            carried = Some(ours);
+        }
         let inst = std::sync::Arc::new(Instance::start(plan, cgroup).await?);
         let (_, proxies) = publish::publish(&inst, &spec.publish).await?;
-        let mut running = match exec::start(&inst, spec, &cmd, sink).await {
+        let started = match (carried, inst.take_first_exec()) {
+            (Some(ours), Some(rx)) => ours.attach(client::FIRST_EXEC, rx, sink),
+            _ => exec::start(&inst, spec, &cmd, sink).await,
+        };
+        let mut running = match started {
             Ok(r) => r,
             Err(e) => {
                 inst.shutdown().await;

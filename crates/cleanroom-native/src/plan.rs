@@ -88,6 +88,16 @@ pub struct Plan {
     /// The sandbox cgroup's `cgroup.procs` files; the first child joins
     /// them before it creates any namespace.
     pub cgroup: Option<crate::cgroups::ProcsFiles>,
+    /// A command the init starts as soon as it is ready, without waiting
+    /// for a request: a one-shot run saves a round trip to the caller.
+    pub first_exec: Option<FirstExec>,
+}
+
+/// An `exec` request carried in the plan, with the command's end of its
+/// stdin, stdout and stderr pipes.
+pub struct FirstExec {
+    pub msg: crate::protocol::Msg,
+    pub stdio: [OwnedFd; 3],
 }
 
 impl Plan {
@@ -149,6 +159,7 @@ impl Plan {
             seccomp: crate::default_seccomp().ok().cloned(),
             rlimits: crate::rlimits::Rlimits::sandbox_default(),
             cgroup: None,
+            first_exec: None,
         })
     }
 }

@@ -14,8 +14,12 @@
 //! (i386 through `int 0x80`) kills the process, so no second syscall table
 //! slips past the rules.
 //!
-//! The filter is compiled ([`default_filter`], [`filter`]) in the parent,
-//! before `fork`, with the pure-Rust `seccompiler` crate; [`apply`] only issues
+//! The filter is built ([`default_filter`], [`filter`]) in the parent, before
+//! `fork`, as one BPF program: a short hand-written prefix (the ABI guards and
+//! the plain denials as a table of comparisons) followed by
+//! the rules with arguments, compiled by the pure-Rust `seccompiler` crate.
+//! Its length matters: the kernel checks and compiles it again for every
+//! sandbox, and runs it on every system call inside. [`apply`] only issues
 //! system calls and can therefore run in the forked child, as the very last
 //! step before `execve`.
 
@@ -30,7 +34,7 @@ use serde_json::{json, Value};
 #[derive(Clone, Debug)]
 pub struct Filter {
     /// BPF programs, installed one after the other; the kernel runs all of
-    /// them and the strictest verdict wins.
+    /// them and the strictest verdict wins. The default filter is one.
     programs: Vec<BpfProgram>,
     /// The syscalls denied with `EPERM` unconditionally or under conditions.
     denied: BTreeSet<String>,
@@ -111,80 +115,83 @@ const ARCH_NAME: &str = "x86_64";
 #[cfg(target_arch = "aarch64")]
 const ARCH_NAME: &str = "aarch64";
 
-/// Denied with `EPERM` whatever the arguments, on every architecture.
-const DENY_COMMON: &[&str] = &[
+/// Denied with `EPERM` whatever the arguments, on every architecture, with
+/// their numbers (these go into one compact jump table, see [`prefix`]).
+const DENY_COMMON: &[(&str, libc::c_long)] = &[
     // Mounting and the new mount API.
-    "mount",
-    "umount2",
-    "pivot_root",
-    "fsopen",
-    "fsconfig",
-    "fsmount",
-    "fspick",
-    "move_mount",
-    "open_tree",
-    "mount_setattr",
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("fsopen", libc::SYS_fsopen),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fspick", libc::SYS_fspick),
+    ("move_mount", libc::SYS_move_mount),
+    ("open_tree", libc::SYS_open_tree),
+    ("mount_setattr", libc::SYS_mount_setattr),
     // Replacing or extending the kernel.
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "bpf",
-    "perf_event_open",
-    "lookup_dcookie",
+    ("kexec_load", libc::SYS_kexec_load),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("init_module", libc::SYS_init_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("bpf", libc::SYS_bpf),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("lookup_dcookie", libc::SYS_lookup_dcookie),
     // Other processes' memory.
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    "kcmp",
+    ("ptrace", libc::SYS_ptrace),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("kcmp", libc::SYS_kcmp),
     // The kernel keyring is not namespaced.
-    "keyctl",
-    "add_key",
-    "request_key",
+    ("keyctl", libc::SYS_keyctl),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
     // Joining namespaces.
-    "setns",
+    ("setns", libc::SYS_setns),
     // Host-wide state.
-    "swapon",
-    "swapoff",
-    "reboot",
-    "settimeofday",
-    "clock_settime",
-    "adjtimex",
-    "clock_adjtime",
-    "acct",
-    "quotactl",
-    "quotactl_fd",
-    "syslog",
-    "vhangup",
-    "nfsservctl",
+    ("swapon", libc::SYS_swapon),
+    ("swapoff", libc::SYS_swapoff),
+    ("reboot", libc::SYS_reboot),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("adjtimex", libc::SYS_adjtimex),
+    ("clock_adjtime", libc::SYS_clock_adjtime),
+    ("acct", libc::SYS_acct),
+    ("quotactl", libc::SYS_quotactl),
+    ("quotactl_fd", libc::SYS_quotactl_fd),
+    ("syslog", libc::SYS_syslog),
+    ("vhangup", libc::SYS_vhangup),
+    ("nfsservctl", libc::SYS_nfsservctl),
     // File handles bypass path-based confinement.
-    "open_by_handle_at",
-    "name_to_handle_at",
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
     // A classic kernel-exploit helper.
-    "userfaultfd",
+    ("userfaultfd", libc::SYS_userfaultfd),
     // io_uring runs operations the filter never sees (Docker denies it too).
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
     // Whole-filesystem event monitoring.
-    "fanotify_init",
+    ("fanotify_init", libc::SYS_fanotify_init),
 ];
 
 /// Denied with `EPERM` whatever the arguments, only on x86_64.
 #[cfg(target_arch = "x86_64")]
-const DENY_ARCH: &[&str] = &[
-    "iopl",
-    "ioperm",
-    "modify_ldt",
-    "create_module",
-    "get_kernel_syms",
-    "query_module",
-    "uselib",
-    "_sysctl",
+const DENY_ARCH: &[(&str, libc::c_long)] = &[
+    ("iopl", libc::SYS_iopl),
+    ("ioperm", libc::SYS_ioperm),
+    ("modify_ldt", libc::SYS_modify_ldt),
+    // Removed from the kernel long ago (so not in libc); numbers from
+    // arch/x86/entry/syscalls/syscall_64.tbl.
+    ("create_module", 174),
+    ("get_kernel_syms", 177),
+    ("query_module", 178),
+    ("uselib", libc::SYS_uselib),
+    ("_sysctl", libc::SYS__sysctl),
 ];
 #[cfg(target_arch = "aarch64")]
-const DENY_ARCH: &[&str] = &[];
+const DENY_ARCH: &[(&str, libc::c_long)] = &[];
 
 /// Every `CLONE_NEW*` flag `clone` accepts (`CLONE_NEWTIME` shares its bit
 /// with the exit signal there, so it is only checked for `unshare`).
@@ -221,10 +228,11 @@ pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
     let allowed = |name: &str| options.allow.iter().any(|a| a == name);
 
     let mut denied = BTreeSet::new();
+    let mut numbers = Vec::new();
     let mut rules: Vec<Value> = Vec::new();
-    for &name in DENY_COMMON.iter().chain(DENY_ARCH) {
+    for &(name, nr) in DENY_COMMON.iter().chain(DENY_ARCH) {
         if !allowed(name) {
-            rules.push(json!({ "syscall": name }));
+            numbers.push(nr as u32);
             denied.insert(name.to_string());
         }
     }
@@ -259,29 +267,40 @@ pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
         denied.insert("personality".to_string());
     }
 
-    let mut programs = vec![compile(json!({
-        "mismatch_action": "allow",
-        "match_action": { "errno": libc::EPERM },
-        "filter": rules,
-    }))?];
-    let clone3_denied = options.deny.iter().any(|d| d == "clone3");
-    if !allowed("clone3") && !clone3_denied {
-        programs.push(compile(json!({
+    // The rules with arguments (and any extra names given) are seccompiler's.
+    let main = if rules.is_empty() {
+        vec![sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        }]
+    } else {
+        compile(json!({
             "mismatch_action": "allow",
-            "match_action": { "errno": libc::ENOSYS },
-            "filter": [{ "syscall": "clone3" }],
-        }))?);
-    }
-    #[cfg(target_arch = "x86_64")]
-    programs.push(x32_guard());
-    Ok(Filter { programs, denied })
+            "match_action": { "errno": libc::EPERM },
+            "filter": rules,
+        }))?
+    };
+    let clone3_denied = options.deny.iter().any(|d| d == "clone3");
+    // One program, not three, and the plain denials as one jump table: the
+    // kernel checks and compiles the filter for every sandbox (its cost
+    // grows with the length) and runs it on every system call inside.
+    let mut program = prefix(!allowed("clone3") && !clone3_denied, &numbers);
+    program.extend(main);
+    Ok(Filter {
+        programs: vec![program],
+        denied,
+    })
 }
 
 /// A rule matching `name` when argument 0 has `flag` set.
 fn masked_rule(name: &str, flag: u64) -> Value {
     json!({
         "syscall": name,
-        "args": [{ "index": 0, "type": "qword", "op": { "masked_eq": flag }, "val": flag }],
+        // The low 32 bits: `clone` ignores the upper half of its flags, and
+        // `unshare` refuses any flag there.
+        "args": [{ "index": 0, "type": "dword", "op": { "masked_eq": flag }, "val": flag }],
     })
 }
 
@@ -317,28 +336,63 @@ fn check_name(name: &str) -> Result<(), Error> {
     }
 }
 
-/// x86_64 only: x32-ABI calls (number with bit 30 set, same audit
-/// architecture) fail with `ENOSYS`, so they cannot bypass the rules that
-/// match the 64-bit numbers.
-#[cfg(target_arch = "x86_64")]
-fn x32_guard() -> BpfProgram {
+/// Instructions run before seccompiler's program: `clone3` fails with
+/// `ENOSYS` (when `clone3_enosys`); on x86_64, so does every x32-ABI call (a
+/// number with bit 30 set under the same audit architecture), so none can
+/// bypass the rules that match the 64-bit numbers; and each of `denied`
+/// fails with `EPERM`, one comparison each. A foreign architecture falls
+/// straight through to the main program, which kills it. Jumps in classic
+/// BPF are relative and forward only, so the main program runs unchanged
+/// after this prefix.
+fn prefix(clone3_enosys: bool, denied: &[u32]) -> BpfProgram {
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xc000_00b7;
     let ins = |code, jt, jf, k| sock_filter { code, jt, jf, k };
-    vec![
-        // A = seccomp_data.arch; anything but x86_64 is the main filter's job.
+    let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+    // After the architecture check: A = seccomp_data.nr, then the checks.
+    let mut checks = vec![ins(LD_W_ABS, 0, 0, 0)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+        const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+        checks.push(ins(JGE_K, 0, 1, X32_SYSCALL_BIT));
+        checks.push(ins(RET_K, 0, 0, enosys));
+    }
+    if clone3_enosys {
+        checks.push(ins(JEQ_K, 0, 1, libc::SYS_clone3 as u32));
+        checks.push(ins(RET_K, 0, 0, enosys));
+    }
+    // A jump offset is 8 bits: tables longer than that are split.
+    for chunk in denied.chunks(200) {
+        let n = chunk.len();
+        for (i, &nr) in chunk.iter().enumerate() {
+            // To the `ret EPERM` after this chunk's `ja`.
+            checks.push(ins(JEQ_K, (n - i) as u8, 0, nr));
+        }
+        checks.push(ins(JA, 0, 0, 1));
+        checks.push(ins(
+            RET_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ));
+    }
+    // The architecture check skips every check on a mismatch; keep its
+    // offset in range by construction (at most 255 instructions).
+    assert!(checks.len() <= u8::MAX as usize, "seccomp prefix too long");
+    let mut program = vec![
+        // A = seccomp_data.arch; a foreign one skips the checks.
         ins(LD_W_ABS, 0, 0, 4),
-        ins(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
-        // A = seccomp_data.nr
-        ins(LD_W_ABS, 0, 0, 0),
-        ins(JGE_K, 0, 1, X32_SYSCALL_BIT),
-        ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ]
+        ins(JEQ_K, 0, checks.len() as u8, AUDIT_ARCH),
+    ];
+    program.extend(checks);
+    program
 }
 
 /// Sets `no_new_privs` and installs `filter` on the calling thread.

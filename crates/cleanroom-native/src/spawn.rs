@@ -97,9 +97,9 @@ pub fn spawn(plan: Plan) -> std::io::Result<Spawned> {
 /// The init's stack; only the pages it touches are ever backed.
 const INIT_STACK: usize = 8 << 20;
 
+/// Where the control socket lands in the first child; the other kept
+/// descriptors follow it.
 const CONTROL_FD: RawFd = 3;
-const NETNS_FD: RawFd = 4;
-const USERNS_FD: RawFd = 5;
 
 fn exit(code: i32) -> ! {
     // SAFETY: leaves the forked child without running the caller's
@@ -124,17 +124,22 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
             exit(1);
         }
     }
-    // Keep exactly the control socket (and a pod's namespaces): every
-    // other descriptor of the caller (pipes and sockets of other runs) must
-    // not stay open in here. Out of the way first, so the moves cannot
-    // overwrite each other.
+    // Keep exactly the control socket, a pod's namespaces and the first
+    // command's pipes: every other descriptor of the caller (pipes and
+    // sockets of other runs) must not stay open in here. Out of the way
+    // first, so the moves cannot overwrite each other.
     let high = |fd: RawFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD(100)).unwrap_or(fd);
-    let mut keep = vec![high(control)];
-    if let NetPlan::Join(pod) = &plan.network {
-        keep.push(high(pod.net.as_raw_fd()));
-        keep.push(high(pod.user.as_raw_fd()));
+    let mut kept: Vec<&mut OwnedFd> = Vec::new();
+    if let NetPlan::Join(pod) = &mut plan.network {
+        kept.push(&mut pod.net);
+        kept.push(&mut pod.user);
     }
-    for (i, fd) in keep.iter().enumerate() {
+    if let Some(first) = &mut plan.first_exec {
+        kept.extend(first.stdio.iter_mut());
+    }
+    let mut moves = vec![high(control)];
+    moves.extend(kept.iter().map(|fd| high(fd.as_raw_fd())));
+    for (i, fd) in moves.iter().enumerate() {
         let _ = nix::unistd::dup2(*fd, CONTROL_FD + i as RawFd);
     }
     if let Ok(null) = nix::fcntl::open(
@@ -149,23 +154,17 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     // SAFETY: closes descriptors this child inherited and never uses.
     unsafe {
         libc::close_range(
-            (CONTROL_FD as usize + keep.len()) as libc::c_uint,
+            (CONTROL_FD as usize + moves.len()) as libc::c_uint,
             libc::c_uint::MAX,
             0,
         )
     };
-    if let NetPlan::Join(pod) = &mut plan.network {
-        // SAFETY: these numbers were just made copies of the pod's
-        // descriptors; the old numbers were closed above, so the old
-        // OwnedFds are forgotten rather than closed twice.
-        let (net, user) = unsafe {
-            (
-                OwnedFd::from_raw_fd(NETNS_FD),
-                OwnedFd::from_raw_fd(USERNS_FD),
-            )
-        };
-        std::mem::forget(std::mem::replace(&mut pod.net, net));
-        std::mem::forget(std::mem::replace(&mut pod.user, user));
+    for (i, fd) in kept.into_iter().enumerate() {
+        // SAFETY: this number was just made a copy of the descriptor; its
+        // old number was closed above, so the old OwnedFd is forgotten
+        // rather than closed twice.
+        let moved = unsafe { OwnedFd::from_raw_fd(CONTROL_FD + 1 + i as RawFd) };
+        std::mem::forget(std::mem::replace(fd, moved));
     }
     // SAFETY: CONTROL_FD was just made a copy of our socket end.
     let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
@@ -193,7 +192,9 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         let _ = nix::sys::prctl::set_name(c"cleanroom-init");
         init::main(plan, control)
     };
-    let started = unsafe { clone::vfork_with(init, INIT_STACK, 0) };
+    // CLONE_FILES: one descriptor table, so what the init closes (the first
+    // command's pipe ends) is closed here too, not kept open by a sleeper.
+    let started = unsafe { clone::vfork_with(init, INIT_STACK, libc::CLONE_FILES) };
     match started {
         Ok(child) => loop {
             match waitpid(child, None) {

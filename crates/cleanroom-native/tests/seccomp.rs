@@ -239,3 +239,15 @@ fn unknown_or_conflicting_names_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn default_filter_is_short() {
+    // The kernel checks and compiles the filter for every sandbox, so its
+    // length is start-up time: the plain denials are one comparison each.
+    let f = seccomp::default_filter().unwrap();
+    assert!(
+        f.len() < 250,
+        "the default filter has {} instructions",
+        f.len()
+    );
+}
