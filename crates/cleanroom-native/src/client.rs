@@ -40,6 +40,9 @@ pub struct Instance {
     next: AtomicU64,
     /// The first child, until reaped.
     first: Mutex<Option<Pid>>,
+    /// A pidfd for the init (PID 1 inside), readable once it has exited:
+    /// from then on no process of the sandbox is left.
+    init: Mutex<Option<OwnedFd>>,
     /// The sandbox's network and user namespaces (for pods).
     pub namespaces: Option<Arc<(OwnedFd, OwnedFd)>>,
     /// Its cgroup, removed once every process in it is gone.
@@ -89,13 +92,20 @@ impl Instance {
         let mut buf = vec![0u8; 64 << 10];
         let first_reply =
             tokio::time::timeout(Duration::from_secs(60), recv(&sock, &mut buf)).await;
-        let namespaces = match first_reply {
+        let (namespaces, init) = match first_reply {
             Ok(Ok(Some((m, fds)))) if m.tag() == b"ready" => {
                 let mut fds = fds.into_iter();
-                match (fds.next(), fds.next()) {
+                let namespaces = match (fds.next(), fds.next()) {
                     (Some(net), Some(user)) => Some(Arc::new((net, user))),
                     _ => None,
+                };
+                let init = watch_init(m.num_at(1), first);
+                if init.is_none() {
+                    tracing::debug!(
+                        "native: no pidfd for the init; shutdown waits for the first child"
+                    );
                 }
+                (namespaces, init)
             }
             Ok(Ok(Some((m, _)))) if m.tag() == b"fail" => {
                 kill_and_reap(first);
@@ -131,6 +141,7 @@ impl Instance {
             pending,
             next: AtomicU64::new(1),
             first: Mutex::new(Some(first)),
+            init: Mutex::new(init),
             namespaces,
             cgroup: Mutex::new(cgroup),
             first_exec: Mutex::new(first_exec),
@@ -211,11 +222,35 @@ impl Instance {
             return;
         };
         // Closing our end makes the init exit; the kernel then kills the
-        // rest of the pid namespace, and the first child exits after it.
+        // rest of the pid namespace.
         let _ = nix::sys::socket::shutdown(
             std::os::fd::AsRawFd::as_raw_fd(self.sock.get_ref()),
             nix::sys::socket::Shutdown::Both,
         );
+        let cgroup = lock(&self.cgroup).take();
+        let init = lock(&self.init).take();
+        // SAFETY: the pidfd is owned by the AsyncFd until it is dropped.
+        let init = init.and_then(|fd| unsafe { AsyncFd::register(fd) }.ok());
+        if let Some(init) = init {
+            // The init's exit is the sandbox's end: as PID 1 it leaves only
+            // once every other process in its pid namespace is gone. The
+            // first child then tears down the namespaces and the copy of
+            // our memory on its own; it and the cgroup (which it is in) are
+            // cleaned up in the background.
+            let ended = tokio::time::timeout(Duration::from_secs(5), init.readable()).await;
+            if ended.is_err() {
+                // Killing the first child kills the init (its death signal).
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = init.readable().await;
+            }
+            tokio::task::spawn_blocking(move || {
+                spawn::reap(pid, Duration::from_secs(5));
+                remove_cgroup(cgroup);
+            });
+            return;
+        }
+        // Without a pidfd for the init: wait for the first child, which
+        // exits right after it.
         match spawn::pidfd_open(pid) {
             // SAFETY: the pidfd is owned by the AsyncFd until it is dropped.
             Some(pidfd) => match unsafe { AsyncFd::register(pidfd) } {
@@ -243,13 +278,7 @@ impl Instance {
         }
         // Every process of the sandbox is gone; the empty cgroup is removed
         // in the background.
-        if let Some(cg) = lock(&self.cgroup).take() {
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = cg.remove() {
-                    tracing::warn!("native: removing the sandbox's cgroup: {e}");
-                }
-            });
-        }
+        tokio::task::spawn_blocking(move || remove_cgroup(cgroup));
     }
 
     /// Whether the kernel's OOM killer ended a process for the memory limit.
@@ -264,6 +293,33 @@ impl Drop for Instance {
             kill_and_reap(pid);
         }
     }
+}
+
+fn remove_cgroup(cgroup: Option<crate::cgroups::Cgroup>) {
+    if let Some(cg) = cgroup {
+        if let Err(e) = cg.remove() {
+            tracing::warn!("native: removing the sandbox's cgroup: {e}");
+        }
+    }
+}
+
+/// A pidfd for the init, whose pid in our namespace it reported, once it is
+/// sure to be that process: a child of our first child.
+fn watch_init(pid: u64, first: Pid) -> Option<OwnedFd> {
+    let pid = i32::try_from(pid).ok().filter(|p| *p > 0)?;
+    let fd = spawn::pidfd_open(Pid::from_raw(pid))?;
+    // Taken after the pidfd: if the pid was reused before it, the parent
+    // is not our first child and the pidfd is dropped; if the init died
+    // after it, the pidfd simply reports that.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ppid: i32 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    (ppid == first.as_raw()).then_some(fd)
 }
 
 /// Kills the first child (its death signal kills the init, and with it the

@@ -67,12 +67,22 @@ impl Drop for Stack {
     }
 }
 
-extern "C" fn trampoline<F: FnOnce() -> i32>(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the `Option<F>` that `vfork_with` keeps alive until
-    // the child has exec'd or exited, and only the child takes it.
-    let f = unsafe { &mut *arg.cast::<Option<F>>() };
-    let code = match f.take() {
-        Some(f) => f(),
+/// What the child gets: the closure, and where the kernel stores the
+/// child's pid as the parent sees it (CLONE_PARENT_SETTID), before the
+/// child first runs.
+struct Slot<F> {
+    child: Option<F>,
+    pid: libc::pid_t,
+}
+
+extern "C" fn trampoline<F: FnOnce(libc::pid_t) -> i32>(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Slot<F>` that `vfork_with` keeps alive until the
+    // child has exec'd or exited, and only the child touches it meanwhile
+    // (the kernel wrote `pid` before the child started).
+    let slot = unsafe { &mut *arg.cast::<Slot<F>>() };
+    let pid = slot.pid;
+    let code = match slot.child.take() {
+        Some(f) => f(pid),
         None => 127,
     };
     // SAFETY: ends the child without running destructors or atexit
@@ -81,8 +91,10 @@ extern "C" fn trampoline<F: FnOnce() -> i32>(arg: *mut libc::c_void) -> libc::c_
 }
 
 /// Runs `child` in a new process that shares this one's memory, with
-/// `extra` clone flags (namespaces) and a stack of `stack_size` bytes.
-/// Returns the child's pid once the child has called `execve` or exited.
+/// `extra` clone flags and a stack of `stack_size` bytes. The child is
+/// given its own pid as its parent sees it (in the parent's pid namespace,
+/// unlike `getpid` in a new one). Returns the child's pid once the child
+/// has called `execve` or exited.
 ///
 /// # Safety
 ///
@@ -90,23 +102,29 @@ extern "C" fn trampoline<F: FnOnce() -> i32>(arg: *mut libc::c_void) -> libc::c_
 /// `execve` or return an exit code (it is then `_exit`ed): it must not
 /// unwind out of the closure, longjmp, or leave memory its parent will use
 /// in an inconsistent state.
-pub unsafe fn vfork_with<F: FnOnce() -> i32>(
+pub unsafe fn vfork_with<F: FnOnce(libc::pid_t) -> i32>(
     child: F,
     stack_size: usize,
     extra: libc::c_int,
 ) -> io::Result<Pid> {
     let stack = Stack::new(stack_size)?;
-    let mut slot = Some(child);
+    let mut slot = Slot {
+        child: Some(child),
+        pid: 0,
+    };
+    let slot_ptr: *mut Slot<F> = &mut slot;
     // SAFETY: the stack is a fresh mapping large enough for the child and
     // kept until the child no longer uses it (CLONE_VFORK suspends us until
-    // then); `slot` lives on our stack for as long. SIGCHLD makes the child
-    // reapable with a plain waitpid.
+    // then); `slot` lives on our stack for as long, and the kernel writes
+    // the child's pid into it (CLONE_PARENT_SETTID) before the child runs.
+    // SIGCHLD makes the child reapable with a plain waitpid.
     let pid = unsafe {
         libc::clone(
             trampoline::<F>,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | extra,
-            (&mut slot as *mut Option<F>).cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID | libc::SIGCHLD | extra,
+            slot_ptr.cast(),
+            std::ptr::addr_of_mut!((*slot_ptr).pid),
         )
     };
     if pid < 0 {

@@ -26,10 +26,12 @@ use crate::plan::{FirstExec, Plan};
 use crate::protocol::{self, Msg, CHUNK, MAX_MESSAGE};
 use crate::setup;
 
-/// Runs as PID 1 of the sandbox; never returns.
-pub fn main(mut plan: Plan, control: OwnedFd) -> ! {
+/// Runs as PID 1 of the sandbox; never returns. `host_pid` is its pid as
+/// the caller sees it, which the caller watches to know when the sandbox
+/// is gone.
+pub fn main(mut plan: Plan, control: OwnedFd, host_pid: i32) -> ! {
     let code = match prepare(&plan) {
-        Ok(()) => serve(control, plan.first_exec.take()),
+        Ok(()) => serve(control, plan.first_exec.take(), host_pid),
         Err(msg) => {
             let _ = protocol::send(control.as_fd(), &Msg::new("fail").push(msg), &[]);
             1
@@ -62,7 +64,7 @@ struct Job {
     timed_out: bool,
 }
 
-fn serve(control: OwnedFd, first: Option<FirstExec>) -> i32 {
+fn serve(control: OwnedFd, first: Option<FirstExec>, host_pid: i32) -> i32 {
     let sock = control.as_fd();
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -87,7 +89,8 @@ fn serve(control: OwnedFd, first: Option<FirstExec>) -> i32 {
         .filter_map(|p| std::fs::File::open(p).ok())
         .collect();
     let fds: Vec<RawFd> = ns.iter().map(|f| f.as_raw_fd()).collect();
-    if protocol::send(sock, &Msg::new("ready"), &fds).is_err() {
+    let ready = Msg::new("ready").num(host_pid as u64);
+    if protocol::send(sock, &ready, &fds).is_err() {
         return 1;
     }
     drop(ns);
@@ -271,7 +274,7 @@ fn start(msg: &Msg, fds: Vec<OwnedFd>) -> Step<Pid> {
     // `execve` or `_exit`.
     let started = unsafe {
         crate::clone::vfork_with(
-            || exec_child(fds, &cwd, &candidates, &argv, &env),
+            |_| exec_child(fds, &cwd, &candidates, &argv, &env),
             EXEC_STACK,
             0,
         )

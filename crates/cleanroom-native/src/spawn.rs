@@ -187,10 +187,10 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     // SAFETY: this child is single-threaded and only waits from here on;
     // `init::main` never returns (it `_exit`s).
     let report = control.try_clone();
-    let init = || {
+    let init = |host_pid| {
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
         let _ = nix::sys::prctl::set_name(c"cleanroom-init");
-        init::main(plan, control)
+        init::main(plan, control, host_pid)
     };
     // CLONE_FILES: one descriptor table, so what the init closes (the first
     // command's pipe ends) is closed here too, not kept open by a sleeper.

@@ -71,24 +71,46 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
     );
     let mut rows = Vec::new();
 
-    // 1. One-shot `true` in a fresh sandbox, beside the anchor.
-    let ours = rt.block_on(one_shots(&backend, &spec, runs))?;
-    let anchor = match &rootfs_dir {
-        Some(d) => bwrap_anchor(d.path(), runs),
-        None => engine_anchor(choice, &args.image, runs),
+    // 1. One-shot `true` in a fresh sandbox, beside the anchor, taking
+    // turns: drift on the machine then hits every contender alike.
+    // Like for like: bubblewrap sets no cgroup limit, so ours also runs
+    // without one.
+    let unlimited = SandboxSpec {
+        memory: None,
+        ..spec.clone()
     };
+    let bwrap = which("bwrap");
+    let anchor_name = match &rootfs_dir {
+        Some(_) => "bwrap --unshare-all".to_string(),
+        None => format!("{} run --rm", choice.as_str()),
+    };
+    let anchor_cmd = || -> std::result::Result<Command, String> {
+        match &rootfs_dir {
+            Some(d) => bwrap_command(bwrap.as_deref(), d.path()),
+            None => engine_command(choice, &args.image),
+        }
+    };
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding the cleanroom binary", e))?;
+    let contenders = [
+        Contender::Library(&spec),
+        Contender::Library(&unlimited),
+        Contender::Process(Box::new(anchor_cmd)),
+        Contender::Process(Box::new(|| Ok(cli_command(&exe, choice, &spec)))),
+    ];
+    let medians = rt.block_on(rounds(&backend, &contenders, runs))?;
+    let [ours, ours_unlimited, anchor, cli] = medians;
+    let (ours, ours_unlimited) = (
+        ours.map_err(bench_error)?,
+        ours_unlimited.map_err(bench_error)?,
+    );
+    let cli = cli.map_err(|e| Error::backend(choice.as_str(), e))?;
+    let anchor = anchor.map(|m| (anchor_name, m));
     rows.push(with_anchor(
         "one-shot `true` (library call)",
         ours,
         anchor.as_ref().ok(),
         Some("ratio <= 1.0"),
     ));
-    // Like for like: bubblewrap sets no cgroup limit, so measure without one too.
-    let unlimited = SandboxSpec {
-        memory: None,
-        ..spec.clone()
-    };
-    let ours_unlimited = rt.block_on(one_shots(&backend, &unlimited, runs))?;
     rows.push(with_anchor(
         "one-shot `true`, no memory limit (library call)",
         ours_unlimited,
@@ -116,7 +138,6 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
             drop(pooled);
         });
     }
-    let cli = cli_one_shots(choice, &spec, runs)?;
     rows.push(with_anchor(
         "one-shot `true` (`cleanroom run` process)",
         cli,
@@ -376,98 +397,123 @@ fn pss_kib(pid: u32) -> u64 {
 }
 
 /// Times `cmd` as a whole process, `runs` times after one warm-up.
-fn time_process(
-    mut make: impl FnMut() -> Command,
+/// One way to run a one-shot `true`, timed once per round.
+enum Contender<'a> {
+    /// A `Backend::run` call in this process.
+    Library(&'a SandboxSpec),
+    /// A process run to completion (the anchor, or the `cleanroom` CLI).
+    Process(Box<dyn Fn() -> std::result::Result<Command, String> + 'a>),
+}
+
+/// Runs every contender once per round for `runs` rounds, after one
+/// unmeasured round that warms caches (a tarball unpack, an image lookup,
+/// the page cache). A process contender that fails drops out with its
+/// error; a library one ends the benchmark. Medians in milliseconds.
+async fn rounds(
+    backend: &Arc<dyn Backend>,
+    contenders: &[Contender<'_>],
     runs: usize,
-) -> std::result::Result<f64, String> {
-    let run = |c: &mut Command| -> std::result::Result<(), String> {
-        let out = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{:?} failed: {}",
-                c.get_program(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+) -> Result<[std::result::Result<f64, String>; 4]> {
+    let mut times: Vec<std::result::Result<Vec<f64>, String>> = contenders
+        .iter()
+        .map(|_| Ok(Vec::with_capacity(runs)))
+        .collect();
+    for round in 0..=runs {
+        for (contender, slot) in contenders.iter().zip(times.iter_mut()) {
+            if slot.is_err() {
+                continue;
+            }
+            let took = match contender {
+                Contender::Library(spec) => {
+                    let start = Instant::now();
+                    let r = backend.run(spec, Cmd::new("true")).await?;
+                    let took = ms(start.elapsed());
+                    check(&r, "`true`")?;
+                    took
+                }
+                Contender::Process(make) => match make().and_then(|mut c| time_once(&mut c)) {
+                    Ok(took) => took,
+                    Err(e) => {
+                        *slot = Err(e);
+                        continue;
+                    }
+                },
+            };
+            if let (Ok(list), true) = (slot.as_mut(), round > 0) {
+                list.push(took);
+            }
         }
-    };
-    run(&mut make())?;
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let mut c = make();
-        let t = Instant::now();
-        run(&mut c)?;
-        times.push(ms(t.elapsed()));
     }
-    Ok(median(times))
+    let mut medians = times.into_iter().map(|t| t.map(median));
+    let mut next = || medians.next().unwrap_or_else(|| Err("not measured".into()));
+    Ok([next(), next(), next(), next()])
 }
 
-fn bwrap_anchor(rootfs: &Path, runs: usize) -> std::result::Result<(String, f64), String> {
-    let bwrap = which("bwrap").ok_or("bwrap is not installed (apt-get install bubblewrap)")?;
-    let m = time_process(
-        || {
-            let mut c = Command::new(&bwrap);
-            c.args(["--unshare-all", "--ro-bind"]).arg(rootfs).args([
-                "/",
-                "--proc",
-                "/proc",
-                "--dev",
-                "/dev",
-                "/bin/true",
-            ]);
-            c
-        },
-        runs,
-    )?;
-    Ok(("bwrap --unshare-all".into(), m))
+fn bench_error(e: String) -> Error {
+    Error::backend("bench", e)
 }
 
-fn engine_anchor(
-    choice: BackendChoice,
-    image: &str,
-    runs: usize,
-) -> std::result::Result<(String, f64), String> {
+/// Runs `c` once to completion with no input or output; its wall time in ms.
+fn time_once(c: &mut Command) -> std::result::Result<f64, String> {
+    let start = Instant::now();
+    let out = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{:?}: {e}", c.get_program()))?;
+    let took = ms(start.elapsed());
+    if out.status.success() {
+        Ok(took)
+    } else {
+        Err(format!(
+            "{:?} failed: {}",
+            c.get_program(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The anchor: `bwrap --unshare-all --ro-bind ROOTFS / --proc /proc
+/// --dev /dev /bin/true`.
+fn bwrap_command(bwrap: Option<&Path>, rootfs: &Path) -> std::result::Result<Command, String> {
+    let bwrap = bwrap.ok_or("bwrap is not installed (apt-get install bubblewrap)")?;
+    let mut c = Command::new(bwrap);
+    c.args(["--unshare-all", "--ro-bind"]).arg(rootfs).args([
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "/bin/true",
+    ]);
+    Ok(c)
+}
+
+/// `docker run --rm --network none IMAGE true` (or podman's).
+fn engine_command(choice: BackendChoice, image: &str) -> std::result::Result<Command, String> {
     let cli = choice.as_str();
     let bin = which(cli).ok_or(format!("the {cli} CLI is not installed"))?;
-    let m = time_process(
-        || {
-            let mut c = Command::new(&bin);
-            c.args(["run", "--rm", "--network", "none", image, "true"]);
-            c
-        },
-        runs,
-    )?;
-    Ok((format!("{cli} run --rm"), m))
+    let mut c = Command::new(bin);
+    c.args(["run", "--rm", "--network", "none", image, "true"]);
+    Ok(c)
 }
 
 /// The same one-shot through the `cleanroom` binary, as a user runs it.
-fn cli_one_shots(choice: BackendChoice, spec: &SandboxSpec, runs: usize) -> Result<f64> {
-    let exe = std::env::current_exe().map_err(|e| Error::io("finding the cleanroom binary", e))?;
-    time_process(
-        || {
-            let mut c = Command::new(&exe);
-            c.args([
-                "run",
-                "-q",
-                "--backend",
-                choice.as_str(),
-                "--memory",
-                "256M",
-            ])
-            .arg("--image")
-            .arg(spec.rootfs.to_string())
-            .args(["--", "true"]);
-            c
-        },
-        runs,
-    )
-    .map_err(|e| Error::backend(choice.as_str(), e))
+fn cli_command(exe: &Path, choice: BackendChoice, spec: &SandboxSpec) -> Command {
+    let mut c = Command::new(exe);
+    c.args([
+        "run",
+        "-q",
+        "--backend",
+        choice.as_str(),
+        "--memory",
+        "256M",
+    ])
+    .arg("--image")
+    .arg(spec.rootfs.to_string())
+    .args(["--", "true"]);
+    c
 }
 
 fn which(name: &str) -> Option<PathBuf> {
