@@ -132,3 +132,25 @@ pub unsafe fn vfork_with<F: FnOnce(libc::pid_t) -> i32>(
     }
     Ok(Pid::from_raw(pid))
 }
+
+/// Whether processes `a` and `b` share one address space, as the first
+/// child and the init of a sandbox do (`kcmp` with `KCMP_VM`). `None` when
+/// the kernel will not compare them (without the right to inspect both, for
+/// example a non-dumpable init seen by an unprivileged caller). Memory
+/// measurements use it to count a shared address space once.
+pub fn shares_memory(a: u32, b: u32) -> Option<bool> {
+    const KCMP_VM: libc::c_long = 1;
+    // SAFETY: kcmp compares two kernel objects by pid and type; it takes
+    // plain integers and touches no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a as libc::pid_t,
+            b as libc::pid_t,
+            KCMP_VM,
+            0,
+            0,
+        )
+    };
+    (r >= 0).then_some(r == 0)
+}

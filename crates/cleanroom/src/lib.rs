@@ -34,6 +34,8 @@ pub use cleanroom_docker::DEFAULT_IMAGE as DEFAULT_ENGINE_IMAGE;
 pub use cleanroom_docker::{DockerBackend, EngineBackend, EngineSandbox, PodmanBackend};
 /// The image store: import, pull, verify and unpack images.
 pub use cleanroom_image as images;
+/// The native backend's building blocks (namespaces, cgroups, seccomp, ...).
+pub use cleanroom_native as native;
 pub use cleanroom_native::{NativeBackend, NativeSandbox};
 pub use local::{LocalBackend, LocalSandbox};
 pub use registry::backend_for;

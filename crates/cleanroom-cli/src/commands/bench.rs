@@ -343,11 +343,23 @@ async fn idle_memory(backend: &Arc<dyn Backend>, spec: &SandboxSpec, count: usiz
     }
     // Let every sandbox settle into its idle state.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let total: u64 = descendants(std::process::id())
-        .into_iter()
-        .filter(|p| !before.contains(p))
-        .map(pss_kib)
-        .sum();
+    // A sandbox's first child and its init share one address space
+    // (clone with CLONE_VM): count each address space once.
+    let mut counted: Vec<u32> = Vec::new();
+    let mut total: u64 = 0;
+    for pid in descendants(std::process::id()) {
+        if before.contains(&pid) {
+            continue;
+        }
+        if counted
+            .iter()
+            .any(|&c| cleanroom::native::clone::shares_memory(c, pid) == Some(true))
+        {
+            continue;
+        }
+        counted.push(pid);
+        total += pss_kib(pid);
+    }
     for s in sandboxes {
         s.remove().await?;
     }
