@@ -98,7 +98,8 @@ extern "C" fn trampoline<F: FnOnce(libc::pid_t) -> i32>(arg: *mut libc::c_void) 
 ///
 /// # Safety
 ///
-/// The calling process must be single-threaded, and `child` must end in
+/// The calling process must be single-threaded (or `child` must only make
+/// raw system calls: no allocation, no lock), and `child` must end in
 /// `execve` or return an exit code (it is then `_exit`ed): it must not
 /// unwind out of the closure, longjmp, or leave memory its parent will use
 /// in an inconsistent state.

@@ -8,7 +8,7 @@
 //! everything in the pid namespace. The caller's end of the control socket
 //! closing also ends PID 1.
 
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 
@@ -241,6 +241,24 @@ pub fn pidfd_kill(pidfd: &OwnedFd) {
 /// `grace` (it ends once the sandbox's PID 1 and with it every process of
 /// the sandbox are gone). Blocking.
 pub fn reap(pid: Pid, grace: std::time::Duration) {
+    // A pidfd wakes us the moment it exits; without one, poll.
+    if let Some(pidfd) = pidfd_open(pid) {
+        let mut fds = [nix::poll::PollFd::new(
+            pidfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ms = u16::try_from(grace.as_millis()).unwrap_or(u16::MAX);
+        loop {
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(0) => pidfd_kill(&pidfd),
+                _ => {}
+            }
+            break;
+        }
+        let _ = waitpid(pid, None);
+        return;
+    }
     let deadline = std::time::Instant::now() + grace;
     loop {
         match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
@@ -256,24 +274,48 @@ pub fn reap(pid: Pid, grace: std::time::Duration) {
     }
 }
 
-/// Whether an unprivileged user namespace can be created here, by trying.
+/// Whether an unprivileged user namespace can be created here, by trying:
+/// a child that borrows our memory (no copy of the caller) is created in a
+/// new user namespace and maps its ids as a sandbox does.
 pub fn probe_userns() -> std::result::Result<(), String> {
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
-    // SAFETY: the child only makes raw system calls and `_exit`s.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok()
-                && namespaces::write_maps(1000, uid, 1000, gid).is_ok();
-            exit(if ok { 0 } else { 1 })
+    // Made here: the child only reads them (it must not allocate, as other
+    // threads of the caller keep running meanwhile).
+    let uid_map = format!("1000 {uid} 1\n");
+    let gid_map = format!("1000 {gid} 1\n");
+    let write = |path: &std::ffi::CStr, text: &[u8]| -> bool {
+        // SAFETY: open/write/close with a valid C string and buffer.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return false;
+            }
+            let n = libc::write(fd, text.as_ptr().cast(), text.len());
+            libc::close(fd);
+            n == text.len() as isize
         }
-        Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
+    };
+    let child = |_| {
+        let ok = write(c"/proc/self/setgroups", b"deny")
+            && write(c"/proc/self/uid_map", uid_map.as_bytes())
+            && write(c"/proc/self/gid_map", gid_map.as_bytes());
+        i32::from(!ok)
+    };
+    // SAFETY: the child makes raw system calls only: no allocation, no
+    // lock, so the other threads of the caller cannot interfere.
+    let started = unsafe { clone::vfork_with(child, 64 << 10, libc::CLONE_NEWUSER) };
+    match started {
+        Ok(pid) => match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(WaitStatus::Exited(_, _)) => {
+                Err("a child in a new user namespace could not map its ids".into())
+            }
             Ok(other) => Err(format!(
-                "a child could not create a user namespace ({other:?})"
+                "the user namespace probe ended unexpectedly ({other:?})"
             )),
             Err(e) => Err(format!("waiting for the user namespace probe: {e}")),
         },
-        Err(e) => Err(format!("fork: {e}")),
+        Err(e) => Err(format!("creating a user namespace: {e}")),
     }
 }
