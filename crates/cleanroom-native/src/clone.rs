@@ -21,6 +21,7 @@
 //! change memory under it while the parent is suspended.
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::unistd::Pid;
 
@@ -90,11 +91,26 @@ extern "C" fn trampoline<F: FnOnce(libc::pid_t) -> i32>(arg: *mut libc::c_void) 
     unsafe { libc::_exit(code) }
 }
 
+/// Where the child's cgroup comes from.
+#[derive(Clone, Copy)]
+pub enum Cgroup<'a> {
+    /// The parent's.
+    Inherit,
+    /// A v2 cgroup, entered as the child is created (`clone3` with
+    /// `CLONE_INTO_CGROUP`, Linux 5.7): `dir` is the cgroup's directory.
+    /// Where that is not available, the parent moves itself in first
+    /// through `procs`, its `cgroup.procs` (the child then inherits it).
+    Into {
+        dir: BorrowedFd<'a>,
+        procs: BorrowedFd<'a>,
+    },
+}
+
 /// Runs `child` in a new process that shares this one's memory, with
-/// `extra` clone flags and a stack of `stack_size` bytes. The child is
-/// given its own pid as its parent sees it (in the parent's pid namespace,
-/// unlike `getpid` in a new one). Returns the child's pid once the child
-/// has called `execve` or exited.
+/// `extra` clone flags and a stack of `stack_size` bytes, in `cgroup`. The
+/// child is given its own pid as its parent sees it (in the parent's pid
+/// namespace, unlike `getpid` in a new one). Returns the child's pid once
+/// the child has called `execve` or exited.
 ///
 /// # Safety
 ///
@@ -107,6 +123,7 @@ pub unsafe fn vfork_with<F: FnOnce(libc::pid_t) -> i32>(
     child: F,
     stack_size: usize,
     extra: libc::c_int,
+    cgroup: Cgroup<'_>,
 ) -> io::Result<Pid> {
     let stack = Stack::new(stack_size)?;
     let mut slot = Slot {
@@ -114,6 +131,27 @@ pub unsafe fn vfork_with<F: FnOnce(libc::pid_t) -> i32>(
         pid: 0,
     };
     let slot_ptr: *mut Slot<F> = &mut slot;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID | extra;
+    if let Cgroup::Into { dir, procs } = cgroup {
+        // SAFETY: as below; clone3_into runs the same trampoline.
+        match unsafe { clone3_into(flags, &stack, slot_ptr, dir) } {
+            Ok(pid) => return Ok(pid),
+            // No clone3 or no CLONE_INTO_CGROUP here: move ourselves in.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)
+                ) =>
+            {
+                // SAFETY: writes one byte from a static buffer to an open fd.
+                let n = unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+                if n != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
     // SAFETY: the stack is a fresh mapping large enough for the child and
     // kept until the child no longer uses it (CLONE_VFORK suspends us until
     // then); `slot` lives on our stack for as long, and the kernel writes
@@ -123,7 +161,7 @@ pub unsafe fn vfork_with<F: FnOnce(libc::pid_t) -> i32>(
         libc::clone(
             trampoline::<F>,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID | libc::SIGCHLD | extra,
+            flags | libc::SIGCHLD,
             slot_ptr.cast(),
             std::ptr::addr_of_mut!((*slot_ptr).pid),
         )
@@ -132,6 +170,97 @@ pub unsafe fn vfork_with<F: FnOnce(libc::pid_t) -> i32>(
         return Err(io::Error::last_os_error());
     }
     Ok(Pid::from_raw(pid))
+}
+
+/// The kernel's `struct clone_args` (version 2, with `cgroup`).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `clone3` with `CLONE_INTO_CGROUP`: the child starts on `stack` in
+/// [`trampoline`]. glibc has no `clone3` wrapper, and a raw system call that
+/// returns in the child on a new stack cannot be written in Rust, so the
+/// child's first instructions (call the trampoline with the slot) are
+/// assembly, as in the C library's own `clone`.
+///
+/// # Safety
+///
+/// As for [`vfork_with`]; `slot` must point at a live `Slot<F>`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_into<F: FnOnce(libc::pid_t) -> i32>(
+    flags: libc::c_int,
+    stack: &Stack,
+    slot: *mut Slot<F>,
+    cgroup: BorrowedFd<'_>,
+) -> io::Result<Pid> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: flags as u32 as u64 | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        // SAFETY: a field of the live slot; only its address is taken.
+        parent_tid: unsafe { std::ptr::addr_of_mut!((*slot).pid) } as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.base as u64,
+        stack_size: stack.size as u64,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.as_raw_fd() as u64,
+    };
+    let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = trampoline::<F>;
+    let ret: i64;
+    // SAFETY: clone3 with a valid, live `args`. In the parent it returns
+    // like any system call (after the child has exec'd or exited, with
+    // CLONE_VFORK). In the child it returns 0 on the new stack, whose top
+    // the kernel set 16-byte aligned; the child clears the frame pointer and
+    // calls the trampoline with the slot, which never returns (`_exit`),
+    // and traps if it ever did. r12/r13 survive the system call in both.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") &args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") entry,
+            in("r13") slot,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(Pid::from_raw(ret as libc::pid_t))
+}
+
+/// Elsewhere the cgroup is joined by writing `cgroup.procs` instead.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone3_into<F: FnOnce(libc::pid_t) -> i32>(
+    _flags: libc::c_int,
+    _stack: &Stack,
+    _slot: *mut Slot<F>,
+    _cgroup: BorrowedFd<'_>,
+) -> io::Result<Pid> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 /// Whether processes `a` and `b` share one address space, as the first

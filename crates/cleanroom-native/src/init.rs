@@ -277,6 +277,7 @@ fn start(msg: &Msg, fds: Vec<OwnedFd>) -> Step<Pid> {
             |_| exec_child(fds, &cwd, &candidates, &argv, &env),
             EXEC_STACK,
             0,
+            crate::clone::Cgroup::Inherit,
         )
     };
     match started {

@@ -47,7 +47,11 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// the new root, in the working directory, still privileged inside its
 /// user namespace.
 pub fn run(plan: &Plan) -> Step {
-    // 1. Identity and network of the namespaces created by the first child.
+    // 1. A cgroup namespace rooted at the cgroup this process is in now (it
+    // may have been created straight into its v2 cgroup, after the first
+    // child made the namespaces); then identity and network.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
     namespaces::set_hostname(&plan.hostname)?;
     if let NetPlan::Isolated = plan.network {
         namespaces::loopback_up()?;

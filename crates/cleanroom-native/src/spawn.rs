@@ -113,10 +113,10 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         exit(1);
     }
     let _ = nix::sys::prctl::set_name(c"cleanroom-ns");
-    // Into the sandbox's cgroup first, so everything after is limited and
-    // the cgroup namespace created below is rooted there.
+    // Into the sandbox's v1 cgroups first, so everything after is limited.
+    // Its v2 cgroup is entered by the init as it is created (below).
     if let Some(procs) = &plan.cgroup {
-        if let Err(e) = procs.join_raw() {
+        if let Err(e) = procs.join_v1_raw() {
             // SAFETY: `control` is our open end of the socketpair.
             let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(control) };
             let msg = Msg::new("fail").push(format!("joining the sandbox's cgroup: {e}"));
@@ -136,6 +136,9 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     }
     if let Some(first) = &mut plan.first_exec {
         kept.extend(first.stdio.iter_mut());
+    }
+    if let Some(procs) = &mut plan.cgroup {
+        kept.extend(procs.fds_mut());
     }
     let mut moves = vec![high(control)];
     moves.extend(kept.iter().map(|fd| high(fd.as_raw_fd())));
@@ -187,6 +190,20 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     // SAFETY: this child is single-threaded and only waits from here on;
     // `init::main` never returns (it `_exit`s).
     let report = control.try_clone();
+    let v2 = plan.cgroup.as_ref().and_then(|p| p.v2());
+    let v2 = v2.map(|(dir, procs)| (dir.as_raw_fd(), procs.as_raw_fd()));
+    let cgroup = match v2 {
+        // SAFETY: the descriptors belong to the plan, which the init takes
+        // over and keeps open for its whole life; they are used here only
+        // before the init first runs.
+        Some((dir, procs)) => unsafe {
+            clone::Cgroup::Into {
+                dir: std::os::fd::BorrowedFd::borrow_raw(dir),
+                procs: std::os::fd::BorrowedFd::borrow_raw(procs),
+            }
+        },
+        None => clone::Cgroup::Inherit,
+    };
     let init = |host_pid| {
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
         let _ = nix::sys::prctl::set_name(c"cleanroom-init");
@@ -194,7 +211,7 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     };
     // CLONE_FILES: one descriptor table, so what the init closes (the first
     // command's pipe ends) is closed here too, not kept open by a sleeper.
-    let started = unsafe { clone::vfork_with(init, INIT_STACK, libc::CLONE_FILES) };
+    let started = unsafe { clone::vfork_with(init, INIT_STACK, libc::CLONE_FILES, cgroup) };
     match started {
         Ok(child) => loop {
             match waitpid(child, None) {
@@ -304,7 +321,8 @@ pub fn probe_userns() -> std::result::Result<(), String> {
     };
     // SAFETY: the child makes raw system calls only: no allocation, no
     // lock, so the other threads of the caller cannot interfere.
-    let started = unsafe { clone::vfork_with(child, 64 << 10, libc::CLONE_NEWUSER) };
+    let started =
+        unsafe { clone::vfork_with(child, 64 << 10, libc::CLONE_NEWUSER, clone::Cgroup::Inherit) };
     match started {
         Ok(pid) => match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, 0)) => Ok(()),

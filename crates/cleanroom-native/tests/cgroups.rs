@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cleanroom_native::cgroups::{self, Cgroup, Controller, Limits, Version};
+use cleanroom_native::clone;
 use limits_common::is_root;
 
 const MIB: u64 = 1 << 20;
@@ -632,6 +633,37 @@ fn v2_only_child_body() {
         cg.remove().expect("remove");
         assert!(!paths[0].exists());
     }
+    // A child created straight into the cgroup (clone3 with
+    // CLONE_INTO_CGROUP, as the sandbox's init is): it is in the cgroup at
+    // once, and this process never was.
+    let cg = Cgroup::create(&Limits::default()).expect("create in v2");
+    let files = cg.open_procs().expect("open the cgroup's files");
+    let (dir, procs) = files.v2().expect("a v2 directory");
+    let sleep = c"/bin/sleep";
+    let argv = [sleep.as_ptr(), c"60".as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    // Raw system calls only: the test harness has other threads.
+    let child = |_| {
+        // SAFETY: execve with NUL-terminated arrays of C strings.
+        unsafe { libc::execve(sleep.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        127
+    };
+    // SAFETY: the child only calls execve (and exits if that fails).
+    let pid = unsafe { clone::vfork_with(child, 64 << 10, 0, clone::Cgroup::Into { dir, procs }) }
+        .expect("clone3 into the cgroup");
+    assert_eq!(cg.procs().unwrap(), vec![pid.as_raw() as u32]);
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert!(!own.contains(cg.name()), "{own}");
+    cg.kill_all().expect("cgroup.kill");
+    let status = nix::sys::wait::waitpid(pid, None).unwrap();
+    assert!(
+        matches!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+        ),
+        "{status:?}"
+    );
+    cg.remove().expect("remove");
     println!("v2-only checks done");
 }
 

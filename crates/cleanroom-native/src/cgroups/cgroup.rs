@@ -3,7 +3,8 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -184,22 +185,33 @@ impl Cgroup {
     }
 
     /// Opens every `cgroup.procs` for writing, so that a forked child can
-    /// join the cgroup itself ([`ProcsFiles::join_raw`]) before it execs.
-    /// The descriptors are close-on-exec.
+    /// join the cgroup itself ([`ProcsFiles::join_raw`]) before it execs,
+    /// and the v2 directory, so that a child can be created in it directly
+    /// (see [`ProcsFiles::v2_dir`]). The descriptors are close-on-exec.
     pub fn open_procs(&self) -> io::Result<ProcsFiles> {
-        let fds = self
-            .dirs
-            .iter()
-            .map(|d| {
-                let path = d.path.join("cgroup.procs");
-                fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map(OwnedFd::from)
-                    .map_err(|e| annotate(e, format!("opening {}", path.display())))
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        Ok(ProcsFiles { fds })
+        let open = |path: PathBuf, dir: bool| {
+            let mut o = fs::OpenOptions::new();
+            if dir {
+                o.read(true).custom_flags(libc::O_DIRECTORY);
+            } else {
+                o.write(true);
+            }
+            o.open(&path)
+                .map(OwnedFd::from)
+                .map_err(|e| annotate(e, format!("opening {}", path.display())))
+        };
+        let mut files = ProcsFiles {
+            v1: Vec::new(),
+            v2: None,
+        };
+        for d in &self.dirs {
+            let procs = open(d.path.join("cgroup.procs"), false)?;
+            match d.version {
+                Version::V1 => files.v1.push(procs),
+                Version::V2 => files.v2 = Some((procs, open(d.path.clone(), true)?)),
+            }
+        }
+        Ok(files)
     }
 
     /// The processes in the cgroup and in any cgroup created below it, in
@@ -361,10 +373,13 @@ impl Drop for Cgroup {
 }
 
 /// The `cgroup.procs` files of a [`Cgroup`], opened before `fork`, so the
-/// child can move itself in without allocating.
+/// child can move itself in without allocating; and its v2 directory.
 #[derive(Debug)]
 pub struct ProcsFiles {
-    fds: Vec<OwnedFd>,
+    /// `cgroup.procs` of each v1 directory.
+    v1: Vec<OwnedFd>,
+    /// `cgroup.procs` of the v2 directory, and the directory itself.
+    v2: Option<(OwnedFd, OwnedFd)>,
 }
 
 impl ProcsFiles {
@@ -372,15 +387,46 @@ impl ProcsFiles {
     /// to every `cgroup.procs`. Async-signal-safe: raw `write(2)` only, so
     /// it can run in a forked child before `exec`.
     pub fn join_raw(&self) -> io::Result<()> {
-        for fd in &self.fds {
-            // SAFETY: writes one byte from a static buffer to an open fd.
-            let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
-            if n != 1 {
-                return Err(io::Error::last_os_error());
-            }
+        self.join_v1_raw()?;
+        match &self.v2 {
+            Some((procs, _)) => write_zero(procs),
+            None => Ok(()),
         }
-        Ok(())
     }
+
+    /// [`ProcsFiles::join_raw`] for the v1 directories only: the v2 one is
+    /// then entered at `clone3` time with `CLONE_INTO_CGROUP`.
+    ///
+    /// Moving a process between cgroups takes the kernel's cgroup
+    /// threadgroup lock for writing, which waits for an RCU grace period
+    /// unless another move happened moments before: about 10 ms on an idle
+    /// machine. A child created in its cgroup is not moved at all.
+    pub fn join_v1_raw(&self) -> io::Result<()> {
+        self.v1.iter().try_for_each(write_zero)
+    }
+
+    /// The v2 directory (for `CLONE_INTO_CGROUP`) and its `cgroup.procs`.
+    pub fn v2(&self) -> Option<(BorrowedFd<'_>, BorrowedFd<'_>)> {
+        self.v2
+            .as_ref()
+            .map(|(procs, dir)| (dir.as_fd(), procs.as_fd()))
+    }
+
+    /// Every descriptor held, for a child that closes all others.
+    pub fn fds_mut(&mut self) -> impl Iterator<Item = &mut OwnedFd> {
+        self.v1
+            .iter_mut()
+            .chain(self.v2.iter_mut().flat_map(|(a, b)| [a, b]))
+    }
+}
+
+fn write_zero(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: writes one byte from a static buffer to an open fd.
+    let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+    if n != 1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Creates `name` below every planned base; on `AlreadyExists` (or any
