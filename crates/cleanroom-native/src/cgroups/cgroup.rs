@@ -187,7 +187,7 @@ impl Cgroup {
     /// Opens every `cgroup.procs` for writing, so that a forked child can
     /// join the cgroup itself ([`ProcsFiles::join_raw`]) before it execs,
     /// and the v2 directory, so that a child can be created in it directly
-    /// (see [`ProcsFiles::v2_dir`]). The descriptors are close-on-exec.
+    /// (see [`ProcsFiles::v2`]). The descriptors are close-on-exec.
     pub fn open_procs(&self) -> io::Result<ProcsFiles> {
         let open = |path: PathBuf, dir: bool| {
             let mut o = fs::OpenOptions::new();
