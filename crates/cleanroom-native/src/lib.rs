@@ -1,14 +1,15 @@
 //! The native backend: runs each sandbox directly on Linux kernel primitives,
 //! with no daemon, no setuid helper and no binary of ours inside.
 //!
-//! A sandbox is two forks of the caller ([`spawn`]): the first creates the
-//! user, pid, mount, uts, ipc, net and cgroup namespaces
-//! ([`namespaces`]), the second is the sandbox's PID 1 ([`init`]), which
+//! A sandbox is one fork of the caller ([`spawn`]), which creates the user,
+//! pid, mount, uts, ipc, net and cgroup namespaces ([`namespaces`]) and
+//! starts the sandbox's PID 1 ([`init`]) on its own memory ([`clone`]). PID 1
 //! builds the root filesystem and pivots into it ([`setup`], [`mounts`],
-//! [`rootfs`]), drops every privilege ([`capabilities`]) and then runs
-//! commands for the caller over a socket ([`protocol`], [`client`],
-//! [`exec`]). It works the same as root and as an unprivileged user: the
-//! caller's uid is mapped to the spec's user in a fresh user namespace.
+//! [`rootfs`]), drops every privilege ([`capabilities`]), starts the run's
+//! command at once when the plan carries one, and runs commands for the
+//! caller over a socket ([`protocol`], [`client`], [`exec`]). It works the
+//! same as root and as an unprivileged user: the caller's uid is mapped to
+//! the spec's user in a fresh user namespace.
 
 pub mod capabilities;
 pub mod cgroups;

@@ -1,12 +1,14 @@
-//! Starting a sandbox: two forks of the caller, no exec of any binary.
+//! Starting a sandbox: one fork of the caller, no exec of any binary.
 //!
 //! The caller forks from one long-lived thread (so `PR_SET_PDEATHSIG`, which
 //! follows the parent *thread*, fires only when the caller process dies). The
-//! first child creates the namespaces ([`crate::namespaces::enter`]) and forks
-//! the sandbox's PID 1 ([`crate::init::main`]), then waits for it. Killing the
-//! first child kills PID 1 (its death signal), and PID 1's death kills
-//! everything in the pid namespace. The caller's end of the control socket
-//! closing also ends PID 1.
+//! first child joins the sandbox's v1 cgroups, creates the namespaces
+//! ([`crate::namespaces::enter`]) and starts the sandbox's PID 1
+//! ([`crate::init::main`]) as a vfork-style child that borrows its memory
+//! (see [`crate::clone`]), created straight into the v2 cgroup; then it
+//! sleeps in the kernel until PID 1 exits. Killing the first child kills
+//! PID 1 (its death signal), and PID 1's death kills everything in the pid
+//! namespace. The caller's end of the control socket closing also ends PID 1.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::mpsc;
