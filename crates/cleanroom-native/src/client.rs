@@ -243,10 +243,36 @@ impl Instance {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 let _ = init.readable().await;
             }
-            tokio::task::spawn_blocking(move || {
-                spawn::reap(pid, Duration::from_secs(5));
-                remove_cgroup(cgroup);
-            });
+            match cgroup {
+                // The cgroup can go only once the first child has left it,
+                // and a caller must not exit before: its runtime waits.
+                Some(cg) => {
+                    tokio::task::spawn_blocking(move || {
+                        spawn::reap(pid, Duration::from_secs(5));
+                        remove_cgroup(Some(cg));
+                    });
+                }
+                // Nothing to clean after it: a task that is simply dropped
+                // if the runtime shuts down first (the child, already
+                // exiting, is then reaped by whoever inherits it).
+                None => match spawn::pidfd_open(pid)
+                    // SAFETY: the pidfd is owned by the AsyncFd until dropped.
+                    .and_then(|fd| unsafe { AsyncFd::register(fd) }.ok())
+                {
+                    Some(afd) => {
+                        tokio::spawn(async move {
+                            let ended =
+                                tokio::time::timeout(Duration::from_secs(5), afd.readable()).await;
+                            if ended.is_err() {
+                                spawn::pidfd_kill(afd.get_ref());
+                                let _ = afd.readable().await;
+                            }
+                            let _ = nix::sys::wait::waitpid(pid, None);
+                        });
+                    }
+                    None => spawn::reap_in_background(pid),
+                },
+            }
             return;
         }
         // Without a pidfd for the init: wait for the first child, which
@@ -326,11 +352,7 @@ fn watch_init(pid: u64, first: Pid) -> Option<OwnedFd> {
 /// whole sandbox) and reaps it in the background.
 fn kill_and_reap(pid: Pid) {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    let _ = std::thread::Builder::new()
-        .name("cleanroom-reaper".into())
-        .spawn(move || {
-            let _ = nix::sys::wait::waitpid(pid, None);
-        });
+    spawn::reap_in_background(pid);
 }
 
 async fn send(

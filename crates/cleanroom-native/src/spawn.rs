@@ -293,6 +293,35 @@ pub fn reap(pid: Pid, grace: std::time::Duration) {
     }
 }
 
+/// Reaps the first child `pid` on one long-lived thread (see [`reap`]),
+/// outside any async runtime, whose shutdown would otherwise wait for it:
+/// a short-lived caller need not stay for a child that is only exiting.
+pub fn reap_in_background(pid: Pid) {
+    static REAPER: OnceLock<Option<Mutex<mpsc::Sender<Pid>>>> = OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Pid>();
+        std::thread::Builder::new()
+            .name("cleanroom-reaper".into())
+            .spawn(move || {
+                for pid in rx {
+                    reap(pid, std::time::Duration::from_secs(5));
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    let sent = reaper.as_ref().is_some_and(|tx| {
+        tx.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(pid)
+            .is_ok()
+    });
+    if !sent {
+        // No reaper thread: reap here rather than leave a zombie.
+        reap(pid, std::time::Duration::from_secs(5));
+    }
+}
+
 /// Whether an unprivileged user namespace can be created here, by trying:
 /// a child that borrows our memory (no copy of the caller) is created in a
 /// new user namespace and maps its ids as a sandbox does.
