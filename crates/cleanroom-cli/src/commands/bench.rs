@@ -199,13 +199,17 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
 
     // 4. Idle memory of long-lived sandboxes, where their processes are ours to see.
     if !engine {
-        let kib = rt.block_on(idle_memory(&backend, &spec, 8))?;
-        rows.push(plain(
-            "idle memory per long-lived sandbox (PSS)",
-            kib / 1024.0,
-            "MiB",
-            Some("< 2 MiB"),
-        ));
+        match rt.block_on(idle_memory(&backend, &spec, 8))? {
+            Some(kib) => rows.push(plain(
+                "idle memory per long-lived sandbox (PSS)",
+                kib / 1024.0,
+                "MiB",
+                Some("< 2 MiB"),
+            )),
+            None => eprintln!(
+                "idle memory not measured: the sandbox's processes are not dumpable, so only root may read their memory maps"
+            ),
+        }
     }
 
     // The targets are the native backend's (issue: faster than bubblewrap).
@@ -366,7 +370,11 @@ async fn throughput(
 
 /// Proportional set size, in KiB, of every process below this one that was
 /// not there before the sandboxes were created.
-async fn idle_memory(backend: &Arc<dyn Backend>, spec: &SandboxSpec, count: usize) -> Result<f64> {
+async fn idle_memory(
+    backend: &Arc<dyn Backend>,
+    spec: &SandboxSpec,
+    count: usize,
+) -> Result<Option<f64>> {
     let before = descendants(std::process::id());
     let mut sandboxes = Vec::new();
     for _ in 0..count {
@@ -378,6 +386,7 @@ async fn idle_memory(backend: &Arc<dyn Backend>, spec: &SandboxSpec, count: usiz
     // (clone with CLONE_VM): count each address space once.
     let mut counted: Vec<u32> = Vec::new();
     let mut total: u64 = 0;
+    let mut unreadable = false;
     for pid in descendants(std::process::id()) {
         if before.contains(&pid) {
             continue;
@@ -389,12 +398,15 @@ async fn idle_memory(backend: &Arc<dyn Backend>, spec: &SandboxSpec, count: usiz
             continue;
         }
         counted.push(pid);
-        total += pss_kib(pid);
+        match pss_kib(pid) {
+            Some(kib) => total += kib,
+            None => unreadable = true,
+        }
     }
     for s in sandboxes {
         s.remove().await?;
     }
-    Ok(total as f64 / count as f64)
+    Ok((!unreadable).then(|| total as f64 / count as f64))
 }
 
 fn descendants(root: u32) -> Vec<u32> {
@@ -427,7 +439,9 @@ fn ppid(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn pss_kib(pid: u32) -> u64 {
+/// `None` when the maps are not ours to read (a non-dumpable process, as
+/// a sandbox's init is, seen by an unprivileged user).
+fn pss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
         .and_then(|s| {
@@ -436,10 +450,8 @@ fn pss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
-        .unwrap_or(0)
 }
 
-/// Times `cmd` as a whole process, `runs` times after one warm-up.
 /// One way to run a one-shot `true`, timed once per round.
 enum Contender<'a> {
     /// A `Backend::run` call in this process.
