@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod enforcement;
 pub mod error;
 pub mod output;
+pub mod paths;
 pub mod result;
 pub mod spec;
 

@@ -393,7 +393,17 @@ impl Shared {
     }
 }
 
+/// The engine's `/info`, from the on-disk cache when it still applies.
 async fn fetch_info(docker: &Docker, ep: &Endpoint) -> Result<EngineInfo> {
+    if let Some(i) = crate::info_cache::load(&ep.host) {
+        return Ok(i);
+    }
+    let i = ask_info(docker, ep).await?;
+    crate::info_cache::store(&ep.host, &i);
+    Ok(i)
+}
+
+async fn ask_info(docker: &Docker, ep: &Endpoint) -> Result<EngineInfo> {
     let unreachable = |e: String| Error::Unavailable {
         backend: ep.engine.name().into(),
         reason: format!("no answer from {} ({}): {e}", ep.host, ep.origin),

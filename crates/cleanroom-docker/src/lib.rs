@@ -46,6 +46,7 @@ mod endpoint;
 mod errors;
 mod exec;
 mod image;
+mod info_cache;
 mod own_runtime;
 mod pool;
 mod sandbox;

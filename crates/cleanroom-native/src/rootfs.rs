@@ -164,15 +164,7 @@ fn directory(dir: &Path) -> Result<RootPlan> {
 /// else `$XDG_CACHE_HOME/cleanroom/native-tar`, else
 /// `~/.cache/cleanroom/native-tar`.
 pub fn cache_dir() -> PathBuf {
-    if let Some(h) = std::env::var_os("CLEANROOM_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(h).join("cache").join("native-tar");
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("cleanroom").join("native-tar")
+    cleanroom_core::paths::cache_dir("native-tar")
 }
 
 /// FNV-1a: a stable name for a tarball's cache entry.

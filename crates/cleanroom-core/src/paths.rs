@@ -1,0 +1,18 @@
+//! Where cleanroom keeps files between runs.
+
+use std::path::PathBuf;
+
+/// A cache directory for `what`: `$CLEANROOM_HOME/cache/<what>`, else
+/// `$XDG_CACHE_HOME/cleanroom/<what>`, else `~/.cache/cleanroom/<what>`
+/// (the system temporary directory when no home is known). Not created.
+pub fn cache_dir(what: &str) -> PathBuf {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(h) = set("CLEANROOM_HOME") {
+        return PathBuf::from(h).join("cache").join(what);
+    }
+    let base = set("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| set("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("cleanroom").join(what)
+}
