@@ -61,7 +61,9 @@ if ! docker -H "unix://$DOCKER_SOCK" version >/dev/null 2>&1; then
         args+=(--cgroup-parent "$own_cgroup/cleanroom-docker")
     fi
     echo "starting dockerd ${args[*]} (log: $LOG_DIR/dockerd.log)"
-    nohup dockerd "${args[@]}" >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
+    # From /: a daemon must not keep a checkout as its working directory
+    # (conmon and shims inherit it and fail once that checkout is deleted).
+    (cd / && exec nohup dockerd "${args[@]}" >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null) &
     echo $! >/run/cleanroom-dockerd.pid
     wait_for "docker -H unix://$DOCKER_SOCK version" 60 || {
         tail -20 "$LOG_DIR/dockerd.log" >&2
@@ -73,17 +75,27 @@ echo "docker: $(docker -H "unix://$DOCKER_SOCK" version --format '{{.Server.Vers
 # --- podman -----------------------------------------------------------------
 podman_api() { curl -sf --unix-socket "$PODMAN_SOCK" http://d/_ping; }
 command -v curl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
-if ! podman_api >/dev/null 2>&1; then
+start_podman() {
     mkdir -p "$(dirname "$PODMAN_SOCK")"
     rm -f "$PODMAN_SOCK"
     echo "starting podman system service (CONTAINERS_CONF=$CONTAINERS_CONF, log: $LOG_DIR/podman.log)"
-    nohup podman system service --time=0 "unix://$PODMAN_SOCK" >>"$LOG_DIR/podman.log" 2>&1 </dev/null &
+    # From /, as dockerd above.
+    (cd / && exec nohup podman system service --time=0 "unix://$PODMAN_SOCK" \
+        >>"$LOG_DIR/podman.log" 2>&1 </dev/null) &
     echo $! >/run/cleanroom-podman.pid
     wait_for podman_api 60 || {
         tail -20 "$LOG_DIR/podman.log" >&2
         die "podman system service did not answer on $PODMAN_SOCK within 60 s; see $LOG_DIR/podman.log"
     }
-fi
+}
+# Stops the service this script started (or whichever serves the socket).
+stop_podman() {
+    local pid
+    pid=$(cat /run/cleanroom-podman.pid 2>/dev/null || true)
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || pkill -f "podman system service.*$PODMAN_SOCK" || true
+    wait_for '! podman_api' 30 || die "the old podman service on $PODMAN_SOCK did not stop"
+}
+podman_api >/dev/null 2>&1 || start_podman
 echo "podman: $(podman version --format '{{.Server.Version}}' 2>/dev/null || podman --version)"
 
 # --- the busybox test image ---------------------------------------------------
@@ -123,4 +135,18 @@ out=$(docker -H "unix://$DOCKER_SOCK" run --rm --network none --user 1000:1000 -
 out=$(podman run --rm --network none --user 1000:1000 --cap-drop ALL --read-only "$IMAGE" id -u 2>&1) ||
     die "podman cannot run $IMAGE: $out (see scripts/podman/containers.conf for the runtime/ulimit fixes)"
 [ "$out" = 1000 ] || die "podman ran $IMAGE as uid $out, want 1000"
+# The tests use the service, not the CLI: run through its API too. A service
+# that answers but cannot start containers (left over from an earlier run in
+# a state it cannot recover from) is restarted once.
+podman_remote() {
+    podman --remote --url "unix://$PODMAN_SOCK" run --rm --network none --user 1000:1000 \
+        --cap-drop ALL --read-only "$IMAGE" id -u 2>&1
+}
+if ! out=$(podman_remote) || [ "$out" != 1000 ]; then
+    echo "the podman service cannot run $IMAGE ($out); restarting it"
+    stop_podman
+    start_podman
+    out=$(podman_remote) || die "the podman service cannot run $IMAGE: $out; see $LOG_DIR/podman.log"
+    [ "$out" = 1000 ] || die "the podman service ran $IMAGE as uid $out, want 1000"
+fi
 echo "engines ready: docker on $DOCKER_SOCK, podman on $PODMAN_SOCK, image $IMAGE"

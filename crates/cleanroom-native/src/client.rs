@@ -255,53 +255,15 @@ impl Instance {
                 // Nothing to clean after it: a task that is simply dropped
                 // if the runtime shuts down first (the child, already
                 // exiting, is then reaped by whoever inherits it).
-                None => match spawn::pidfd_open(pid)
-                    // SAFETY: the pidfd is owned by the AsyncFd until dropped.
-                    .and_then(|fd| unsafe { AsyncFd::register(fd) }.ok())
-                {
-                    Some(afd) => {
-                        tokio::spawn(async move {
-                            let ended =
-                                tokio::time::timeout(Duration::from_secs(5), afd.readable()).await;
-                            if ended.is_err() {
-                                spawn::pidfd_kill(afd.get_ref());
-                                let _ = afd.readable().await;
-                            }
-                            let _ = nix::sys::wait::waitpid(pid, None);
-                        });
-                    }
-                    None => spawn::reap_in_background(pid),
-                },
+                None => {
+                    tokio::spawn(reap_async(pid, Duration::from_secs(5)));
+                }
             }
             return;
         }
         // Without a pidfd for the init: wait for the first child, which
         // exits right after it.
-        match spawn::pidfd_open(pid) {
-            // SAFETY: the pidfd is owned by the AsyncFd until it is dropped.
-            Some(pidfd) => match unsafe { AsyncFd::register(pidfd) } {
-                Ok(afd) => {
-                    // Readable once the first child has exited.
-                    let ended = tokio::time::timeout(Duration::from_secs(5), afd.readable()).await;
-                    if ended.is_err() {
-                        spawn::pidfd_kill(afd.get_ref());
-                        let _ = afd.readable().await;
-                    }
-                    let _ = nix::sys::wait::waitpid(pid, None);
-                }
-                Err(_) => {
-                    let _ = tokio::task::spawn_blocking(move || {
-                        spawn::reap(pid, Duration::from_secs(5))
-                    })
-                    .await;
-                }
-            },
-            None => {
-                let _ =
-                    tokio::task::spawn_blocking(move || spawn::reap(pid, Duration::from_secs(5)))
-                        .await;
-            }
-        }
+        reap_async(pid, Duration::from_secs(5)).await;
         // Every process of the sandbox is gone; the empty cgroup is removed
         // in the background.
         tokio::task::spawn_blocking(move || remove_cgroup(cgroup));
@@ -317,6 +279,25 @@ impl Drop for Instance {
     fn drop(&mut self) {
         if let Some(pid) = lock(&self.first).take() {
             kill_and_reap(pid);
+        }
+    }
+}
+
+/// Waits for our child `pid` to exit (killing it after `grace`) and reaps
+/// it, without holding a thread while it waits.
+async fn reap_async(pid: Pid, grace: Duration) {
+    // SAFETY: the pidfd is owned by the AsyncFd until it is dropped.
+    match spawn::pidfd_open(pid).and_then(|fd| unsafe { AsyncFd::register(fd) }.ok()) {
+        Some(afd) => {
+            // Readable once the child has exited.
+            if tokio::time::timeout(grace, afd.readable()).await.is_err() {
+                spawn::pidfd_kill(afd.get_ref());
+                let _ = afd.readable().await;
+            }
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        None => {
+            let _ = tokio::task::spawn_blocking(move || spawn::reap(pid, grace)).await;
         }
     }
 }
