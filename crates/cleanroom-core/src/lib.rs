@@ -13,6 +13,7 @@ pub mod config;
 pub mod conformance;
 pub mod enforcement;
 pub mod error;
+pub mod hash;
 pub mod output;
 pub mod paths;
 pub mod result;

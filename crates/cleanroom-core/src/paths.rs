@@ -16,3 +16,9 @@ pub fn cache_dir(what: &str) -> PathBuf {
         .unwrap_or_else(std::env::temp_dir);
     base.join("cleanroom").join(what)
 }
+
+/// A stable file name for a cache entry keyed by `key`: its FNV-1a hash
+/// ([`crate::hash::fnv1a`]) as 16 hex digits.
+pub fn cache_key(key: &[u8]) -> String {
+    format!("{:016x}", crate::hash::fnv1a(key))
+}

@@ -28,10 +28,8 @@ fn entry(dir: &Path, host: &str) -> Option<(String, PathBuf)> {
     let path = host.strip_prefix("unix://")?;
     let m = std::fs::metadata(path).ok()?;
     let identity = format!("{}:{}:{}.{}", m.dev(), m.ino(), m.ctime(), m.ctime_nsec());
-    let name = host.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    });
-    let file = dir.join(format!("{name:016x}.json"));
+    let name = cleanroom_core::paths::cache_key(host.as_bytes());
+    let file = dir.join(format!("{name}.json"));
     Some((identity, file))
 }
 

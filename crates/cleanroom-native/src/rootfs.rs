@@ -167,13 +167,6 @@ pub fn cache_dir() -> PathBuf {
     cleanroom_core::paths::cache_dir("native-tar")
 }
 
-/// FNV-1a: a stable name for a tarball's cache entry.
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    })
-}
-
 /// The tarball unpacked (once) into the cache; keyed by path, size and mtime.
 fn unpacked(tar: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
@@ -193,17 +186,14 @@ fn unpacked(tar: &Path) -> Result<PathBuf> {
         meta.mtime_nsec()
     );
     let cache = cache_dir();
-    let dest = cache.join(format!("tar-{:016x}", fnv(key.as_bytes())));
+    let name = cleanroom_core::paths::cache_key(key.as_bytes());
+    let dest = cache.join(format!("tar-{name}"));
     if dest.is_dir() {
         return Ok(dest);
     }
     std::fs::create_dir_all(&cache)
         .map_err(|e| Error::io(format!("creating the rootfs cache {}", cache.display()), e))?;
-    let tmp = cache.join(format!(
-        ".unpacking-{}-{:016x}",
-        std::process::id(),
-        fnv(key.as_bytes())
-    ));
+    let tmp = cache.join(format!(".unpacking-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)
         .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;

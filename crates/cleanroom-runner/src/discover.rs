@@ -109,18 +109,8 @@ impl Shard {
     /// together run every test exactly once.
     pub fn contains(&self, path: &Path) -> bool {
         let key = path.to_string_lossy().replace('\\', "/");
-        (fnv1a(key.as_bytes()) % u64::from(self.count)) as u32 == self.index - 1
+        (cleanroom::hash::fnv1a(key.as_bytes()) % u64::from(self.count)) as u32 == self.index - 1
     }
-}
-
-/// FNV-1a, 64 bits: stable across Rust versions and platforms, unlike `Hash`.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]
@@ -162,7 +152,7 @@ mod tests {
             Shard { index: 1, count: 2 }.contains(Path::new("a.clnrm.toml"))
                 ^ Shard { index: 2, count: 2 }.contains(Path::new("a.clnrm.toml"))
         );
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(cleanroom::hash::fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]
