@@ -315,15 +315,21 @@ fn check(r: &cleanroom::RunResult, what: &str) -> Result<()> {
     }
 }
 
+/// One checked one-shot `true` through `backend`; its time in ms.
+async fn time_true(backend: &Arc<dyn Backend>, spec: &SandboxSpec) -> Result<f64> {
+    let start = Instant::now();
+    let r = backend.run(spec, Cmd::new("true")).await?;
+    let took = ms(start.elapsed());
+    check(&r, "`true`")?;
+    Ok(took)
+}
+
 async fn one_shots(backend: &Arc<dyn Backend>, spec: &SandboxSpec, runs: usize) -> Result<f64> {
     // One unmeasured run warms caches (a tarball unpack, an image lookup).
-    check(&backend.run(spec, Cmd::new("true")).await?, "`true`")?;
+    time_true(backend, spec).await?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let t = Instant::now();
-        let r = backend.run(spec, Cmd::new("true")).await?;
-        times.push(ms(t.elapsed()));
-        check(&r, "`true`")?;
+        times.push(time_true(backend, spec).await?);
     }
     Ok(median(times))
 }
@@ -482,20 +488,10 @@ async fn rounds(
             }
             let took = match contender {
                 Contender::Burst(spec) => {
-                    check(&backend.run(spec, Cmd::new("true")).await?, "`true`")?;
-                    let start = Instant::now();
-                    let r = backend.run(spec, Cmd::new("true")).await?;
-                    let took = ms(start.elapsed());
-                    check(&r, "`true`")?;
-                    took
+                    time_true(backend, spec).await?;
+                    time_true(backend, spec).await?
                 }
-                Contender::Library(spec) => {
-                    let start = Instant::now();
-                    let r = backend.run(spec, Cmd::new("true")).await?;
-                    let took = ms(start.elapsed());
-                    check(&r, "`true`")?;
-                    took
-                }
+                Contender::Library(spec) => time_true(backend, spec).await?,
                 Contender::Process(make) => match make().and_then(|mut c| time_once(&mut c)) {
                     Ok(took) => took,
                     Err(e) => {
