@@ -143,11 +143,7 @@ pub unsafe fn vfork_with<F: FnOnce(libc::pid_t) -> i32>(
                     Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)
                 ) =>
             {
-                // SAFETY: writes one byte from a static buffer to an open fd.
-                let n = unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
-                if n != 1 {
-                    return Err(io::Error::last_os_error());
-                }
+                crate::cgroups::join_self(procs)?
             }
             Err(e) => return Err(e),
         }

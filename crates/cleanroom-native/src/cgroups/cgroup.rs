@@ -394,7 +394,7 @@ impl ProcsFiles {
     pub fn join_raw(&self) -> io::Result<()> {
         self.join_v1_raw()?;
         match &self.v2 {
-            Some((procs, _)) => write_zero(procs),
+            Some((procs, _)) => join_self(procs.as_fd()),
             None => Ok(()),
         }
     }
@@ -411,7 +411,7 @@ impl ProcsFiles {
     /// one thread it is the same move. A child created in its cgroup (v2)
     /// is not moved at all.
     pub fn join_v1_raw(&self) -> io::Result<()> {
-        self.v1.iter().try_for_each(write_zero)
+        self.v1.iter().try_for_each(|fd| join_self(fd.as_fd()))
     }
 
     /// The v2 directory (for `CLONE_INTO_CGROUP`) and its `cgroup.procs`.
@@ -429,7 +429,10 @@ impl ProcsFiles {
     }
 }
 
-fn write_zero(fd: &OwnedFd) -> io::Result<()> {
+/// Moves the calling thread (for `tasks`) or process (for `cgroup.procs`)
+/// into the cgroup whose file `fd` is, by writing `0` ("myself"). A raw
+/// `write(2)`: async-signal-safe, for a forked or vfork-style child.
+pub(crate) fn join_self(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: writes one byte from a static buffer to an open fd.
     let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
     if n != 1 {

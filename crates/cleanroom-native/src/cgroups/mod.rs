@@ -54,6 +54,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+pub(crate) use cgroup::join_self;
 pub use cgroup::{Cgroup, ProcsFiles};
 pub use gc::{gc, GcReport};
 
