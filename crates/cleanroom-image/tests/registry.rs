@@ -45,8 +45,22 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{t}", std::process::id())
 }
 
-/// Builds a busybox image archive (with `marker` in /etc/marker) and pushes it as `repo:tag`.
+/// Builds a busybox image archive (with `marker` in /etc/marker) and pushes it as `repo:tag`
+/// to the shared registry.
 fn push_busybox(tmp: &Path, repo: &str, tag: &str, marker: &str) -> PathBuf {
+    push_busybox_to(tmp, REGISTRY, None, repo, tag, marker)
+}
+
+/// [`push_busybox`] to the registry at `addr`, logging in with `creds`
+/// (`user:password`) when given.
+fn push_busybox_to(
+    tmp: &Path,
+    addr: &str,
+    creds: Option<&str>,
+    repo: &str,
+    tag: &str,
+    marker: &str,
+) -> PathBuf {
     let rootfs = tmp.join(format!("rootfs-{tag}"));
     busybox_rootfs(&rootfs);
     fs::write(rootfs.join("etc/marker"), marker).unwrap();
@@ -57,15 +71,19 @@ fn push_busybox(tmp: &Path, repo: &str, tag: &str, marker: &str) -> PathBuf {
         tar_of(&docker_save_old(&[layer], &[&format!("{repo}:{tag}")])),
     )
     .unwrap();
-    let out = Command::new("skopeo")
-        .args([
-            "--insecure-policy",
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-        ])
+    let mut skopeo = Command::new("skopeo");
+    skopeo.args([
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+    ]);
+    if let Some(creds) = creds {
+        skopeo.args(["--dest-creds", creds]);
+    }
+    let out = skopeo
         .arg(format!("docker-archive:{}", archive.display()))
-        .arg(format!("docker://{REGISTRY}/{repo}:{tag}"))
+        .arg(format!("docker://{addr}/{repo}:{tag}"))
         .output()
         .unwrap();
     assert!(
@@ -270,31 +288,13 @@ fn basic_auth_registry_needs_the_right_credentials() {
     fs::create_dir(&reg_dir).unwrap();
     let reg = start_auth_registry(&reg_dir, "tester", "s3cret");
     let tag = unique("auth");
-    let rootfs = tmp.path().join("rootfs");
-    busybox_rootfs(&rootfs);
-    let archive = tmp.path().join("auth.tar");
-    fs::write(
-        &archive,
-        tar_of(&docker_save_old(&[tar_dir(&rootfs)], &["auth/busybox:1"])),
-    )
-    .unwrap();
-    let out = Command::new("skopeo")
-        .args([
-            "--insecure-policy",
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "tester:s3cret",
-        ])
-        .arg(format!("docker-archive:{}", archive.display()))
-        .arg(format!("docker://{}/auth/busybox:{tag}", reg.addr))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo copy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    push_busybox_to(
+        tmp.path(),
+        &reg.addr,
+        Some("tester:s3cret"),
+        "auth/busybox",
+        &tag,
+        "auth",
     );
 
     let store = Store::open(tmp.path().join("store")).unwrap();
