@@ -132,7 +132,15 @@ impl fmt::Display for Constraint {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     Enforced,
-    NotEnforced { reason: String },
+    NotEnforced {
+        reason: String,
+    },
+    /// The backend cannot tell (a custom backend behind the two-method
+    /// `run_cmd` trait, for example): treated as not enforced everywhere
+    /// it matters, and reported in words of its own.
+    Unknown {
+        reason: String,
+    },
 }
 
 /// One line of the report.
@@ -177,6 +185,16 @@ impl Enforcement {
         )
     }
 
+    /// Records that whether `c` is enforced is unknown, and why.
+    pub fn unknown(&mut self, c: Constraint, reason: impl Into<String>) -> &mut Self {
+        self.set(
+            c,
+            Status::Unknown {
+                reason: reason.into(),
+            },
+        )
+    }
+
     pub fn set(&mut self, c: Constraint, status: Status) -> &mut Self {
         match self.entries.iter_mut().find(|e| e.constraint == c) {
             Some(e) => e.status = status,
@@ -213,36 +231,60 @@ impl Enforcement {
             .iter()
             .filter_map(|e| match &e.status {
                 Status::NotEnforced { reason } => Some((e.constraint, reason.as_str())),
-                Status::Enforced => None,
+                Status::Enforced | Status::Unknown { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The constraints whose enforcement is unknown, with the reasons.
+    pub fn unknowns(&self) -> Vec<(Constraint, &str)> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.status {
+                Status::Unknown { reason } => Some((e.constraint, reason.as_str())),
+                Status::Enforced | Status::NotEnforced { .. } => None,
             })
             .collect()
     }
 
     /// One `WARN: <backend> backend cannot enforce <constraint> (<reason>)`
-    /// line per constraint not enforced.
+    /// line per constraint not enforced, then one `WARN: <backend> backend:
+    /// enforcement of <constraint> is unknown (<reason>)` per unknown one.
     pub fn warnings(&self) -> Vec<String> {
-        self.unenforced()
-            .into_iter()
-            .map(|(c, reason)| {
-                format!(
-                    "WARN: {} backend cannot enforce {} ({reason})",
-                    self.backend,
-                    c.describe()
-                )
-            })
-            .collect()
+        let unenforced = self.unenforced().into_iter().map(|(c, reason)| {
+            format!(
+                "WARN: {} backend cannot enforce {} ({reason})",
+                self.backend,
+                c.describe()
+            )
+        });
+        let unknown = self.unknowns().into_iter().map(|(c, reason)| {
+            format!(
+                "WARN: {} backend: enforcement of {} is unknown ({reason})",
+                self.backend,
+                c.describe()
+            )
+        });
+        unenforced.chain(unknown).collect()
     }
 
-    /// In strict mode, the error to return before running anything.
+    /// In strict mode, the error to return before running anything: a
+    /// constraint not known to be enforced is refused like one not enforced.
     pub fn check_strict(&self, spec: &SandboxSpec) -> Result<()> {
-        let missing = self.unenforced();
+        let missing: Vec<String> = self
+            .unenforced()
+            .into_iter()
+            .map(|(c, r)| format!("{} ({r})", c.describe()))
+            .chain(
+                self.unknowns()
+                    .into_iter()
+                    .map(|(c, r)| format!("{} (unknown: {r})", c.describe())),
+            )
+            .collect();
         if spec.strict && !missing.is_empty() {
             return Err(Error::NotEnforceable {
                 backend: self.backend.clone(),
-                unenforced: missing
-                    .into_iter()
-                    .map(|(c, r)| format!("{} ({r})", c.describe()))
-                    .collect(),
+                unenforced: missing,
             });
         }
         Ok(())
@@ -269,6 +311,34 @@ mod tests {
         let err = e.check_strict(&spec).unwrap_err().to_string();
         assert!(err.contains("network isolation"), "{err}");
         assert!(e.check_strict(&SandboxSpec::default()).is_ok());
+    }
+
+    #[test]
+    fn unknown_is_warned_about_and_refused_in_strict_mode() {
+        let mut e = Enforcement::new("custom");
+        e.enforced(Constraint::Timeout)
+            .unknown(Constraint::Seccomp, "a custom backend");
+        assert!(!e.is_enforced(Constraint::Seccomp));
+        assert!(e.unenforced().is_empty());
+        assert_eq!(
+            e.unknowns(),
+            vec![(Constraint::Seccomp, "a custom backend")]
+        );
+        assert_eq!(
+            e.warnings(),
+            vec![
+                "WARN: custom backend: enforcement of seccomp filter is unknown (a custom backend)"
+            ]
+        );
+        let spec = SandboxSpec {
+            strict: true,
+            ..SandboxSpec::default()
+        };
+        let err = e.check_strict(&spec).unwrap_err().to_string();
+        assert!(
+            err.contains("seccomp filter (unknown: a custom backend)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use error::{Error, IoContext, Result};
 pub use output::{
     collect_pump, output_channel, pump, Captured, OutputChunk, OutputSink, Stream, PIPE_GRACE,
 };
-pub use result::{signal_exit_code, RunResult};
+pub use result::{exit_code_and_signal, signal_exit_code, RunResult};
 pub use spec::{
     base_environment, parse_duration, parse_size, Mount, Network, PortPublish, RootFs, SandboxSpec,
     Tmpfs, User,

@@ -9,7 +9,10 @@ use crate::enforcement::Enforcement;
 
 /// The outcome of one command. `exit_code` is always set: a command killed
 /// by signal N reports `signal = Some(N)` and `exit_code = 128 + N`, as a shell would.
-#[derive(Clone, Debug, Serialize)]
+///
+/// A backend of one's own builds it from a finished [`std::process::Output`]
+/// (`RunResult::from(output)`) or field by field over `RunResult::default()`.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct RunResult {
     pub exit_code: i32,
     pub signal: Option<i32>,
@@ -70,7 +73,61 @@ impl RunResult {
     }
 }
 
+impl From<std::process::Output> for RunResult {
+    /// Exit code, signal and both streams; nothing truncated, no duration,
+    /// no backend name and an empty report, for the caller to fill in.
+    fn from(out: std::process::Output) -> Self {
+        let (exit_code, signal) = exit_code_and_signal(out.status);
+        RunResult {
+            exit_code,
+            signal,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            ..RunResult::default()
+        }
+    }
+}
+
+/// A host process's exit code as a shell reports it (128+N for signal N),
+/// and the signal that killed it, if one did.
+pub fn exit_code_and_signal(status: std::process::ExitStatus) -> (i32, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    let signal = status.signal();
+    let exit_code = match (status.code(), signal) {
+        (Some(c), _) => c,
+        (None, Some(s)) => signal_exit_code(s),
+        (None, None) => -1,
+    };
+    (exit_code, signal)
+}
+
 /// The exit code a shell reports for a process killed by `signal`.
 pub fn signal_exit_code(signal: i32) -> i32 {
     128 + signal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_output_keeps_code_signal_and_streams() {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .output()
+            .unwrap();
+        let r = RunResult::from(out);
+        assert_eq!((r.exit_code, r.signal), (3, None));
+        assert_eq!(
+            (r.stdout_lossy(), r.stderr_lossy()),
+            ("out\n".into(), "err\n".into())
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", "kill -9 $$"])
+            .output()
+            .unwrap();
+        let r = RunResult::from(out);
+        assert_eq!((r.exit_code, r.signal), (137, Some(9)));
+        assert!(!r.success());
+    }
 }

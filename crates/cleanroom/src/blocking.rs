@@ -32,7 +32,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Runs `fut` to completion from synchronous code, even when the caller is
 /// itself on a tokio runtime thread.
-fn block_on<F>(fut: F) -> F::Output
+pub(crate) fn block_on<F>(fut: F) -> F::Output
 where
     F: Future + Send,
     F::Output: Send,
@@ -48,11 +48,10 @@ where
     }
 }
 
-/// Runs `cmd` in a fresh sandbox on the detected backend with the default spec.
-/// The spec comes from the configuration, as for [`crate::run`].
+/// Runs `cmd` in a fresh sandbox on the detected backend, made to the
+/// configuration seen from the current directory, as for [`crate::run`].
 pub fn run(cmd: impl Into<Cmd>) -> Result<RunResult> {
-    let spec = crate::Config::load_default()?.spec()?;
-    AutoBackend::detect()?.run(&spec, cmd)
+    AutoBackend::detect()?.run_cmd(cmd)
 }
 
 /// Runs `cmd` in a fresh sandbox made to `spec` on the detected backend.
@@ -60,21 +59,35 @@ pub fn run_spec(spec: &SandboxSpec, cmd: impl Into<Cmd>) -> Result<RunResult> {
     AutoBackend::detect()?.run(spec, cmd)
 }
 
-/// A blocking handle on a backend chosen like [`crate::AutoBackend`].
+/// A blocking handle on a backend chosen like [`crate::AutoBackend`]; also
+/// the original API's `cleanroom::backend::AutoBackend`.
 #[derive(Clone, Debug)]
 pub struct AutoBackend {
     inner: crate::AutoBackend,
+    /// What [`AutoBackend::run_cmd`] runs with.
+    spec: SandboxSpec,
 }
 
 impl AutoBackend {
-    /// See [`crate::AutoBackend::detect`].
+    /// See [`crate::AutoBackend::detect`]. [`AutoBackend::run_cmd`] then runs
+    /// with the spec of that configuration (image, limits, timeout, ...).
     pub fn detect() -> Result<Self> {
-        block_on(crate::AutoBackend::detect()).map(|inner| AutoBackend { inner })
+        let config = crate::Config::load_default()?;
+        let spec = config.spec()?;
+        let inner = block_on(crate::AutoBackend::select(
+            config.backend.value,
+            config.image.value.as_deref(),
+        ))?;
+        Ok(AutoBackend { inner, spec })
     }
 
-    /// See [`crate::AutoBackend::select`].
+    /// See [`crate::AutoBackend::select`]. [`AutoBackend::run_cmd`] then runs
+    /// with the default spec.
     pub fn select(choice: BackendChoice, image: Option<&str>) -> Result<Self> {
-        block_on(crate::AutoBackend::select(choice, image)).map(|inner| AutoBackend { inner })
+        block_on(crate::AutoBackend::select(choice, image)).map(|inner| AutoBackend {
+            inner,
+            spec: SandboxSpec::default(),
+        })
     }
 
     pub fn chosen(&self) -> &str {
@@ -85,9 +98,17 @@ impl AutoBackend {
         self.inner.reason()
     }
 
-    /// Runs `cmd` with the default spec.
+    /// Runs `cmd` (`["echo", "hello"]`, a `Vec<String>` or a [`Cmd`]) with
+    /// the spec this handle was made with: the configuration's for
+    /// [`AutoBackend::detect`], the default for [`AutoBackend::select`].
     pub fn run_cmd(&self, cmd: impl Into<Cmd>) -> Result<RunResult> {
-        self.run(&SandboxSpec::default(), cmd)
+        self.run(&self.spec, cmd)
+    }
+
+    /// The async backend underneath, for APIs that take one (the test runner's
+    /// `RunOptions::backend`, for example).
+    pub fn inner(&self) -> std::sync::Arc<dyn crate::Backend> {
+        self.inner.inner()
     }
 
     /// Runs `cmd` in a fresh sandbox made to `spec`.

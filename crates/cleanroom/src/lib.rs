@@ -5,6 +5,13 @@
 //! picks a backend (`native`, `podman`, `docker` or `local`) automatically or
 //! by name, and offers the same API to async and to blocking callers.
 //!
+//! Users of the original synchronous API find it as it was in [`backend`]
+//! (`AutoBackend::detect()?.run_cmd(["echo", "hello"])`, `DockerBackend`,
+//! `PodmanBackend`, `LocalBackend`, the two-method `Backend` trait) and
+//! [`error`]. Those two modules replace `cleanroom-core`'s modules of the
+//! same names here; everything those held is at the crate root
+//! ([`Backend`], [`Sandbox`], [`Availability`], [`Error`], [`Result`], ...).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> cleanroom::Result<()> {
@@ -22,7 +29,9 @@
 //! ```
 
 mod auto;
+pub mod backend;
 pub mod blocking;
+pub mod error;
 mod local;
 mod registry;
 

@@ -21,6 +21,13 @@ pub use sandbox::LocalSandbox;
 use process::Launch;
 
 /// Runs commands as plain host processes. Always available; isolates little.
+///
+/// A one-shot run ([`Backend::run`]) works in a fresh, empty directory, so
+/// a program given as a relative path with a `/` in it
+/// (`./target/debug/mycli`) is found from the caller's current directory,
+/// as in a shell there; a bare name (`echo`) is looked up in `PATH`. In a
+/// long-lived sandbox ([`Backend::create`]) a relative path stays relative
+/// to the sandbox's working directory, where [`Sandbox::copy_in`] puts files.
 #[derive(Clone, Debug, Default)]
 pub struct LocalBackend {
     _private: (),
@@ -151,6 +158,32 @@ pub(crate) fn host_path(spec: &SandboxSpec, tmp: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// A relative program path with a `/` in it (`./target/debug/mycli`), made
+/// absolute against the caller's current directory; other programs as they
+/// are. For one-shot runs in the fresh working directory: it is empty, so
+/// such a path can only mean the caller's file. (In a long-lived sandbox it
+/// stays relative to the sandbox's working directory, where `copy_in` puts
+/// files.)
+pub(crate) fn from_caller_dir(program: &str) -> Result<String> {
+    let path = Path::new(program);
+    if !program.contains('/') || path.is_absolute() {
+        return Ok(program.to_string());
+    }
+    let cwd = std::env::current_dir().map_err(|e| {
+        Error::io(
+            format!("reading the current directory to find `{program}`"),
+            e,
+        )
+    })?;
+    let full = cwd.join(path.strip_prefix(".").unwrap_or(path));
+    full.into_os_string().into_string().map_err(|full| {
+        Error::InvalidSpec(format!(
+            "`{program}` resolves to {}, which is not UTF-8; give the program as an absolute path",
+            Path::new(&full).display()
+        ))
+    })
+}
+
 /// The environment of a command whose working directory is `tmp`.
 pub(crate) fn environment(
     spec: &SandboxSpec,
@@ -196,10 +229,14 @@ impl Backend for LocalBackend {
         sink: Option<OutputSink>,
     ) -> Result<RunResult> {
         let enforcement = plan(spec, &cmd)?;
+        let mut cmd = cmd;
         let tmp = fresh_workdir()?;
         let cwd = match &cmd.workdir {
             Some(w) => host_path(spec, tmp.path(), w),
-            None => tmp.path().to_path_buf(),
+            None => {
+                cmd.program = from_caller_dir(&cmd.program)?;
+                tmp.path().to_path_buf()
+            }
         };
         let timeout = cmd.timeout.or(spec.timeout);
         let env = environment(spec, &cmd, tmp.path());
@@ -223,5 +260,24 @@ impl Backend for LocalBackend {
 
     async fn gc(&self) -> Result<Vec<String>> {
         gc_workdirs(&std::env::temp_dir())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_programs_with_a_slash_are_the_callers() {
+        let cwd = std::env::current_dir().unwrap();
+        let at = |p: &str| cwd.join(p).display().to_string();
+        assert_eq!(
+            from_caller_dir("./target/debug/mycli").unwrap(),
+            at("target/debug/mycli")
+        );
+        assert_eq!(from_caller_dir("bin/tool").unwrap(), at("bin/tool"));
+        assert_eq!(from_caller_dir("../x/y").unwrap(), at("../x/y"));
+        assert_eq!(from_caller_dir("echo").unwrap(), "echo");
+        assert_eq!(from_caller_dir("/bin/echo").unwrap(), "/bin/echo");
     }
 }

@@ -3,7 +3,6 @@
 //! and a timeout that kills the whole group.
 
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -136,12 +135,7 @@ impl Started {
         }
         let stdout = cleanroom_core::collect_pump(self.stdout).await;
         let stderr = cleanroom_core::collect_pump(self.stderr).await;
-        let signal = status.signal();
-        let exit_code = match (status.code(), signal) {
-            (Some(c), _) => c,
-            (None, Some(s)) => cleanroom_core::signal_exit_code(s),
-            (None, None) => -1,
-        };
+        let (exit_code, signal) = cleanroom_core::exit_code_and_signal(status);
         Ok(RunResult {
             exit_code,
             signal,
