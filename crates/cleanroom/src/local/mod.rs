@@ -225,11 +225,10 @@ impl Backend for LocalBackend {
     async fn run_streaming(
         &self,
         spec: &SandboxSpec,
-        cmd: Cmd,
+        mut cmd: Cmd,
         sink: Option<OutputSink>,
     ) -> Result<RunResult> {
         let enforcement = plan(spec, &cmd)?;
-        let mut cmd = cmd;
         let tmp = fresh_workdir()?;
         let cwd = match &cmd.workdir {
             Some(w) => host_path(spec, tmp.path(), w),
