@@ -116,6 +116,12 @@ impl<const N: usize> From<[&str; N]> for Cmd {
     }
 }
 
+impl<const N: usize> From<[String; N]> for Cmd {
+    fn from(argv: [String; N]) -> Self {
+        Cmd::from(Vec::from(argv))
+    }
+}
+
 impl From<&[&str]> for Cmd {
     fn from(argv: &[&str]) -> Self {
         let mut it = argv.iter();
@@ -146,6 +152,8 @@ mod tests {
     fn builds_from_arrays_and_vecs() {
         let c = Cmd::from(["echo", "hello"]);
         assert_eq!(c.argv(), vec!["echo", "hello"]);
+        let c = Cmd::from([String::from("echo"), String::from("hi")]);
+        assert_eq!(c.argv(), vec!["echo", "hi"]);
         let c = Cmd::from(vec!["a".to_string(), "b c".to_string()]);
         assert_eq!(c.display(), "a 'b c'");
         assert!(Cmd::from(Vec::<String>::new()).validate().is_err());
