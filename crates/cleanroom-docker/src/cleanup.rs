@@ -2,13 +2,15 @@
 //! handler) or what dead callers left behind (`gc`), found by label.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
-use cleanroom_core::{process_alive, Error, Result};
+use cleanroom_core::{process_alive, Error, Removed, Result};
 
 use crate::container::{self, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID, LABEL_SESSION};
+use crate::endpoint::Endpoint;
 
 /// Every container (running or not) matching `filters`.
 ///
@@ -54,9 +56,50 @@ pub async fn remove_session(docker: &Docker, name: &str) -> Result<Vec<String>> 
 }
 
 /// Removes containers whose creating process is dead (on this host).
-pub async fn gc(docker: &Docker, name: &str) -> Result<Vec<String>> {
-    let filters: HashMap<&str, Vec<String>> =
+pub async fn gc(docker: &Docker, name: &str) -> Result<Vec<Removed>> {
+    let removed = remove_dead_owners(docker, name, None).await?;
+    Ok(removed
+        .into_iter()
+        .map(|line| Removed::one(Removed::CONTAINER, line))
+        .collect())
+}
+
+/// Once per process and engine, in the background: removes the containers
+/// that callers killed between the engine's create and start left behind
+/// (state `created`: they never ran). A started container needs no such
+/// help, it ends with its owner; this closes the one window where it has
+/// no keep-alive yet, cheaply (one filtered list), on the next start.
+pub fn reap_unstarted_once(endpoint: &Endpoint) {
+    static DONE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    {
+        let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+        if done.contains(&endpoint.host) {
+            return;
+        }
+        done.push(endpoint.host.clone());
+    }
+    let endpoint = endpoint.clone();
+    tokio::spawn(async move {
+        let Ok(docker) = endpoint.connect() else {
+            return;
+        };
+        // Best effort: `gc` reports whatever this misses.
+        let _ = remove_dead_owners(&docker, endpoint.engine.name(), Some("created")).await;
+    });
+}
+
+/// Removes the containers (in `status`, or any) whose creating process is
+/// dead (on this host).
+async fn remove_dead_owners(
+    docker: &Docker,
+    name: &str,
+    status: Option<&str>,
+) -> Result<Vec<String>> {
+    let mut filters: HashMap<&str, Vec<String>> =
         HashMap::from([("label", vec![format!("{LABEL_CREATED_BY}={CREATED_BY}")])]);
+    if let Some(status) = status {
+        filters.insert("status", vec![status.to_string()]);
+    }
     let list = list_labelled(docker, &filters)
         .await
         .map_err(|e| Error::backend(name, format!("listing containers for gc: {e}")))?;

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use bollard::container::AttachContainerResults;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use cleanroom_core::{
@@ -24,12 +25,17 @@ use crate::errors::{engine_error, is_not_found};
 use crate::exec::{run_exec, split_exit, ExecOutput, ExecRequest, KillMode};
 
 /// A created container; removed on [`Container::remove`] or, failing
-/// that, when dropped.
+/// that, when dropped. If this process dies first, the container ends by
+/// itself: its keep-alive reads the stdin held open by `keep_alive`.
 pub struct Container {
     pub docker: Docker,
     pub endpoint: Endpoint,
     pub id: String,
     removed: AtomicBool,
+    /// The attach connection carrying the container's stdin. Never written
+    /// to: it only has to stay open while this process lives, and the
+    /// kernel closes it when the process dies, however it dies.
+    keep_alive: Mutex<Option<AttachContainerResults>>,
 }
 
 impl Container {
@@ -58,7 +64,22 @@ impl Container {
             endpoint: endpoint.clone(),
             id: created.id,
             removed: AtomicBool::new(false),
+            keep_alive: Mutex::new(None),
         };
+        // Attached before it starts, so there is no moment in which it runs
+        // without an owner. Stdin only: nobody has to drain its output.
+        let attach = AttachContainerOptionsBuilder::new()
+            .stream(true)
+            .stdin(true)
+            .build();
+        match docker.attach_container(&container.id, Some(attach)).await {
+            Ok(conn) => *lock(&container.keep_alive) = Some(conn),
+            Err(e) => {
+                let err = start_error(endpoint.engine, &image, "attaching to a container", e);
+                let _ = container.remove().await;
+                return Err(err);
+            }
+        }
         if let Err(e) = docker.start_container(&container.id, None).await {
             let err = start_error(endpoint.engine, &image, "starting a container", e);
             let _ = container.remove().await;
@@ -71,7 +92,8 @@ impl Container {
         self.endpoint.engine.name()
     }
 
-    /// Hands the removal over to the caller: dropping it no longer removes it.
+    /// Hands the removal over to the caller: dropping it no longer removes
+    /// it. (It still ends when this process does.)
     pub fn disown(self) -> (Endpoint, String) {
         self.removed.store(true, Ordering::SeqCst);
         (self.endpoint.clone(), self.id.clone())
@@ -107,7 +129,7 @@ impl Container {
             .build();
         match self.docker.remove_container(&self.id, Some(opts)).await {
             Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
+            Err(e) if is_not_found(&e) || is_removal_in_progress(&e) => {}
             Err(e) => {
                 return Err(Error::backend(
                     self.engine(),
@@ -116,6 +138,7 @@ impl Container {
             }
         }
         self.removed.store(true, Ordering::SeqCst);
+        lock(&self.keep_alive).take();
         Ok(())
     }
 
@@ -194,6 +217,22 @@ impl Drop for PendingCreate {
             }
         });
     }
+}
+
+/// Docker's answer when the container already exited and its auto-removal
+/// is under way: it is going, as asked.
+fn is_removal_in_progress(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } if message.contains("already in progress")
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Force-removes container `id` over a new connection to `endpoint`.
