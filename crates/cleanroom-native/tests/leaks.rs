@@ -248,6 +248,7 @@ fn caller_killed_by_sigkill_leaves_nothing() {
         "sandboxes not running: {:?}",
         processes_with(&needle)
     );
+    let cgroups = cgroups_of(child.id());
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
     let until = Instant::now() + Duration::from_secs(10);
@@ -259,6 +260,14 @@ fn caller_killed_by_sigkill_leaves_nothing() {
         "left behind after the caller was killed: {:?}",
         processes_with(&needle)
     );
+    // Its (tracking) cgroups go at the next caller's start.
+    let status = limited_helper("next")
+        .stdout(Stdio::null())
+        .status()
+        .expect("running the next caller");
+    assert!(status.success(), "the next caller failed: {status}");
+    let left: Vec<&PathBuf> = cgroups.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "cgroups of the killed caller: {left:?}");
 }
 
 /// Not a test on its own: with `CLEANROOM_LEAK_LIMITED=hold` a caller with
