@@ -212,22 +212,16 @@ fn run_ok(mut cmd: Command, what: &str) -> Duration {
     started.elapsed()
 }
 
-/// Processes whose command line contains `needle`, as `pid: cmdline`.
+/// Processes whose command line contains `needle`, as `pid cmdline`.
 fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(format!("{name}: {cmd}"));
-            }
-        }
-    }
-    found
+    let out = Command::new("pgrep")
+        .args(["-a", "-f", needle])
+        .output()
+        .unwrap_or_else(|e| panic!("running pgrep: {e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Cgroup directories below /sys/fs/cgroup named for one of `pids`.
@@ -277,7 +271,8 @@ fn containers_of(engine: &str, pids: &[u32], running_only: bool) -> Vec<String> 
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| owner_pid(l).is_some_and(|p| pids.contains(&p)))
-        .filter(|l| !running_only || !l.contains(" Created"))
+        // Podman says `Initialized` for a container whose start was cut short.
+        .filter(|l| !running_only || !(l.contains(" Created") || l.contains(" Initialized")))
         .map(str::to_string)
         .collect()
 }

@@ -23,6 +23,7 @@ use crate::copy;
 use crate::endpoint::{Endpoint, Engine, PODMAN_RLIMIT_FIX};
 use crate::errors::{engine_error, is_not_found};
 use crate::exec::{run_exec, split_exit, ExecOutput, ExecRequest, KillMode};
+use crate::pool::lock;
 
 /// A created container; removed on [`Container::remove`] or, failing
 /// that, when dropped. If this process dies first, the container ends by
@@ -231,10 +232,6 @@ fn is_removal_in_progress(e: &bollard::errors::Error) -> bool {
     )
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Force-removes container `id` over a new connection to `endpoint`.
 pub async fn force_remove(endpoint: &Endpoint, id: &str) {
     if let Ok(docker) = endpoint.connect() {
@@ -402,7 +399,7 @@ impl Sandbox for EngineSandbox {
         let mut oom = false;
         if self.spec.memory.is_some() && out.exit_code == 137 && !out.timed_out {
             let count = self.container.oom_kills(&self.spec.user.to_string()).await;
-            let mut seen = self.oom_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = lock(&self.oom_seen);
             oom = count > *seen;
             *seen = count.max(*seen);
         }
