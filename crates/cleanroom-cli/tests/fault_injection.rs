@@ -53,7 +53,10 @@ impl Rng {
     }
 }
 
-/// One way of calling the binary, and what it may leave behind.
+/// One way of calling the binary, and what it may leave behind. To add one
+/// (an `import`, a run from a `tar://` rootfs), add it to [`SECTIONS`] and
+/// its arguments to [`Env::new`]; the checks of the store (`tmp/` empty, no
+/// `.unpacking-*` left) and of TMPDIR already run for every section.
 struct Section {
     name: &'static str,
     /// `run` or `test`.
@@ -309,6 +312,20 @@ fn entries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `.unpacking-*` entries anywhere below `dir`.
+fn unpacking_below(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if e.file_name().to_string_lossy().starts_with(".unpacking-") {
+            found.push(path.display().to_string());
+        } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(unpacking_below(&path));
+        }
+    }
+    found
+}
+
 /// Polls `check` until it is empty or `within` has passed; returns the last.
 fn settle(within: Duration, mut check: impl FnMut() -> Vec<String>) -> Vec<String> {
     let started = Instant::now();
@@ -409,6 +426,7 @@ fn kill_at_random_points(index: usize, section: &Section, rng: &mut Rng) -> Vec<
         "temporary files left in $CLEANROOM_HOME/tmp",
         entries(&env.home.join("tmp")),
     );
+    report("half-done unpacks left", unpacking_below(&env.home));
     if problems.is_empty() {
         let _ = std::fs::remove_dir_all(&env.root);
     }
