@@ -66,7 +66,7 @@ fi
 # Where Cleanroom keeps files: root's store and cache, the rootless test
 # users', and whatever CLEANROOM_HOME points at.
 homes=("$HOME")
-for h in /var/lib/cleanroom-rootless /tmp/cleanroom-home; do
+for h in /var/lib/cleanroom-rootless; do
     [ -d "$h" ] && homes+=("$h")
 done
 stores=()
