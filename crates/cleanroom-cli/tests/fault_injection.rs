@@ -1,6 +1,6 @@
 //! Fault injection (issue 12): SIGKILL the `cleanroom` binary at random
 //! points of `run` (native with limits, docker, podman) and of `test` with
-//! a service (native, docker), 20 times each; afterwards nothing of ours
+//! a service (native with limits, docker, podman), 20 times each; afterwards nothing of ours
 //! remains — no process, cgroup, container, mount or temporary directory —
 //! without anyone running `gc`.
 //!
@@ -72,7 +72,7 @@ struct Section {
 const LIMITS: &[&str] = &["--memory", "64m", "--pids", "64"];
 const ENGINE_IMAGE: &[&str] = &["--image", IMAGE];
 
-const SECTIONS: [Section; 5] = [
+const SECTIONS: [Section; 6] = [
     Section {
         name: "run-native",
         verb: "run",
@@ -111,6 +111,14 @@ const SECTIONS: [Section; 5] = [
         backend: "docker",
         extra: ENGINE_IMAGE,
         engine: Some("docker"),
+        cgroups: false,
+    },
+    Section {
+        name: "test-service-podman",
+        verb: "test",
+        backend: "podman",
+        extra: ENGINE_IMAGE,
+        engine: Some("podman"),
         cgroups: false,
     },
 ];
