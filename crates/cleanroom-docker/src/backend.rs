@@ -559,6 +559,7 @@ impl Backend for EngineBackend {
             spec: spec.clone(),
             enforcement,
             oom_seen: Mutex::new(0),
+            final_logs: Mutex::new(None),
         }))
     }
 

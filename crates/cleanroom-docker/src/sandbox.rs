@@ -104,7 +104,8 @@ impl Container {
         self.removed.load(Ordering::SeqCst)
     }
 
-    /// Kills every process inside (the container stays, stopped).
+    /// Kills every process inside; the engine then removes the container
+    /// (auto-remove).
     pub async fn kill(&self) -> Result<()> {
         let opts = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
         match self.docker.kill_container(&self.id, Some(opts)).await {
@@ -353,6 +354,9 @@ pub struct EngineSandbox {
     pub(crate) enforcement: Enforcement,
     /// OOM kills already accounted to earlier commands.
     pub(crate) oom_seen: Mutex<u64>,
+    /// The main process's output as it was when the sandbox was stopped:
+    /// the engine removes a stopped container, logs and all.
+    pub(crate) final_logs: Mutex<Option<Logs>>,
 }
 
 impl EngineSandbox {
@@ -363,6 +367,43 @@ impl EngineSandbox {
             });
         }
         Ok(())
+    }
+
+    /// The main process's output so far, from the engine.
+    async fn read_logs(&self) -> Result<Logs> {
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(false)
+            .build();
+        let mut stream = self.container.docker.logs(&self.container.id, Some(opts));
+        let limit = self.spec.output_limit as usize;
+        let mut logs = Logs::default();
+        while let Some(item) = stream.next().await {
+            let (buf, bytes) = match item {
+                Ok(bollard::container::LogOutput::StdOut { message }) => {
+                    (&mut logs.stdout, message)
+                }
+                Ok(bollard::container::LogOutput::Console { message }) => {
+                    (&mut logs.stdout, message)
+                }
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    (&mut logs.stderr, message)
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    return Err(engine_error(
+                        self.container.engine(),
+                        &self.container.id,
+                        "reading logs",
+                        e,
+                    ))
+                }
+            };
+            let room = limit.saturating_sub(buf.len());
+            buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        Ok(logs)
     }
 
     async fn exec_raw(&self, req: ExecRequest) -> Result<ExecOutput> {
@@ -469,44 +510,17 @@ impl Sandbox for EngineSandbox {
     }
 
     async fn logs(&self) -> Result<Logs> {
-        self.alive()?;
-        let opts = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(false)
-            .build();
-        let mut stream = self.container.docker.logs(&self.container.id, Some(opts));
-        let limit = self.spec.output_limit as usize;
-        let mut logs = Logs::default();
-        while let Some(item) = stream.next().await {
-            let (buf, bytes) = match item {
-                Ok(bollard::container::LogOutput::StdOut { message }) => {
-                    (&mut logs.stdout, message)
-                }
-                Ok(bollard::container::LogOutput::Console { message }) => {
-                    (&mut logs.stdout, message)
-                }
-                Ok(bollard::container::LogOutput::StdErr { message }) => {
-                    (&mut logs.stderr, message)
-                }
-                Ok(_) => continue,
-                Err(e) => {
-                    return Err(engine_error(
-                        self.container.engine(),
-                        &self.container.id,
-                        "reading logs",
-                        e,
-                    ))
-                }
-            };
-            let room = limit.saturating_sub(buf.len());
-            buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if let Some(logs) = lock(&self.final_logs).clone() {
+            return Ok(logs);
         }
-        Ok(logs)
+        self.alive()?;
+        self.read_logs().await
     }
 
     async fn stop(&self) -> Result<()> {
         self.alive()?;
+        let logs = self.read_logs().await.unwrap_or_default();
+        *lock(&self.final_logs) = Some(logs);
         self.container.kill().await
     }
 

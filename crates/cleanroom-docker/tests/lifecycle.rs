@@ -243,6 +243,51 @@ async fn podman_gc_removes_a_dead_owners_container() {
     gc_removes_and_reports("podman").await;
 }
 
+/// A stopped sandbox's container is removed by the engine (auto-remove),
+/// but its main process's output stays readable, as on native.
+async fn logs_outlive_stop(engine: &str) {
+    let b = backend(engine);
+    let sb = b
+        .create(
+            &spec(),
+            Some(Cmd::shell("echo up; echo err >&2; sleep 1000")),
+        )
+        .await
+        .expect("create");
+    let started = Instant::now();
+    let mut logs = sb.logs().await.expect("logs");
+    while logs.stdout != b"up\n" && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        logs = sb.logs().await.expect("logs");
+    }
+    sb.stop().await.expect("stop");
+    let after = sb.logs().await.expect("logs after stop");
+    assert_eq!(after.stdout, b"up\n", "{engine}: {after:?}");
+    assert_eq!(after.stderr, b"err\n", "{engine}: {after:?}");
+    assert!(
+        sb.exec(Cmd::new("true")).await.is_err(),
+        "{engine}: exec in a stopped sandbox succeeded"
+    );
+    let id = sb.id().to_string();
+    assert!(
+        wait_gone(&b, std::slice::from_ref(&id), Duration::from_secs(20))
+            .await
+            .is_empty(),
+        "{engine}: the stopped container {id} was not removed"
+    );
+    sb.remove().await.expect("remove after stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_logs_outlive_stop() {
+    logs_outlive_stop("docker").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_logs_outlive_stop() {
+    logs_outlive_stop("podman").await;
+}
+
 async fn pod_members_talk(engine: &str) {
     let b = backend(engine);
     let server = b
