@@ -64,10 +64,11 @@ if [ -z "$only" ]; then
 fi
 
 # Where Cleanroom keeps files: root's store and cache, the rootless test
-# users', and whatever CLEANROOM_HOME points at.
+# users' (scripts/lib/rootless.sh: cleanroom-rootless, or uid 65534 with
+# HOME=/), and whatever CLEANROOM_HOME points at.
 homes=("$HOME")
-for h in /var/lib/cleanroom-rootless; do
-    [ -d "$h" ] && homes+=("$h")
+for h in /var/lib/cleanroom-rootless ""; do
+    [ -d "$h/.local/share/cleanroom" ] || [ -d "$h/.cache/cleanroom" ] && homes+=("$h")
 done
 stores=()
 caches=()
