@@ -96,8 +96,9 @@ pub trait Backend: Send + Sync {
 
     /// Removes what callers that died without cleaning up left behind
     /// (containers, mounts, cgroups, temporary directories) and says what
-    /// it removed, one line per item. Never touches a live caller's sandboxes.
-    async fn gc(&self) -> Result<Vec<String>> {
+    /// it removed, one entry per item with its kind. Never touches a live
+    /// caller's sandboxes.
+    async fn gc(&self) -> Result<Vec<crate::Removed>> {
         Ok(Vec::new())
     }
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod hash;
 pub mod output;
 pub mod paths;
+pub mod removed;
 pub mod result;
 pub mod spec;
 
@@ -28,6 +29,7 @@ pub use error::{Error, IoContext, Result};
 pub use output::{
     collect_pump, output_channel, pump, Captured, OutputChunk, OutputSink, Stream, PIPE_GRACE,
 };
+pub use removed::{count_by_kind, Removed};
 pub use result::{exit_code_and_signal, signal_exit_code, RunResult};
 pub use spec::{
     base_environment, parse_duration, parse_size, Mount, Network, PortPublish, RootFs, SandboxSpec,

@@ -17,6 +17,7 @@ use crate::container::create_body;
 use crate::endpoint::{Endpoint, Engine};
 use crate::exec::{run_exec, KillMode};
 use crate::image;
+use crate::pod;
 use crate::pool::WarmPool;
 use crate::sandbox::{exec_request, read_back_limits, run_result, Container, EngineSandbox};
 
@@ -370,8 +371,22 @@ impl Shared {
         if !self.ready(&image) {
             self.ensure_image_named(&image, |_| {}).await?;
         }
-        let body = create_body(self.engine, spec, &image, main);
+        cleanup::reap_unstarted_once(&ep);
+        let mut body = create_body(self.engine, spec, &image, main);
+        let leader = match (&spec.network, self.engine) {
+            (Network::Pod(leader), Engine::Podman) => {
+                let pid = pod::join_by_path(&docker, leader, &mut body).await?;
+                Some((leader, pid))
+            }
+            _ => None,
+        };
         let c = Container::start(&docker, &ep, body).await?;
+        if let Some((leader, pid)) = leader {
+            if let Err(e) = pod::check_leader(&docker, leader, pid).await {
+                let _ = c.remove().await;
+                return Err(e);
+            }
+        }
         if let Err(e) = read_back_limits(&c, spec, &mut enforcement).await {
             let _ = c.remove().await;
             return Err(e);
@@ -544,10 +559,11 @@ impl Backend for EngineBackend {
             spec: spec.clone(),
             enforcement,
             oom_seen: Mutex::new(0),
+            final_logs: Mutex::new(None),
         }))
     }
 
-    async fn gc(&self) -> Result<Vec<String>> {
+    async fn gc(&self) -> Result<Vec<cleanroom_core::Removed>> {
         let (docker, ep) = self.shared.client()?;
         cleanup::gc(&docker, ep.engine.name()).await
     }

@@ -2,13 +2,15 @@
 //! handler) or what dead callers left behind (`gc`), found by label.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-use bollard::models::ContainerSummary;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
-use cleanroom_core::{process_alive, Error, Result};
+use cleanroom_core::{process_alive, Error, Removed, Result};
 
 use crate::container::{self, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID, LABEL_SESSION};
+use crate::endpoint::Endpoint;
 
 /// Every container (running or not) matching `filters`.
 ///
@@ -54,7 +56,44 @@ pub async fn remove_session(docker: &Docker, name: &str) -> Result<Vec<String>> 
 }
 
 /// Removes containers whose creating process is dead (on this host).
-pub async fn gc(docker: &Docker, name: &str) -> Result<Vec<String>> {
+pub async fn gc(docker: &Docker, name: &str) -> Result<Vec<Removed>> {
+    let removed = remove_dead_owners(docker, name, false).await?;
+    Ok(removed
+        .into_iter()
+        .map(|line| Removed::one(Removed::CONTAINER, line))
+        .collect())
+}
+
+/// Once per process and engine, in the background: removes the containers
+/// that callers killed between the engine's create and start left behind
+/// (state `created`, which Podman also reports for its `initialized`: they
+/// never ran). A started container needs no such help, it ends with its
+/// owner; this closes the one window where it has no keep-alive yet,
+/// cheaply (one filtered list), on the next start.
+pub fn reap_unstarted_once(endpoint: &Endpoint) {
+    static DONE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    {
+        let mut done = crate::pool::lock(&DONE);
+        if done.contains(&endpoint.host) {
+            return;
+        }
+        done.push(endpoint.host.clone());
+    }
+    let endpoint = endpoint.clone();
+    tokio::spawn(async move {
+        let Ok(docker) = endpoint.connect() else {
+            return;
+        };
+        // Best effort: `gc` reports whatever this misses.
+        let _ = remove_dead_owners(&docker, endpoint.engine.name(), true).await;
+    });
+}
+
+/// Removes the containers (only those never started if `unstarted`) whose
+/// creating process is dead (on this host).
+async fn remove_dead_owners(docker: &Docker, name: &str, unstarted: bool) -> Result<Vec<String>> {
+    // Filtered by state here, not by the engine: Podman's `created` filter
+    // leaves out its `initialized` containers, which also never ran.
     let filters: HashMap<&str, Vec<String>> =
         HashMap::from([("label", vec![format!("{LABEL_CREATED_BY}={CREATED_BY}")])]);
     let list = list_labelled(docker, &filters)
@@ -63,6 +102,9 @@ pub async fn gc(docker: &Docker, name: &str) -> Result<Vec<String>> {
     let here = container::host_name();
     let mut dead = HashMap::new();
     for c in list {
+        if unstarted && c.state != Some(ContainerSummaryStateEnum::CREATED) {
+            continue;
+        }
         let labels = c.labels.unwrap_or_default();
         let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse::<u32>().ok()) else {
             continue;

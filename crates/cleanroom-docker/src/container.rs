@@ -18,9 +18,17 @@ pub const LABEL_PID: &str = "cleanroom.pid";
 pub const LABEL_HOST: &str = "cleanroom.host";
 pub const CREATED_BY: &str = "cleanroom";
 
-/// The idle main process of a sandbox without a main command: busybox and
-/// coreutils `sleep` both accept this (the largest 32-bit signed value).
-pub const IDLE: [&str; 2] = ["sleep", "2147483647"];
+/// The main process of a sandbox without a main command: it reads the
+/// container's stdin, which the creating process holds open through an
+/// attach connection, and ends at EOF, when that process is gone. The
+/// container then exits and the engine removes it (`AutoRemove`): a
+/// container dies with its owner, with no daemon of ours.
+pub const KEEP_ALIVE: [&str; 1] = ["cat"];
+
+/// The same for a sandbox with a main command (`"$@"`): the command runs
+/// beside the keep-alive with stdin closed, and the sandbox outlives it (as a
+/// native sandbox does) until its owner removes it or dies.
+const KEEP_ALIVE_WITH_MAIN: &str = "\"$@\" </dev/null & exec cat >/dev/null";
 
 /// Unique per process: `<pid>-<start time in ns>`.
 pub fn session() -> &'static str {
@@ -81,13 +89,20 @@ pub fn create_body(
     main: Option<&Cmd>,
 ) -> ContainerCreateBody {
     let (argv, workdir, env) = match main {
-        Some(cmd) => (
-            clean_env_argv(&spec.environment(&cmd.env), &cmd.argv()),
-            cmd.workdir.clone().unwrap_or_else(|| spec.workdir.clone()),
-            spec.environment(&cmd.env),
-        ),
+        Some(cmd) => {
+            let mut argv: Vec<String> = ["sh", "-c", KEEP_ALIVE_WITH_MAIN, "sh"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            argv.extend(clean_env_argv(&spec.environment(&cmd.env), &cmd.argv()));
+            (
+                argv,
+                cmd.workdir.clone().unwrap_or_else(|| spec.workdir.clone()),
+                spec.environment(&cmd.env),
+            )
+        }
         None => (
-            IDLE.iter().map(|s| s.to_string()).collect(),
+            KEEP_ALIVE.iter().map(|s| s.to_string()).collect(),
             spec.workdir.clone(),
             spec.environment(&BTreeMap::new()),
         ),
@@ -161,7 +176,8 @@ pub fn create_body(
         nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
         pids_limit: spec.pids.map(|p| p as i64),
         ulimits,
-        auto_remove: Some(false),
+        // The keep-alive's EOF ends the container; the engine removes it.
+        auto_remove: Some(true),
         ..Default::default()
     };
 
@@ -175,10 +191,13 @@ pub fn create_body(
         cmd: Some(argv[1..].to_vec()),
         working_dir: Some(workdir.display().to_string()),
         labels: Some(labels()),
-        attach_stdin: Some(false),
+        // Stdin stays open for the keep-alive until the one attached client
+        // (the creating process, see `Container::start`) disconnects.
+        attach_stdin: Some(true),
         attach_stdout: Some(false),
         attach_stderr: Some(false),
-        open_stdin: Some(false),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
         tty: Some(false),
         stop_signal: Some("SIGKILL".into()),
         stop_timeout: Some(1),

@@ -15,15 +15,19 @@
 //! ```
 //!
 //! How it works:
-//! - A container's main process idles (`sleep 2147483647`) unless the
-//!   sandbox has a main command; every command, one-shot or not, is an exec.
+//! - A container's main process is a keep-alive, `cat` reading the
+//!   container's stdin, which the creating process holds open through an
+//!   attach connection: when that process ends, however it ends, the engine
+//!   closes the stdin, `cat` exits and the engine removes the container
+//!   (`AutoRemove`). A main command runs beside it. Every command, one-shot
+//!   or not, is an exec.
 //!   A one-shot run is create, start, exec, remove; with
 //!   [`EngineBackend::with_warm_pool`] it is an exec into a container started
 //!   beforehand, which is then removed, never reused.
 //! - Execs run `sh -c 'echo $$; exec env -i VARS... PROG ARGS'`: the first
 //!   output line names the exec's process group so a timeout can kill the
 //!   whole tree, and `env -i` gives the command exactly the spec's
-//!   environment. Images therefore need `sh`, `env` and `sleep`, and `tar`
+//!   environment. Images therefore need `sh`, `env` and `cat`, and `tar`
 //!   for copies (busybox or coreutils images have them all).
 //! - Copies in and out are tar streams through the sandbox's own `tar`:
 //!   Docker's archive API refuses read-only roots and cannot see tmpfs.
@@ -31,6 +35,8 @@
 //!   `cleanroom.pid` and `cleanroom.host`. Dropping a sandbox removes it;
 //!   [`EngineBackend::remove_session`] removes all of this process's (for a
 //!   signal handler); `gc` removes those whose creating process is dead.
+//!   A caller killed between the engine's create and start leaves a
+//!   container that never ran: the next process to start one removes it.
 //! - Exit codes above 128 up to 192 are reported as signals, as a shell does:
 //!   the Engine API gives no other way to tell them apart.
 //! - Podman on machines without CAP_SYS_RESOURCE needs the ulimits this crate
@@ -48,6 +54,7 @@ mod exec;
 mod image;
 mod info_cache;
 mod own_runtime;
+mod pod;
 mod pool;
 mod sandbox;
 

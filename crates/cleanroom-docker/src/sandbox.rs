@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use bollard::container::AttachContainerResults;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use cleanroom_core::{
@@ -22,14 +23,20 @@ use crate::copy;
 use crate::endpoint::{Endpoint, Engine, PODMAN_RLIMIT_FIX};
 use crate::errors::{engine_error, is_not_found};
 use crate::exec::{run_exec, split_exit, ExecOutput, ExecRequest, KillMode};
+use crate::pool::lock;
 
 /// A created container; removed on [`Container::remove`] or, failing
-/// that, when dropped.
+/// that, when dropped. If this process dies first, the container ends by
+/// itself: its keep-alive reads the stdin held open by `keep_alive`.
 pub struct Container {
     pub docker: Docker,
     pub endpoint: Endpoint,
     pub id: String,
     removed: AtomicBool,
+    /// The attach connection carrying the container's stdin. Never written
+    /// to: it only has to stay open while this process lives, and the
+    /// kernel closes it when the process dies, however it dies.
+    keep_alive: Mutex<Option<AttachContainerResults>>,
 }
 
 impl Container {
@@ -58,7 +65,22 @@ impl Container {
             endpoint: endpoint.clone(),
             id: created.id,
             removed: AtomicBool::new(false),
+            keep_alive: Mutex::new(None),
         };
+        // Attached before it starts, so there is no moment in which it runs
+        // without an owner. Stdin only: nobody has to drain its output.
+        let attach = AttachContainerOptionsBuilder::new()
+            .stream(true)
+            .stdin(true)
+            .build();
+        match docker.attach_container(&container.id, Some(attach)).await {
+            Ok(conn) => *lock(&container.keep_alive) = Some(conn),
+            Err(e) => {
+                let err = start_error(endpoint.engine, &image, "attaching to a container", e);
+                let _ = container.remove().await;
+                return Err(err);
+            }
+        }
         if let Err(e) = docker.start_container(&container.id, None).await {
             let err = start_error(endpoint.engine, &image, "starting a container", e);
             let _ = container.remove().await;
@@ -71,7 +93,8 @@ impl Container {
         self.endpoint.engine.name()
     }
 
-    /// Hands the removal over to the caller: dropping it no longer removes it.
+    /// Hands the removal over to the caller: dropping it no longer removes
+    /// it. (It still ends when this process does.)
     pub fn disown(self) -> (Endpoint, String) {
         self.removed.store(true, Ordering::SeqCst);
         (self.endpoint.clone(), self.id.clone())
@@ -81,7 +104,8 @@ impl Container {
         self.removed.load(Ordering::SeqCst)
     }
 
-    /// Kills every process inside (the container stays, stopped).
+    /// Kills every process inside; the engine then removes the container
+    /// (auto-remove).
     pub async fn kill(&self) -> Result<()> {
         let opts = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
         match self.docker.kill_container(&self.id, Some(opts)).await {
@@ -107,7 +131,7 @@ impl Container {
             .build();
         match self.docker.remove_container(&self.id, Some(opts)).await {
             Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
+            Err(e) if is_not_found(&e) || is_removal_in_progress(&e) => {}
             Err(e) => {
                 return Err(Error::backend(
                     self.engine(),
@@ -116,6 +140,7 @@ impl Container {
             }
         }
         self.removed.store(true, Ordering::SeqCst);
+        lock(&self.keep_alive).take();
         Ok(())
     }
 
@@ -194,6 +219,18 @@ impl Drop for PendingCreate {
             }
         });
     }
+}
+
+/// Docker's answer when the container already exited and its auto-removal
+/// is under way: it is going, as asked.
+fn is_removal_in_progress(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } if message.contains("already in progress")
+    )
 }
 
 /// Force-removes container `id` over a new connection to `endpoint`.
@@ -317,6 +354,9 @@ pub struct EngineSandbox {
     pub(crate) enforcement: Enforcement,
     /// OOM kills already accounted to earlier commands.
     pub(crate) oom_seen: Mutex<u64>,
+    /// The main process's output as it was when the sandbox was stopped:
+    /// the engine removes a stopped container, logs and all.
+    pub(crate) final_logs: Mutex<Option<Logs>>,
 }
 
 impl EngineSandbox {
@@ -327,6 +367,43 @@ impl EngineSandbox {
             });
         }
         Ok(())
+    }
+
+    /// The main process's output so far, from the engine.
+    async fn read_logs(&self) -> Result<Logs> {
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(false)
+            .build();
+        let mut stream = self.container.docker.logs(&self.container.id, Some(opts));
+        let limit = self.spec.output_limit as usize;
+        let mut logs = Logs::default();
+        while let Some(item) = stream.next().await {
+            let (buf, bytes) = match item {
+                Ok(bollard::container::LogOutput::StdOut { message }) => {
+                    (&mut logs.stdout, message)
+                }
+                Ok(bollard::container::LogOutput::Console { message }) => {
+                    (&mut logs.stdout, message)
+                }
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    (&mut logs.stderr, message)
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    return Err(engine_error(
+                        self.container.engine(),
+                        &self.container.id,
+                        "reading logs",
+                        e,
+                    ))
+                }
+            };
+            let room = limit.saturating_sub(buf.len());
+            buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        Ok(logs)
     }
 
     async fn exec_raw(&self, req: ExecRequest) -> Result<ExecOutput> {
@@ -363,7 +440,7 @@ impl Sandbox for EngineSandbox {
         let mut oom = false;
         if self.spec.memory.is_some() && out.exit_code == 137 && !out.timed_out {
             let count = self.container.oom_kills(&self.spec.user.to_string()).await;
-            let mut seen = self.oom_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = lock(&self.oom_seen);
             oom = count > *seen;
             *seen = count.max(*seen);
         }
@@ -433,44 +510,17 @@ impl Sandbox for EngineSandbox {
     }
 
     async fn logs(&self) -> Result<Logs> {
-        self.alive()?;
-        let opts = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(false)
-            .build();
-        let mut stream = self.container.docker.logs(&self.container.id, Some(opts));
-        let limit = self.spec.output_limit as usize;
-        let mut logs = Logs::default();
-        while let Some(item) = stream.next().await {
-            let (buf, bytes) = match item {
-                Ok(bollard::container::LogOutput::StdOut { message }) => {
-                    (&mut logs.stdout, message)
-                }
-                Ok(bollard::container::LogOutput::Console { message }) => {
-                    (&mut logs.stdout, message)
-                }
-                Ok(bollard::container::LogOutput::StdErr { message }) => {
-                    (&mut logs.stderr, message)
-                }
-                Ok(_) => continue,
-                Err(e) => {
-                    return Err(engine_error(
-                        self.container.engine(),
-                        &self.container.id,
-                        "reading logs",
-                        e,
-                    ))
-                }
-            };
-            let room = limit.saturating_sub(buf.len());
-            buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if let Some(logs) = lock(&self.final_logs).clone() {
+            return Ok(logs);
         }
-        Ok(logs)
+        self.alive()?;
+        self.read_logs().await
     }
 
     async fn stop(&self) -> Result<()> {
         self.alive()?;
+        let logs = self.read_logs().await.unwrap_or_default();
+        *lock(&self.final_logs) = Some(logs);
         self.container.kill().await
     }
 

@@ -113,7 +113,7 @@ async fn exec_in_a_stopped_sandbox_says_it_is_gone() {
     }
 }
 
-/// A tar of a root with busybox's `sleep` but no `sh`.
+/// A tar of a root with busybox's `cat` (the keep-alive) but no `sh`.
 fn rootfs_without_sh() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     b.append_path_with_name("/bin/busybox", "bin/busybox")
@@ -129,7 +129,7 @@ fn rootfs_without_sh() -> Vec<u8> {
     h.set_entry_type(tar::EntryType::Symlink);
     h.set_mode(0o777);
     h.set_size(0);
-    b.append_link(&mut h, "bin/sleep", "busybox").unwrap();
+    b.append_link(&mut h, "bin/cat", "busybox").unwrap();
     b.into_inner().unwrap()
 }
 

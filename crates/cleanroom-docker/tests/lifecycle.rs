@@ -1,15 +1,22 @@
 //! What the conformance suite cannot see from inside: dropping a sandbox
-//! removes its container, `gc` removes the container of a caller killed
-//! with SIGKILL, and pod members talk over 127.0.0.1 — on both engines.
+//! removes its container, the containers of a caller killed with SIGKILL
+//! end by themselves, `gc` removes what a dead caller left, and pod members
+//! talk over 127.0.0.1 — on both engines.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cleanroom_core::{Backend, Cmd, Network, RootFs, SandboxSpec};
-use cleanroom_docker::{DockerBackend, EngineBackend, PodmanBackend, DEFAULT_IMAGE};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+use cleanroom_core::{Backend, Cmd, Network, Removed, RootFs, SandboxSpec};
+use cleanroom_docker::{
+    DockerBackend, EngineBackend, PodmanBackend, CREATED_BY, DEFAULT_IMAGE, LABEL_CREATED_BY,
+    LABEL_HOST, LABEL_PID, LABEL_SESSION,
+};
 
-/// Set in the child process of the gc test: the engine to create a sandbox on.
+/// Set in the child process of the kill tests: the engine to use.
 const CHILD_ENV: &str = "CLEANROOM_DOCKER_TEST_GC_CHILD";
 
 fn spec() -> SandboxSpec {
@@ -51,28 +58,43 @@ async fn podman_drop_removes_the_container() {
     drop_removes("podman").await;
 }
 
-/// The child half of the gc test. Inert unless the parent test started
-/// this binary with CHILD_ENV set: then it creates a sandbox, prints its
-/// id and waits to be killed.
+/// The child half of the kill tests. Inert unless the parent test started
+/// this binary with CHILD_ENV set: then it keeps every kind of container
+/// (a warm one in the pool, an idle sandbox, a pod member, one with a main
+/// command), prints its session and waits to be killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gc_child_helper() {
+async fn killed_child_helper() {
     let Ok(engine) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let sb = backend(&engine)
-        .create(&spec(), None)
+    let pooled = backend(&engine).with_warm_pool(1);
+    let r = pooled.run(&spec(), Cmd::new("true")).await.expect("run");
+    assert!(r.success(), "{r:?}");
+    let b = backend(&engine);
+    let leader = b.create(&spec(), None).await.expect("create");
+    let member_spec = SandboxSpec {
+        network: Network::Pod(leader.id().to_string()),
+        ..spec()
+    };
+    let member = b.create(&member_spec, None).await.expect("create member");
+    let main = b
+        .create(&spec(), Some(Cmd::shell("echo up; sleep 1000")))
         .await
-        .expect("create");
-    println!("SANDBOX {}", sb.id());
+        .expect("create with main");
+    while pooled.warm_containers() < 1 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("SESSION {}", cleanroom_docker::session());
     tokio::time::sleep(Duration::from_secs(600)).await;
-    drop(sb);
+    drop((leader, member, main, pooled));
 }
 
-async fn gc_after_sigkill(engine: &str) {
+/// Runs [`killed_child_helper`] for `engine` and returns it with its session.
+fn start_child(engine: &str) -> (std::process::Child, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "gc_child_helper",
+            "killed_child_helper",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -82,42 +104,188 @@ async fn gc_after_sigkill(engine: &str) {
         .spawn()
         .expect("spawning the child test process");
     let stdout = child.stdout.take().unwrap();
-    let id = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.split_once("SANDBOX ")
-                    .map(|(_, id)| id.trim().to_string())
-            })
-    })
-    .await
-    .unwrap();
+    let session = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split_once("SESSION ").map(|(_, s)| s.trim().to_string()));
+    match session {
+        Some(s) => (child, s),
+        None => {
+            let _ = child.kill();
+            panic!("{engine}: the child printed no session");
+        }
+    }
+}
+
+/// Ids of the containers labelled with `session`, in any state.
+async fn of_session(b: &EngineBackend, session: &str) -> Vec<String> {
+    let docker = b.endpoint().unwrap().connect().unwrap();
+    let filters: HashMap<&str, Vec<String>> =
+        HashMap::from([("label", vec![format!("{LABEL_SESSION}={session}")])]);
+    cleanroom_docker::list_labelled(&docker, &filters)
+        .await
+        .expect("listing containers")
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+/// A container labelled as ours whose owner is dead (a pid above the
+/// kernel's maximum), never started: what a caller killed between the
+/// engine's create and start leaves.
+async fn plant_unstarted(b: &EngineBackend) -> String {
+    let docker = b.endpoint().unwrap().connect().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let body = ContainerCreateBody {
+        image: Some(DEFAULT_IMAGE.into()),
+        entrypoint: Some(vec!["true".into()]),
+        labels: Some(HashMap::from([
+            (LABEL_CREATED_BY.to_string(), CREATED_BY.to_string()),
+            (LABEL_PID.to_string(), DEAD_PID.to_string()),
+            (LABEL_HOST.to_string(), host.trim().to_string()),
+            (LABEL_SESSION.to_string(), format!("{DEAD_PID}-planted")),
+        ])),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await
+        .expect("planting a container")
+        .id
+}
+
+/// Above the kernel's pid limit: never a live process.
+const DEAD_PID: u32 = 4_194_305;
+
+async fn wait_gone(b: &EngineBackend, ids: &[String], within: Duration) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let mut left = Vec::new();
+        for id in ids {
+            if exists(b, id).await {
+                left.push(id.clone());
+            }
+        }
+        if left.is_empty() || started.elapsed() > within {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 12, point 2: a caller killed with SIGKILL takes its containers
+/// with it, pooled, idle, pod member or with a main command, with nobody
+/// running `gc`; and the next caller removes an unstarted one.
+async fn containers_die_with_their_owner(engine: &str) {
+    let b = backend(engine);
+    let planted = plant_unstarted(&b).await;
+    let (mut child, session) = start_child(engine);
+    let ids = of_session(&b, &session).await;
+    let left = wait_gone(&b, std::slice::from_ref(&planted), Duration::from_secs(20)).await;
     child.kill().expect("SIGKILL the child");
     let _ = child.wait();
-    let id = id.expect("the child printed no sandbox id");
-
-    let b = backend(engine);
     assert!(
-        exists(&b, &id).await,
-        "{engine}: the killed child's container {id} is already gone, so this test proves nothing"
+        left.is_empty(),
+        "{engine}: the next caller did not remove a dead owner's unstarted container {planted}"
     );
+    assert!(
+        ids.len() >= 4,
+        "{engine}: the child should hold at least 4 containers, has {ids:?}"
+    );
+    let left = wait_gone(&b, &ids, Duration::from_secs(30)).await;
+    assert!(
+        left.is_empty(),
+        "{engine}: containers of a killed caller still there 30 s later: {left:?} of {ids:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_containers_die_with_their_owner() {
+    containers_die_with_their_owner("docker").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_containers_die_with_their_owner() {
+    containers_die_with_their_owner("podman").await;
+}
+
+/// `gc` removes a dead owner's container in any state and reports it as one.
+async fn gc_removes_and_reports(engine: &str) {
+    let b = backend(engine);
+    let id = plant_unstarted(&b).await;
+    let docker = b.endpoint().unwrap().connect().unwrap();
+    // Started and exited: not the next caller's business, only gc's.
+    docker
+        .start_container(&id, None::<StartContainerOptions>)
+        .await
+        .expect("start");
     let removed = b.gc().await.expect("gc");
     assert!(
-        removed.iter().any(|l| l.contains(&id[..12])),
+        removed
+            .iter()
+            .any(|r| r.kind == Removed::CONTAINER && r.count == 1 && r.what.contains(&id[..12])),
         "{engine}: gc did not report {id}: {removed:?}"
     );
     assert!(!exists(&b, &id).await, "{engine}: {id} survived gc");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docker_gc_removes_what_a_killed_caller_left() {
-    gc_after_sigkill("docker").await;
+async fn docker_gc_removes_a_dead_owners_container() {
+    gc_removes_and_reports("docker").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn podman_gc_removes_what_a_killed_caller_left() {
-    gc_after_sigkill("podman").await;
+async fn podman_gc_removes_a_dead_owners_container() {
+    gc_removes_and_reports("podman").await;
+}
+
+/// A stopped sandbox's container is removed by the engine (auto-remove),
+/// but its main process's output stays readable, as on native.
+async fn logs_outlive_stop(engine: &str) {
+    let b = backend(engine);
+    let sb = b
+        .create(
+            &spec(),
+            Some(Cmd::shell("echo up; echo err >&2; sleep 1000")),
+        )
+        .await
+        .expect("create");
+    let started = Instant::now();
+    let mut logs = sb.logs().await.expect("logs");
+    while logs.stdout != b"up\n" && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        logs = sb.logs().await.expect("logs");
+    }
+    sb.stop().await.expect("stop");
+    let after = sb.logs().await.expect("logs after stop");
+    assert_eq!(after.stdout, b"up\n", "{engine}: {after:?}");
+    assert_eq!(after.stderr, b"err\n", "{engine}: {after:?}");
+    assert!(
+        sb.exec(Cmd::new("true")).await.is_err(),
+        "{engine}: exec in a stopped sandbox succeeded"
+    );
+    let id = sb.id().to_string();
+    assert!(
+        wait_gone(&b, std::slice::from_ref(&id), Duration::from_secs(20))
+            .await
+            .is_empty(),
+        "{engine}: the stopped container {id} was not removed"
+    );
+    sb.remove().await.expect("remove after stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_logs_outlive_stop() {
+    logs_outlive_stop("docker").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_logs_outlive_stop() {
+    logs_outlive_stop("podman").await;
 }
 
 async fn pod_members_talk(engine: &str) {

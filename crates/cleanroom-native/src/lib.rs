@@ -306,18 +306,18 @@ impl Backend for NativeBackend {
             .map_err(|e| format!("checking the rootfs: {e}"))?
     }
 
-    async fn gc(&self) -> Result<Vec<String>> {
+    async fn gc(&self) -> Result<Vec<cleanroom_core::Removed>> {
         let mut removed = rootfs::gc();
         let report = tokio::task::spawn_blocking(cgroups::gc)
             .await
             .map_err(|e| Error::backend(NAME, format!("cgroup gc: {e}")))?
             .map_err(|e| Error::io("removing cgroups of dead callers", e))?;
-        removed.extend(
-            report
-                .removed
-                .into_iter()
-                .map(|c| format!("native: removed cgroup {c}")),
-        );
+        removed.extend(report.removed.into_iter().map(|c| {
+            cleanroom_core::Removed::one(
+                cleanroom_core::Removed::CGROUP,
+                format!("native: removed cgroup {c}"),
+            )
+        }));
         for kept in report.kept {
             tracing::warn!("native gc kept {kept}");
         }

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use cleanroom_core::{Error, Result, RootFs, SandboxSpec};
+use cleanroom_core::{Error, Removed, Result, RootFs, SandboxSpec};
 
 use crate::plan::{check_mountable, RootPlan, TopEntry};
 
@@ -248,7 +248,7 @@ fn unpack(tar: &Path, into: &Path) -> Result<()> {
 }
 
 /// Removes half-unpacked tarballs whose unpacking process is gone.
-pub fn gc() -> Vec<String> {
+pub fn gc() -> Vec<Removed> {
     let mut removed = Vec::new();
     let cache = cache_dir();
     let Ok(list) = std::fs::read_dir(&cache) else {
@@ -264,9 +264,12 @@ pub fn gc() -> Vec<String> {
             continue;
         };
         if !cleanroom_core::process_alive(pid) && std::fs::remove_dir_all(e.path()).is_ok() {
-            removed.push(format!(
-                "native: removed {} (unpacking process {pid} is gone)",
-                e.path().display()
+            removed.push(Removed::one(
+                Removed::TEMP,
+                format!(
+                    "native: removed {} (unpacking process {pid} is gone)",
+                    e.path().display()
+                ),
             ));
         }
     }

@@ -115,7 +115,7 @@ impl Backend for AutoBackend {
         self.inner.remove_session().await
     }
 
-    async fn gc(&self) -> Result<Vec<String>> {
+    async fn gc(&self) -> Result<Vec<cleanroom_core::Removed>> {
         self.inner.gc().await
     }
 

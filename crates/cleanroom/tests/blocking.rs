@@ -74,5 +74,10 @@ async fn gc_removes_a_dead_owners_workdir_and_keeps_live_ones() {
     let removed = cleanroom::LocalBackend::new().gc().await.unwrap();
     assert!(!dead.exists(), "dead owner's directory survived gc");
     assert!(live.path().exists(), "gc removed a live owner's directory");
-    assert!(removed.iter().any(|l| l.contains("4194305")), "{removed:?}");
+    assert!(
+        removed
+            .iter()
+            .any(|r| r.kind == cleanroom::Removed::TEMP && r.what.contains("4194305")),
+        "{removed:?}"
+    );
 }

@@ -33,7 +33,7 @@ struct Dir {
     controllers: Vec<Controller>,
 }
 
-/// A sandbox's cgroup, named `cleanroom-<caller pid>-<n>`, with one directory
+/// A sandbox's cgroup, named `cleanroom-<caller pid>-<n>-<caller start time>`, with one directory
 /// in each hierarchy it uses: one per v1 controller hierarchy whose limit was
 /// asked for, and one in the v2 hierarchy when that is writable (it tracks
 /// the processes and kills them with `cgroup.kill`, with or without
@@ -122,12 +122,12 @@ impl Cgroup {
             }
         }
 
-        let pid = std::process::id();
+        super::gc::reap_dead_once(plan.iter().map(|p| p.base.as_path()));
         let mut attempts = 0;
         let (name, dirs) = loop {
             attempts += 1;
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let name = format!("cleanroom-{pid}-{n}");
+            let name = super::gc::cgroup_name(n);
             match make_dirs(&plan, &name) {
                 Ok(dirs) => break (name, dirs),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 100 => continue,
@@ -148,7 +148,7 @@ impl Cgroup {
         Ok(cgroup)
     }
 
-    /// The name shared by all its directories, `cleanroom-<pid>-<n>`.
+    /// The name shared by all its directories, `cleanroom-<pid>-<n>-<start>`.
     pub fn name(&self) -> &str {
         &self.name
     }

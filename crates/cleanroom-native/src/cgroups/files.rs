@@ -90,3 +90,15 @@ pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
         }
     }
 }
+
+/// Removes cgroup `dir` and its descendants if none holds a process, once,
+/// without waiting: for cleaning up on the way to something else.
+pub(crate) fn remove_empty_tree(dir: &Path) -> io::Result<()> {
+    for sub in subdirs(dir) {
+        remove_empty_tree(&sub)?;
+    }
+    match fs::remove_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -2,8 +2,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
-use super::files::{remove_tree, subdirs};
+use super::files::{remove_empty_tree, remove_tree, subdirs};
 use super::hierarchy::writable;
 use super::layout;
 
@@ -39,9 +40,10 @@ pub fn gc() -> io::Result<GcReport> {
         let mut found = Vec::new();
         find(&h.mount, 0, &mut found);
         for (path, owner, leaf) in found {
-            if alive(owner) || !path.parent().is_some_and(writable) {
+            if owner.alive() || !path.parent().is_some_and(writable) {
                 continue;
             }
+            let owner = owner.pid;
             let ours = path.starts_with(&h.base);
             let procs = procs_below(&path);
             if !procs.is_empty() {
@@ -69,32 +71,142 @@ pub fn gc() -> io::Result<GcReport> {
     Ok(report)
 }
 
-/// Collects (path, owner pid, is leaf) of Cleanroom cgroups below `dir`.
-fn find(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, u32, bool)>) {
+/// Once per process and directory: removes the empty cgroups whose owner
+/// is gone from `bases`, the directories this process is about to create a
+/// sandbox cgroup in. A caller killed with SIGKILL cannot remove its
+/// cgroups and there is no daemon to do it, so the next caller does, at
+/// the cost of one `readdir` per directory. Cgroups still holding
+/// processes are left to [`gc`]. Returns the directories removed.
+pub(crate) fn reap_dead_once<'a>(bases: impl Iterator<Item = &'a Path>) -> Vec<PathBuf> {
+    static SCANNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut removed = Vec::new();
+    for base in bases {
+        {
+            let mut scanned = SCANNED.lock().unwrap_or_else(|p| p.into_inner());
+            if scanned.iter().any(|b| b == base) {
+                continue;
+            }
+            scanned.push(base.to_path_buf());
+        }
+        for sub in subdirs(base) {
+            let name = sub.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let Some(owner) = parse_name(name) else {
+                continue;
+            };
+            if !owner.alive() && remove_empty_tree(&sub).is_ok() {
+                removed.push(sub);
+            }
+        }
+    }
+    removed
+}
+
+/// Collects (path, owner, is leaf) of Cleanroom cgroups below `dir`.
+fn find(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, Owner, bool)>) {
     if depth > MAX_DEPTH {
         return;
     }
     for sub in subdirs(dir) {
         let name = sub.file_name().and_then(|n| n.to_str()).unwrap_or("");
         match parse_name(name) {
-            Some((owner, leaf)) => out.push((sub, owner, leaf)),
+            Some(owner) => out.push((sub, owner, owner.leaf)),
             None => find(&sub, depth + 1, out),
         }
     }
 }
 
-/// `cleanroom-<pid>-<n>` → (pid, false); `cleanroom-<pid>-self` → (pid, true).
-pub(crate) fn parse_name(name: &str) -> Option<(u32, bool)> {
+/// The process a cgroup's name says created it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub pid: u32,
+    /// Its start time (see [`read_start_time`]), when the name carries it.
+    pub start: Option<u64>,
+    /// The `-self` leaf the owner moved itself into.
+    pub leaf: bool,
+}
+
+impl Owner {
+    /// Whether the owner still runs (in our pid namespace); unsure means
+    /// alive. With a start time, a reused pid does not count.
+    pub fn alive(&self) -> bool {
+        if self.pid == std::process::id() {
+            return true;
+        }
+        match self.start {
+            Some(start) => match read_start_time(self.pid) {
+                Ok(now) => now == start,
+                Err(e) => e.kind() != io::ErrorKind::NotFound,
+            },
+            None => alive(self.pid),
+        }
+    }
+}
+
+/// The name of this process's `n`th sandbox cgroup:
+/// `cleanroom-<pid>-<n>-<start time>`. The start time tells a later
+/// process whether this pid still names this process.
+pub(crate) fn cgroup_name(n: u64) -> String {
+    let pid = std::process::id();
+    match own_start_time() {
+        Some(start) => format!("cleanroom-{pid}-{n}-{start}"),
+        None => format!("cleanroom-{pid}-{n}"),
+    }
+}
+
+/// This process's start time, read once.
+fn own_start_time() -> Option<u64> {
+    static START: OnceLock<Option<u64>> = OnceLock::new();
+    *START.get_or_init(|| read_start_time(std::process::id()).ok())
+}
+
+/// When process `pid` started, in clock ticks after boot (field 22 of
+/// `/proc/<pid>/stat`): with the pid it names one process for all time.
+fn read_start_time(pid: u32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold anything.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name
+        .split_whitespace()
+        .nth(19)
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat has no start time")))
+}
+
+/// `cleanroom-<pid>-<n>[-<start>]` → a sandbox cgroup's owner;
+/// `cleanroom-<pid>-self` → the owner's own leaf.
+pub(crate) fn parse_name(name: &str) -> Option<Owner> {
     let rest = name.strip_prefix("cleanroom-")?;
-    let (pid, tail) = rest.split_once('-')?;
-    let pid: u32 = pid.parse().ok()?;
-    if tail == "self" {
-        return Some((pid, true));
+    let mut parts = rest.split('-');
+    let pid: u32 = parts.next()?.parse().ok()?;
+    let tail = parts.next()?;
+    let start = match parts.next() {
+        Some(s) => Some(number(s)?),
+        None => None,
+    };
+    if parts.next().is_some() {
+        return None;
     }
-    if !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) {
-        return Some((pid, false));
+    if tail == "self" && start.is_none() {
+        return Some(Owner {
+            pid,
+            start,
+            leaf: true,
+        });
     }
-    None
+    number(tail)?;
+    Some(Owner {
+        pid,
+        start,
+        leaf: false,
+    })
+}
+
+/// A plain decimal number (no sign, no spaces).
+fn number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// Whether process `pid` exists (in our pid namespace); unsure means alive.
@@ -127,16 +239,58 @@ fn procs_below(dir: &Path) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_name;
+    use super::{cgroup_name, parse_name, read_start_time, Owner};
+
+    fn owner(pid: u32, start: Option<u64>, leaf: bool) -> Option<Owner> {
+        Some(Owner { pid, start, leaf })
+    }
 
     #[test]
     fn names() {
-        assert_eq!(parse_name("cleanroom-12-0"), Some((12, false)));
-        assert_eq!(parse_name("cleanroom-12-345"), Some((12, false)));
-        assert_eq!(parse_name("cleanroom-12-self"), Some((12, true)));
+        assert_eq!(parse_name("cleanroom-12-0"), owner(12, None, false));
+        assert_eq!(parse_name("cleanroom-12-345"), owner(12, None, false));
+        assert_eq!(
+            parse_name("cleanroom-12-3-9876"),
+            owner(12, Some(9876), false)
+        );
+        assert_eq!(parse_name("cleanroom-12-self"), owner(12, None, true));
         assert_eq!(parse_name("cleanroom-12-"), None);
-        assert_eq!(parse_name("cleanroom-x-1"), None);
         assert_eq!(parse_name("cleanroom-12-1a"), None);
+        assert_eq!(parse_name("cleanroom-12-1-"), None);
+        assert_eq!(parse_name("cleanroom-12-1-2-3"), None);
+        assert_eq!(parse_name("cleanroom-12-self-5"), None);
+        assert_eq!(parse_name("cleanroom-x-1"), None);
         assert_eq!(parse_name("other"), None);
+    }
+
+    #[test]
+    fn own_name_carries_the_start_time_and_counts_as_alive() {
+        let name = cgroup_name(7);
+        let me = parse_name(&name).expect("parses");
+        assert_eq!(me.pid, std::process::id());
+        assert!(me.start.is_some(), "{name} carries no start time");
+        assert!(me.alive());
+    }
+
+    #[test]
+    fn a_pid_with_another_start_time_is_another_process() {
+        let init_start = read_start_time(1).expect("pid 1's start time");
+        let impostor = Owner {
+            pid: 1,
+            start: Some(init_start + 1),
+            leaf: false,
+        };
+        assert!(!impostor.alive(), "pid 1 with the wrong start time");
+        let real = Owner {
+            start: Some(init_start),
+            ..impostor
+        };
+        assert!(real.alive());
+        let gone = Owner {
+            pid: u32::MAX - 1,
+            start: Some(1),
+            leaf: false,
+        };
+        assert!(!gone.alive());
     }
 }

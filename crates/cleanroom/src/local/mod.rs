@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Backend, Cmd, Constraint, Enforcement, Error, OutputSink, Result, RunResult,
-    Sandbox, SandboxSpec,
+    Availability, Backend, Cmd, Constraint, Enforcement, Error, OutputSink, Removed, Result,
+    RunResult, Sandbox, SandboxSpec,
 };
 
 pub use sandbox::LocalSandbox;
@@ -118,7 +118,7 @@ pub(crate) fn fresh_workdir() -> Result<tempfile::TempDir> {
 }
 
 /// Removes working directories whose owning process is gone.
-fn gc_workdirs(tmp: &Path) -> Result<Vec<String>> {
+fn gc_workdirs(tmp: &Path) -> Result<Vec<Removed>> {
     let mut removed = Vec::new();
     let entries = match std::fs::read_dir(tmp) {
         Ok(e) => e,
@@ -138,9 +138,12 @@ fn gc_workdirs(tmp: &Path) -> Result<Vec<String>> {
         }
         let path = entry.path();
         match std::fs::remove_dir_all(&path) {
-            Ok(()) => removed.push(format!(
-                "local: removed {} (owner pid {owner} is gone)",
-                path.display()
+            Ok(()) => removed.push(Removed::one(
+                Removed::TEMP,
+                format!(
+                    "local: removed {} (owner pid {owner} is gone)",
+                    path.display()
+                ),
             )),
             Err(e) => tracing::warn!("local: could not remove {}: {e}", path.display()),
         }
@@ -257,7 +260,7 @@ impl Backend for LocalBackend {
         Ok(Box::new(LocalSandbox::start(spec.clone(), main)?))
     }
 
-    async fn gc(&self) -> Result<Vec<String>> {
+    async fn gc(&self) -> Result<Vec<Removed>> {
         gc_workdirs(&std::env::temp_dir())
     }
 }
