@@ -14,9 +14,11 @@ pub mod conformance;
 pub mod enforcement;
 pub mod error;
 pub mod hash;
+pub mod image_config;
 pub mod output;
 pub mod paths;
 pub mod result;
+pub mod seccomp_policy;
 pub mod spec;
 
 pub use backend::{process_alive, Availability, Backend, Logs, Sandbox};
@@ -25,6 +27,7 @@ pub use cmd::Cmd;
 pub use config::{Config, Layer, Origin, Setting};
 pub use enforcement::{Constraint, Enforcement, Entry, Status};
 pub use error::{Error, IoContext, Result};
+pub use image_config::{ImageConfig, ImageRun};
 pub use output::{
     collect_pump, output_channel, pump, Captured, OutputChunk, OutputSink, Stream, PIPE_GRACE,
 };

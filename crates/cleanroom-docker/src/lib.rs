@@ -2,7 +2,7 @@
 //! Docker Engine API (which Podman also serves), running every sandbox as a
 //! hardened container — uid 1000:1000, no capabilities, read-only root,
 //! tmpfs `/tmp` and working directory, no network, no_new_privs, the
-//! engine's default seccomp profile, cgroup limits — labelled so that
+//! seccomp policy native enforces too ([`seccomp_profile`]), cgroup limits — labelled so that
 //! nothing outlives its caller (`gc` removes what a crash left).
 //!
 //! ```no_run
@@ -50,6 +50,7 @@ mod info_cache;
 mod own_runtime;
 mod pool;
 mod sandbox;
+pub mod seccomp_profile;
 
 pub use backend::{DockerBackend, EngineBackend, EngineInfo, PodmanBackend, DEFAULT_IMAGE};
 pub use cleanup::list_labelled;

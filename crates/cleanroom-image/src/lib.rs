@@ -34,7 +34,7 @@ mod time;
 mod unpack;
 
 pub use digest::{Digest, Hasher};
-pub use image::{Compression, Image, ImageConfig, ImageInfo, LayerRef};
+pub use image::{runtime_config_of, Compression, Image, ImageConfig, ImageInfo, LayerRef};
 pub use import::{Progress, ProgressFn, Source};
 pub use lock::ImageLease;
 pub use maintenance::{GcReport, RemoveReport, VerifyReport};

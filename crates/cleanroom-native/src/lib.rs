@@ -34,8 +34,8 @@ use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Backend, Cmd, Constraint, Enforcement, Error, Network, OutputSink, Result,
-    RunResult, Sandbox, SandboxSpec,
+    Availability, Backend, Cmd, Constraint, Enforcement, Error, ImageRun, Network, OutputSink,
+    Result, RunResult, Sandbox, SandboxSpec,
 };
 
 pub use sandbox::NativeSandbox;
@@ -179,6 +179,18 @@ async fn prepare(
     Ok((enforcement, plan, cgroup))
 }
 
+/// `spec` under its image's config (read off the async threads: the
+/// image's layers may be merged for its accounts).
+async fn image_run(spec: &SandboxSpec) -> Result<ImageRun> {
+    if !matches!(spec.rootfs, cleanroom_core::RootFs::Image(_)) {
+        return Ok(ImageRun::plain(spec));
+    }
+    let owned = spec.clone();
+    tokio::task::spawn_blocking(move || rootfs::image_run(&owned))
+        .await
+        .map_err(|e| Error::backend(NAME, format!("reading the image's config: {e}")))?
+}
+
 /// Why user namespaces do not work here, and what to change.
 fn userns_hint() -> String {
     let read = |p: &str| {
@@ -235,6 +247,9 @@ impl Backend for NativeBackend {
         cmd: Cmd,
         sink: Option<OutputSink>,
     ) -> Result<RunResult> {
+        let run = image_run(spec).await?;
+        let cmd = run.main_command(cmd)?;
+        let spec = &run.spec;
         let (enforcement, mut plan, cgroup) = prepare(spec, Some(&cmd)).await?;
         // Without published ports, the command travels in the plan and the
         // init starts it the moment it is ready (no round trip). With them,
@@ -288,6 +303,9 @@ impl Backend for NativeBackend {
 
     async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        let run = image_run(spec).await?;
+        let main = main.map(|m| run.main_command(m)).transpose()?;
+        let spec = &run.spec;
         let (enforcement, plan, cgroup) = prepare(spec, main.as_ref()).await?;
         let inst = Instance::start(plan, cgroup).await?;
         let id = format!(
@@ -295,7 +313,8 @@ impl Backend for NativeBackend {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let sb = NativeSandbox::start(id, spec.clone(), enforcement, inst, main).await?;
+        let mut sb = NativeSandbox::start(id, spec.clone(), enforcement, inst, main).await?;
+        sb.start_dir = run.start_dir;
         Ok(Box::new(sb))
     }
 

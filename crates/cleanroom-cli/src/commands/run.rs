@@ -35,8 +35,12 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
 
+    // An empty command is the image's own (Entrypoint + Cmd); the backend
+    // resolves it and says so when the image has none.
     let cmd = Cmd::from(args.command.clone());
-    cmd.validate()?;
+    if !cmd.program.is_empty() {
+        cmd.validate()?;
+    }
     let result = tokio::select! {
         r = execute(&backend, &spec, cmd, args.json) => r?,
         code = interrupted() => {
