@@ -61,7 +61,9 @@ fn podman_import(layer: &[u8]) {
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(layer).expect("feeding `podman import`");
     }
-    let out = child.wait_with_output().expect("waiting for `podman import`");
+    let out = child
+        .wait_with_output()
+        .expect("waiting for `podman import`");
     assert!(
         out.status.success(),
         "podman import of {CONFIG_IMAGE} failed: {}",
