@@ -68,3 +68,77 @@ fn a_pull_the_registry_refuses_names_the_image_and_stores_nothing() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 0);
 }
+
+/// Whether the native backend works here; under CI=true it must.
+fn native_available(home: &Path) -> bool {
+    let out = cleanroom(home, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let ok = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|b| b["name"] == "native" && b["available"] == true);
+    assert!(
+        ok || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but the native backend is not available"
+    );
+    ok
+}
+
+#[test]
+fn run_without_a_command_runs_the_images_entrypoint_and_cmd() {
+    use cleanroom::conformance::{config_image_config, config_image_rootfs_tar, CONFIG_IMAGE};
+    let home = tempfile::tempdir().unwrap();
+    if !native_available(home.path()) {
+        eprintln!("NOTE: native backend not available here; this test did not run");
+        return;
+    }
+    let layer = config_image_rootfs_tar().unwrap();
+    let archive = home.path().join("config-image.tar");
+    std::fs::write(
+        &archive,
+        cleanroom::images::docker_archive(&layer, &config_image_config(), CONFIG_IMAGE).unwrap(),
+    )
+    .unwrap();
+    let out = cleanroom(home.path(), &["import", archive.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--backend", "native", "--image", CONFIG_IMAGE];
+        args.extend(extra);
+        let out = cleanroom(home.path(), &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // No command: Entrypoint (`env FROM_ENTRYPOINT=yes`) + Cmd.
+    assert_eq!(run(&[]), "default-cmd yes yes\n");
+    // A command replaces Cmd and keeps Entrypoint, in the image's WorkingDir.
+    assert_eq!(
+        run(&["--", "sh", "-c", "echo $FROM_ENTRYPOINT $FOO; pwd; id -u"]),
+        "yes yes\n/data\n4242\n"
+    );
+    // Flags win over the image's config.
+    assert_eq!(
+        run(&[
+            "--env",
+            "FOO=flag",
+            "--user",
+            "2000:2000",
+            "--workdir",
+            "/w",
+            "--",
+            "sh",
+            "-c",
+            "echo $FOO; pwd; id -u"
+        ]),
+        "flag\n/w\n2000\n"
+    );
+}

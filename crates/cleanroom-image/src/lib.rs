@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod archive;
 mod digest;
 mod fsutil;
 mod image;
@@ -33,6 +34,7 @@ mod store;
 mod time;
 mod unpack;
 
+pub use archive::docker_archive;
 pub use digest::{Digest, Hasher};
 pub use image::{runtime_config_of, Compression, Image, ImageConfig, ImageInfo, LayerRef};
 pub use import::{Progress, ProgressFn, Source};

@@ -72,44 +72,21 @@ pub fn busybox_tarball() -> PathBuf {
 
 /// Imports the conformance suite's config test image
 /// ([`cleanroom_core::conformance::CONFIG_IMAGE`]) into the default store,
-/// once per test process, as a `docker save` archive made here.
+/// once per test process.
 #[allow(dead_code)] // used by some of the test binaries that include this module
 pub fn import_config_image() {
     use cleanroom_core::conformance::{config_image_config, config_image_rootfs_tar, CONFIG_IMAGE};
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| {
         let layer = config_image_rootfs_tar().expect("building the config image's rootfs");
-        let diff_id = cleanroom_image::Digest::of(&layer).to_string();
-        let c = config_image_config();
-        let config = serde_json::json!({
-            "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
-            "config": {"Env": c.env, "WorkingDir": c.working_dir, "User": c.user,
-                       "Entrypoint": c.entrypoint, "Cmd": c.cmd},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        })
-        .to_string();
-        let manifest = serde_json::json!([{
-            "Config": "config.json", "RepoTags": [CONFIG_IMAGE], "Layers": ["layer/layer.tar"],
-        }])
-        .to_string();
-        let archive =
+        let archive = cleanroom_image::docker_archive(&layer, &config_image_config(), CONFIG_IMAGE)
+            .expect("writing the config image's archive");
+        let path =
             std::env::temp_dir().join(format!("cleanroom-config-image-{}.tar", std::process::id()));
-        let mut b = tar::Builder::new(std::fs::File::create(&archive).unwrap());
-        for (name, data) in [
-            ("config.json", config.as_bytes()),
-            ("manifest.json", manifest.as_bytes()),
-            ("layer/layer.tar", layer.as_slice()),
-        ] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            b.append_data(&mut h, name, data).unwrap();
-        }
-        b.finish().unwrap();
-        drop(b);
+        std::fs::write(&path, archive).expect("writing the config image's archive");
         let store = cleanroom_image::Store::open_default().expect("opening the image store");
-        let imported = store.import(&archive.display().to_string(), Some(CONFIG_IMAGE));
-        let _ = std::fs::remove_file(&archive);
+        let imported = store.import(&path.display().to_string(), Some(CONFIG_IMAGE));
+        let _ = std::fs::remove_file(&path);
         imported.expect("importing the config test image into the native store");
     });
 }
