@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod cli_common;
+
 fn cleanroom(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cleanroom"))
         .args(args)
@@ -69,28 +71,11 @@ fn a_pull_the_registry_refuses_names_the_image_and_stores_nothing() {
     assert_eq!(v.as_array().unwrap().len(), 0);
 }
 
-/// Whether the native backend works here; under CI=true it must.
-fn native_available(home: &Path) -> bool {
-    let out = cleanroom(home, &["doctor", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let ok = v
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|b| b["name"] == "native" && b["available"] == true);
-    assert!(
-        ok || std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but the native backend is not available"
-    );
-    ok
-}
-
 #[test]
 fn run_without_a_command_runs_the_images_entrypoint_and_cmd() {
     use cleanroom::conformance::{config_image_config, config_image_rootfs_tar, CONFIG_IMAGE};
     let home = tempfile::tempdir().unwrap();
-    if !native_available(home.path()) {
-        eprintln!("NOTE: native backend not available here; this test did not run");
+    if !cli_common::native_in_doctor(&cleanroom(home.path(), &["doctor", "--json"]).stdout) {
         return;
     }
     let layer = config_image_rootfs_tar().unwrap();
