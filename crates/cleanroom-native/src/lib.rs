@@ -102,6 +102,20 @@ pub fn native_enforcement(spec: &SandboxSpec) -> Enforcement {
             None => e.not_enforced(c, "not requested"),
         };
     }
+    // The file and process limits every backend sets, unless this caller's
+    // own hard limits are lower (raising them needs CAP_SYS_RESOURCE).
+    for x in rlimits::effective(&rlimits::Rlimits::sandbox_default())
+        .unwrap_or_default()
+        .iter()
+        .filter(|x| x.clamped())
+    {
+        e.notes.push(format!(
+            "{} is {} here, not {} as on the other backends: the caller's hard limit",
+            x.resource.name(),
+            x.effective,
+            x.requested
+        ));
+    }
     match spec.network {
         Network::Host => e.not_enforced(
             PublishPorts,
