@@ -388,13 +388,14 @@ impl Shared {
         self.start_as(spec, main, None).await
     }
 
-    /// [`Shared::start`], with the main process running as `user` (an
-    /// image's named user, which the engine resolves) when given.
+    /// [`Shared::start`] for a run of an image with a config: the main
+    /// process runs as the image's named user (which the engine resolves)
+    /// and starts in its WorkingDir (which the engine creates if missing).
     async fn start_as(
         &self,
         spec: &SandboxSpec,
         main: Option<&Cmd>,
-        user: Option<&str>,
+        image_run: Option<&ImageRun>,
     ) -> Result<(Container, Enforcement)> {
         spec.validate()?;
         if let Some(m) = main {
@@ -409,8 +410,13 @@ impl Shared {
             self.ensure_image_named(&image, |_| {}).await?;
         }
         let mut body = create_body(self.engine, spec, &image, main);
-        if let Some(u) = user {
-            body.user = Some(u.to_string());
+        if let Some(run) = image_run {
+            if let Some(u) = &run.user_name {
+                body.user = Some(u.clone());
+            }
+            if let Some(d) = &run.start_dir {
+                body.working_dir = Some(d.display().to_string());
+            }
         }
         // Our syscall policy in place of the engine's default profile.
         let seccomp = crate::seccomp_profile::security_opt(self.engine)?;
@@ -555,7 +561,7 @@ impl Backend for EngineBackend {
         let spec = &run.spec;
         let (c, enforcement) = match &self.pool {
             Some(pool) => pool.take(&self.shared, spec).await?,
-            None => self.shared.start(spec, None).await?,
+            None => self.shared.start_as(spec, None, Some(&run)).await?,
         };
         let res = async {
             let mut req = exec_request(spec, cmd, sink);
@@ -594,7 +600,7 @@ impl Backend for EngineBackend {
         let main = main.map(|m| run.main_command(m)).transpose()?;
         let (container, enforcement) = self
             .shared
-            .start_as(&run.spec, main.as_ref(), run.user_name.as_deref())
+            .start_as(&run.spec, main.as_ref(), Some(&run))
             .await?;
         Ok(Box::new(EngineSandbox {
             container,

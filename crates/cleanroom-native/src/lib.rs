@@ -160,9 +160,10 @@ pub fn default_seccomp() -> std::result::Result<&'static seccomp::Filter, String
 /// Validates, refuses in strict mode, logs warnings, and resolves the spec
 /// on the host (off the async threads: a tarball may be unpacked).
 async fn prepare(
-    spec: &SandboxSpec,
+    run: &ImageRun,
     cmd: Option<&Cmd>,
 ) -> Result<(Enforcement, Plan, Option<cgroups::Cgroup>)> {
+    let spec = &run.spec;
     spec.validate()?;
     if let Some(c) = cmd {
         c.validate()?;
@@ -177,8 +178,10 @@ async fn prepare(
         _ => None,
     };
     let owned = spec.clone();
+    let start_dir = run.start_dir.clone();
     let (plan, cgroup) = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut plan = Plan::new(&owned, pod)?;
+        plan.start_dir = start_dir;
         let cgroup = cgroup_for(&owned)?;
         if let Some(cg) = &cgroup {
             plan.cgroup = Some(
@@ -264,7 +267,7 @@ impl Backend for NativeBackend {
         let run = image_run(spec).await?;
         let cmd = run.main_command(cmd)?;
         let spec = &run.spec;
-        let (enforcement, mut plan, cgroup) = prepare(spec, Some(&cmd)).await?;
+        let (enforcement, mut plan, cgroup) = prepare(&run, Some(&cmd)).await?;
         // Without published ports, the command travels in the plan and the
         // init starts it the moment it is ready (no round trip). With them,
         // the proxies are in place before the command starts.
@@ -320,7 +323,7 @@ impl Backend for NativeBackend {
         let run = image_run(spec).await?;
         let main = main.map(|m| run.main_command(m)).transpose()?;
         let spec = &run.spec;
-        let (enforcement, plan, cgroup) = prepare(spec, main.as_ref()).await?;
+        let (enforcement, plan, cgroup) = prepare(&run, main.as_ref()).await?;
         let inst = Instance::start(plan, cgroup).await?;
         let id = format!(
             "native-{}-{}",

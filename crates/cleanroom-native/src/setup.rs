@@ -86,6 +86,9 @@ pub fn run(plan: &Plan) -> Step {
         &work,
         &format!("mode={:o}", cleanroom_core::spec::WORKDIR_MODE),
     )?;
+    if let Some(dir) = &plan.start_dir {
+        create_inside(new, dir, true)?;
+    }
     for (target, size) in &plan.tmpfs {
         let at = create_inside(new, target, true)?;
         let opts = match size {
