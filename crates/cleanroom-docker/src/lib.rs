@@ -25,6 +25,9 @@
 //!   whole tree, and `env -i` gives the command exactly the spec's
 //!   environment. Images therefore need `sh`, `env` and `sleep`, and `tar`
 //!   for copies (busybox or coreutils images have them all).
+//! - An image's own config (Env, WorkingDir, User, Entrypoint, Cmd) is read
+//!   once per image (`GET /images/{name}/json`) and applied by the same rule
+//!   as on native ([`cleanroom_core::image_config`]).
 //! - Copies in and out are tar streams through the sandbox's own `tar`:
 //!   Docker's archive API refuses read-only roots and cannot see tmpfs.
 //! - Every container is labelled `cleanroom.session`, `cleanroom.created-by`,
