@@ -4,7 +4,10 @@
 //! sandbox: the [`SandboxSpec`] a user asks for, the [`Cmd`] to run, the
 //! [`RunResult`] that comes back with its [`Enforcement`] report, the
 //! [`Backend`] and [`Sandbox`] traits, the [`Error`] type, configuration, and
-//! the [`conformance`] suite that proves a backend keeps the contract.
+//! the [`conformance`] suite that proves a backend keeps the contract. Two
+//! rule sets every backend shares live here as data: how an image's own
+//! config applies under a spec ([`image_config`]) and the one syscall
+//! policy ([`seccomp_policy`]).
 
 pub mod backend;
 pub mod choice;

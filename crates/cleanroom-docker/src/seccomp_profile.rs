@@ -71,11 +71,17 @@ pub fn security_opt(engine: Engine) -> Result<String> {
     let text = TEXT.get_or_init(|| profile().to_string());
     match engine {
         Engine::Docker => Ok(format!("seccomp={text}")),
-        Engine::Podman => FILE
-            .get_or_init(|| write_once(text))
-            .as_ref()
-            .map(|p| format!("seccomp={}", p.display()))
-            .map_err(|e| Error::backend("podman", e.clone())),
+        Engine::Podman => {
+            let path = FILE
+                .get_or_init(|| write_once(text))
+                .as_ref()
+                .map_err(|e| Error::backend("podman", e.clone()))?;
+            // A cache cleaned while this process runs gets the file back.
+            if !path.is_file() {
+                write_once(text).map_err(|e| Error::backend("podman", e))?;
+            }
+            Ok(format!("seccomp={}", path.display()))
+        }
     }
 }
 
