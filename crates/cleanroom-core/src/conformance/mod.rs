@@ -48,8 +48,9 @@ pub use probe::{expected_probe, probe_cmd, PROBE_SCRIPT};
 pub const CANARY_VAR: &str = "CLEANROOM_CONFORMANCE_CANARY";
 
 /// The backend under test and the spec every check starts from (its rootfs
-/// must provide `sh`, `cat`, `env`, `id`, `head`, `sleep`, `tr`, `readlink`
-/// and `printf`: busybox or the host rootfs both do).
+/// must provide `sh`, `cat`, `env`, `id`, `head`, `sleep`, `tr`, `readlink`,
+/// `printf`, `sort`, `sed`, `stat`, `mkdir`, `kill`, `mount` and `unshare`:
+/// busybox or the host rootfs both do).
 #[derive(Clone)]
 pub struct Harness {
     pub backend: Arc<dyn Backend>,
