@@ -409,14 +409,22 @@ impl Shared {
         if !self.ready(&image) {
             self.ensure_image_named(&image, |_| {}).await?;
         }
+        // A warm pool's containers come here without the run: the rule
+        // gives the same answer for a spec it already applied to.
+        let computed;
+        let run = match image_run {
+            Some(r) => r,
+            None => {
+                computed = self.image_run(spec).await?;
+                &computed
+            }
+        };
         let mut body = create_body(self.engine, spec, &image, main);
-        if let Some(run) = image_run {
-            if let Some(u) = &run.user_name {
-                body.user = Some(u.clone());
-            }
-            if let Some(d) = &run.start_dir {
-                body.working_dir = Some(d.display().to_string());
-            }
+        if let Some(u) = &run.user_name {
+            body.user = Some(u.clone());
+        }
+        if let Some(d) = &run.start_dir {
+            body.working_dir = Some(d.display().to_string());
         }
         // Our syscall policy in place of the engine's default profile.
         let seccomp = crate::seccomp_profile::security_opt(self.engine)?;
