@@ -151,8 +151,8 @@ impl ImageRun {
         let mut argv = self.entrypoint.iter().chain(tail).cloned();
         let Some(program) = argv.next() else {
             return Err(Error::InvalidSpec(
-                "empty command, and the image has no Entrypoint or Cmd: give a program to run, \
-                 for example `-- echo hello`"
+                "empty command: give a program to run, for example `-- echo hello` (only an \
+                 image with an Entrypoint or Cmd runs without one)"
                     .into(),
             ));
         };
