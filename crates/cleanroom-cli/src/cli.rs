@@ -146,8 +146,10 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// The command and its arguments, after `--`. Without one, an image runs
+    /// its own Entrypoint and Cmd; a command given replaces Cmd and keeps
+    /// Entrypoint, as `docker run IMAGE CMD` does.
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

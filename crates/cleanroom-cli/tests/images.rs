@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod cli_common;
+
 fn cleanroom(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cleanroom"))
         .args(args)
@@ -67,4 +69,61 @@ fn a_pull_the_registry_refuses_names_the_image_and_stores_nothing() {
     let out = cleanroom(home.path(), &["images", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn run_without_a_command_runs_the_images_entrypoint_and_cmd() {
+    use cleanroom::conformance::{config_image_config, config_image_rootfs_tar, CONFIG_IMAGE};
+    let home = tempfile::tempdir().unwrap();
+    if !cli_common::native_in_doctor(&cleanroom(home.path(), &["doctor", "--json"]).stdout) {
+        return;
+    }
+    let layer = config_image_rootfs_tar().unwrap();
+    let archive = home.path().join("config-image.tar");
+    std::fs::write(
+        &archive,
+        cleanroom::images::docker_archive(&layer, &config_image_config(), CONFIG_IMAGE).unwrap(),
+    )
+    .unwrap();
+    let out = cleanroom(home.path(), &["import", archive.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--backend", "native", "--image", CONFIG_IMAGE];
+        args.extend(extra);
+        let out = cleanroom(home.path(), &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // No command: Entrypoint (`env FROM_ENTRYPOINT=yes`) + Cmd.
+    assert_eq!(run(&[]), "default-cmd yes yes\n");
+    // A command replaces Cmd and keeps Entrypoint, in the image's WorkingDir.
+    assert_eq!(
+        run(&["--", "sh", "-c", "echo $FROM_ENTRYPOINT $FOO; pwd; id -u"]),
+        "yes yes\n/data\n4242\n"
+    );
+    // Flags win over the image's config.
+    assert_eq!(
+        run(&[
+            "--env",
+            "FOO=flag",
+            "--user",
+            "2000:2000",
+            "--workdir",
+            "/w",
+            "--",
+            "sh",
+            "-c",
+            "echo $FOO; pwd; id -u"
+        ]),
+        "flag\n/w\n2000\n"
+    );
 }

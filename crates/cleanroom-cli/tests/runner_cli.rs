@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod cli_common;
+
 fn cmd(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cleanroom"));
     c.args(args)
@@ -35,22 +37,7 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 /// Whether the native backend works here; under CI=true it must.
 fn native_available(dir: &Path) -> bool {
-    let out = cleanroom(dir, &["doctor", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let ok = v
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|b| b["name"] == "native" && b["available"] == true);
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the native backend is not available: {}",
-            text(&out.stdout)
-        );
-        eprintln!("NOTE: native backend not available here; its half of this test did not run");
-    }
-    ok
+    cli_common::native_in_doctor(&cleanroom(dir, &["doctor", "--json"]).stdout)
 }
 
 #[test]

@@ -4,7 +4,10 @@
 //! sandbox: the [`SandboxSpec`] a user asks for, the [`Cmd`] to run, the
 //! [`RunResult`] that comes back with its [`Enforcement`] report, the
 //! [`Backend`] and [`Sandbox`] traits, the [`Error`] type, configuration, and
-//! the [`conformance`] suite that proves a backend keeps the contract.
+//! the [`conformance`] suite that proves a backend keeps the contract. Two
+//! rule sets every backend shares live here as data: how an image's own
+//! config applies under a spec ([`image_config`]) and the one syscall
+//! policy ([`seccomp_policy`]).
 
 pub mod backend;
 pub mod choice;
@@ -14,10 +17,12 @@ pub mod conformance;
 pub mod enforcement;
 pub mod error;
 pub mod hash;
+pub mod image_config;
 pub mod output;
 pub mod paths;
 pub mod removed;
 pub mod result;
+pub mod seccomp_policy;
 pub mod spec;
 
 pub use backend::{process_alive, Availability, Backend, Logs, Sandbox};
@@ -26,6 +31,7 @@ pub use cmd::Cmd;
 pub use config::{Config, Layer, Origin, Setting};
 pub use enforcement::{Constraint, Enforcement, Entry, Status};
 pub use error::{Error, IoContext, Result};
+pub use image_config::{ImageConfig, ImageRun};
 pub use output::{
     collect_pump, output_channel, pump, Captured, OutputChunk, OutputSink, Stream, PIPE_GRACE,
 };

@@ -23,6 +23,14 @@ pub const DEFAULT_OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
 pub const SOURCE_DATE_EPOCH: &str = "315532800";
 /// `PATH` in every sandbox.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// `RLIMIT_NOFILE` (soft and hard) on every backend: a value any process may
+/// set without `CAP_SYS_RESOURCE`, so every engine can honour it.
+pub const DEFAULT_NOFILE: u64 = 1024;
+/// `RLIMIT_NPROC` (soft and hard) on every backend, for the same reason.
+pub const DEFAULT_NPROC: u64 = 1024;
+/// Mode of the working directory's tmpfs on every backend (owned by the
+/// sandbox's user where the backend knows its numeric ids).
+pub const WORKDIR_MODE: u32 = 0o1777;
 
 /// Where the sandbox's root filesystem comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

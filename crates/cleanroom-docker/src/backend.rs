@@ -1,15 +1,15 @@
 //! [`EngineBackend`]: the `docker` and `podman` backends, one implementation
 //! over the Engine API.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use cleanroom_core::{
-    async_trait, Availability, Backend, Cmd, Constraint, Enforcement, Error, Network, OutputSink,
-    Result, RootFs, RunResult, Sandbox, SandboxSpec,
+    async_trait, Availability, Backend, Cmd, Constraint, Enforcement, Error, ImageConfig, ImageRun,
+    Network, OutputSink, Result, RootFs, RunResult, Sandbox, SandboxSpec,
 };
 
 use crate::cleanup;
@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     endpoint: OnceLock<Endpoint>,
     info: OnceLock<EngineInfo>,
     images_ready: Mutex<HashSet<String>>,
+    /// Each image's runtime config, read once.
+    image_configs: Mutex<HashMap<String, ImageConfig>>,
 }
 
 /// `DockerBackend::new(image)`: the Docker backend.
@@ -92,6 +94,7 @@ impl EngineBackend {
                 endpoint: OnceLock::new(),
                 info: OnceLock::new(),
                 images_ready: Mutex::new(HashSet::new()),
+                image_configs: Mutex::new(HashMap::new()),
             }),
             pool: (pool > 0).then(|| Arc::new(WarmPool::new(pool))),
         }
@@ -353,11 +356,47 @@ impl Shared {
         e.restrict_to(spec)
     }
 
+    /// `spec` under its image's config (pulled first if need be), by the
+    /// rule of [`cleanroom_core::image_config`]; a named image user is left
+    /// to the engine.
+    async fn image_run(&self, spec: &SandboxSpec) -> Result<ImageRun> {
+        spec.validate()?;
+        let image = self.image_for(spec)?;
+        let known = lock_ignoring_poison(&self.image_configs)
+            .get(&image)
+            .cloned();
+        let config = match known {
+            Some(c) => c,
+            None => {
+                if !self.ready(&image) {
+                    self.ensure_image_named(&image, |_| {}).await?;
+                }
+                let (docker, _) = self.client()?;
+                let c = image::runtime_config(&docker, self.engine, &image).await?;
+                lock_ignoring_poison(&self.image_configs).insert(image, c.clone());
+                c
+            }
+        };
+        config.apply(spec, None)
+    }
+
     /// Checks, prepares and starts a container for `spec`.
     pub(crate) async fn start(
         &self,
         spec: &SandboxSpec,
         main: Option<&Cmd>,
+    ) -> Result<(Container, Enforcement)> {
+        self.start_as(spec, main, None).await
+    }
+
+    /// [`Shared::start`] for a run of an image with a config: the main
+    /// process runs as the image's named user (which the engine resolves)
+    /// and starts in its WorkingDir (which the engine creates if missing).
+    async fn start_as(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<&Cmd>,
+        image_run: Option<&ImageRun>,
     ) -> Result<(Container, Enforcement)> {
         spec.validate()?;
         if let Some(m) = main {
@@ -372,7 +411,28 @@ impl Shared {
             self.ensure_image_named(&image, |_| {}).await?;
         }
         cleanup::reap_unstarted_once(&ep);
+        // A warm pool's containers come here without the run: the rule
+        // gives the same answer for a spec it already applied to.
+        let computed;
+        let run = match image_run {
+            Some(r) => r,
+            None => {
+                computed = self.image_run(spec).await?;
+                &computed
+            }
+        };
         let mut body = create_body(self.engine, spec, &image, main);
+        if let Some(u) = &run.user_name {
+            body.user = Some(u.clone());
+        }
+        if let Some(d) = &run.start_dir {
+            body.working_dir = Some(d.display().to_string());
+        }
+        // Our syscall policy in place of the engine's default profile.
+        let seccomp = crate::seccomp_profile::security_opt(self.engine)?;
+        if let Some(hc) = body.host_config.as_mut() {
+            hc.security_opt.get_or_insert_with(Vec::new).push(seccomp);
+        }
         let leader = match (&spec.network, self.engine) {
             (Network::Pod(leader), Engine::Podman) => {
                 let pid = pod::join_by_path(&docker, leader, &mut body).await?;
@@ -517,14 +577,20 @@ impl Backend for EngineBackend {
         cmd: Cmd,
         sink: Option<OutputSink>,
     ) -> Result<RunResult> {
-        cmd.validate()?;
         let started = Instant::now();
+        let run = self.shared.image_run(spec).await?;
+        let cmd = run.main_command(cmd)?;
+        cmd.validate()?;
+        let spec = &run.spec;
         let (c, enforcement) = match &self.pool {
             Some(pool) => pool.take(&self.shared, spec).await?,
-            None => self.shared.start(spec, None).await?,
+            None => self.shared.start_as(spec, None, Some(&run)).await?,
         };
         let res = async {
-            let req = exec_request(spec, cmd, sink);
+            let mut req = exec_request(spec, cmd, sink);
+            if let Some(u) = &run.user_name {
+                req.user = u.clone();
+            }
             let out = run_exec(&c.docker, c.engine(), &c.id, req, KillMode::Container).await?;
             let oom = spec.memory.is_some()
                 && out.exit_code == 137
@@ -553,13 +619,20 @@ impl Backend for EngineBackend {
     }
 
     async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
-        let (container, enforcement) = self.shared.start(spec, main.as_ref()).await?;
+        let run = self.shared.image_run(spec).await?;
+        let main = main.map(|m| run.main_command(m)).transpose()?;
+        let (container, enforcement) = self
+            .shared
+            .start_as(&run.spec, main.as_ref(), Some(&run))
+            .await?;
         Ok(Box::new(EngineSandbox {
             container,
-            spec: spec.clone(),
             enforcement,
             oom_seen: Mutex::new(0),
             final_logs: Mutex::new(None),
+            start_dir: run.start_dir.clone(),
+            user_name: run.user_name.clone(),
+            spec: run.spec,
         }))
     }
 
@@ -584,4 +657,8 @@ impl Backend for EngineBackend {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits};
-use cleanroom_core::{Cmd, Network, SandboxSpec};
+use cleanroom_core::spec::{DEFAULT_NOFILE, DEFAULT_NPROC, WORKDIR_MODE};
+use cleanroom_core::{Cmd, Network, SandboxSpec, User};
 
 use crate::endpoint::Engine;
 
@@ -81,6 +82,20 @@ pub fn clean_env_argv(env: &BTreeMap<String, String>, argv: &[String]) -> Vec<St
 /// native and Podman) let a copied-in script run from /tmp and /workdir.
 const TMPFS_OPTS: &str = "rw,exec,nosuid,nodev,mode=1777";
 
+/// The working directory's tmpfs: mode [`WORKDIR_MODE`] and owned by the
+/// sandbox's user, as on native. Podman chowns to the container's user
+/// (`U`, names too); Docker takes numeric `uid=`/`gid=` only.
+fn workdir_tmpfs_opts(engine: Engine, user: &str) -> String {
+    let base = format!("rw,exec,nosuid,nodev,mode={WORKDIR_MODE:o}");
+    match engine {
+        Engine::Podman => format!("{base},U"),
+        Engine::Docker => match user.parse::<User>() {
+            Ok(u) => format!("{base},uid={},gid={}", u.uid, u.gid),
+            Err(_) => base,
+        },
+    }
+}
+
 /// The create body for `spec` running `main` (idle when `None`) from `image`.
 pub fn create_body(
     engine: Engine,
@@ -110,10 +125,14 @@ pub fn create_body(
 
     let mut tmpfs: HashMap<String, String> = HashMap::new();
     let mounted = |p: &std::path::Path| spec.mounts.iter().any(|m| m.target == p);
-    for dir in [std::path::Path::new("/tmp"), spec.workdir.as_path()] {
-        if !mounted(dir) {
-            tmpfs.insert(dir.display().to_string(), TMPFS_OPTS.to_string());
-        }
+    if !mounted(std::path::Path::new("/tmp")) {
+        tmpfs.insert("/tmp".into(), TMPFS_OPTS.to_string());
+    }
+    if !mounted(&spec.workdir) {
+        tmpfs.insert(
+            spec.workdir.display().to_string(),
+            workdir_tmpfs_opts(engine, &spec.user.to_string()),
+        );
     }
     for t in &spec.tmpfs {
         let opts = match t.size {
@@ -146,23 +165,17 @@ pub fn create_body(
         _ => Some(spec.hostname.clone()),
     };
 
-    let ulimits = match engine {
-        // Podman raises nofile/nproc by default, which fails without
-        // CAP_SYS_RESOURCE; ask for values any process may set.
-        Engine::Podman => Some(vec![
-            ResourcesUlimits {
-                name: Some("nofile".into()),
-                soft: Some(1024),
-                hard: Some(1024),
-            },
-            ResourcesUlimits {
-                name: Some("nproc".into()),
-                soft: Some(1024),
-                hard: Some(1024),
-            },
-        ]),
-        Engine::Docker => None,
-    };
+    // The limits native sets too (the engines' own defaults differ, and
+    // Podman's raise fails without CAP_SYS_RESOURCE): values any process may set.
+    let ulimits = Some(
+        [("nofile", DEFAULT_NOFILE), ("nproc", DEFAULT_NPROC)]
+            .map(|(name, v)| ResourcesUlimits {
+                name: Some(name.into()),
+                soft: Some(v as i64),
+                hard: Some(v as i64),
+            })
+            .to_vec(),
+    );
 
     let host_config = HostConfig {
         cap_drop: Some(vec!["ALL".into()]),

@@ -1,8 +1,9 @@
-//! Making sure an image is in the engine: present, or pulled with progress.
+//! Making sure an image is in the engine (present, or pulled with
+//! progress), and reading its runtime config.
 
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use bollard::Docker;
-use cleanroom_core::{Error, Result};
+use cleanroom_core::{Error, ImageConfig, Result};
 use futures_util::StreamExt;
 
 use crate::endpoint::Engine;
@@ -71,4 +72,26 @@ pub async fn ensure(
             "the pull ended without the image",
         ))
     }
+}
+
+/// The runtime part of `image`'s config (Env, WorkingDir, User,
+/// Entrypoint, Cmd), which the backend applies by the rule of
+/// [`cleanroom_core::image_config`].
+pub async fn runtime_config(docker: &Docker, engine: Engine, image: &str) -> Result<ImageConfig> {
+    let inspect = docker.inspect_image(image).await.map_err(|e| {
+        Error::backend(
+            engine.name(),
+            format!("reading the config of image `{image}`: {e}"),
+        )
+    })?;
+    let Some(c) = inspect.config else {
+        return Ok(ImageConfig::default());
+    };
+    Ok(ImageConfig {
+        env: c.env.unwrap_or_default(),
+        working_dir: c.working_dir.filter(|d| !d.is_empty()),
+        user: c.user.filter(|u| !u.is_empty()),
+        entrypoint: c.entrypoint.unwrap_or_default(),
+        cmd: c.cmd.unwrap_or_default(),
+    })
 }

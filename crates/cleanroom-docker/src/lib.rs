@@ -2,7 +2,7 @@
 //! Docker Engine API (which Podman also serves), running every sandbox as a
 //! hardened container — uid 1000:1000, no capabilities, read-only root,
 //! tmpfs `/tmp` and working directory, no network, no_new_privs, the
-//! engine's default seccomp profile, cgroup limits — labelled so that
+//! seccomp policy native enforces too ([`seccomp_profile`]), cgroup limits — labelled so that
 //! nothing outlives its caller (`gc` removes what a crash left).
 //!
 //! ```no_run
@@ -29,6 +29,9 @@
 //!   whole tree, and `env -i` gives the command exactly the spec's
 //!   environment. Images therefore need `sh`, `env` and `cat`, and `tar`
 //!   for copies (busybox or coreutils images have them all).
+//! - An image's own config (Env, WorkingDir, User, Entrypoint, Cmd) is read
+//!   once per image (`GET /images/{name}/json`) and applied by the same rule
+//!   as on native ([`cleanroom_core::image_config`]).
 //! - Copies in and out are tar streams through the sandbox's own `tar`:
 //!   Docker's archive API refuses read-only roots and cannot see tmpfs.
 //! - Every container is labelled `cleanroom.session`, `cleanroom.created-by`,
@@ -57,6 +60,7 @@ mod own_runtime;
 mod pod;
 mod pool;
 mod sandbox;
+pub mod seccomp_profile;
 
 pub use backend::{DockerBackend, EngineBackend, EngineInfo, PodmanBackend, DEFAULT_IMAGE};
 pub use cleanup::list_labelled;

@@ -357,6 +357,10 @@ pub struct EngineSandbox {
     /// The main process's output as it was when the sandbox was stopped:
     /// the engine removes a stopped container, logs and all.
     pub(crate) final_logs: Mutex<Option<Logs>>,
+    /// Where execs start unless they name a directory (the image's WorkingDir).
+    pub(crate) start_dir: Option<std::path::PathBuf>,
+    /// The image's named user, which execs run as (the engine resolves it).
+    pub(crate) user_name: Option<String>,
 }
 
 impl EngineSandbox {
@@ -436,7 +440,12 @@ impl Sandbox for EngineSandbox {
     async fn exec_streaming(&self, cmd: Cmd, sink: Option<OutputSink>) -> Result<RunResult> {
         cmd.validate()?;
         let started = Instant::now();
-        let out = self.exec_raw(exec_request(&self.spec, cmd, sink)).await?;
+        let cmd = cleanroom_core::image_config::starting_in(cmd, self.start_dir.as_deref());
+        let mut req = exec_request(&self.spec, cmd, sink);
+        if let Some(u) = &self.user_name {
+            req.user = u.clone();
+        }
+        let out = self.exec_raw(req).await?;
         let mut oom = false;
         if self.spec.memory.is_some() && out.exit_code == 137 && !out.timed_out {
             let count = self.container.oom_kills(&self.spec.user.to_string()).await;

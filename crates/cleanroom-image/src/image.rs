@@ -1,11 +1,11 @@
 //! What the store hands out: an [`Image`] (manifest + config, verified), a
 //! listing row [`ImageInfo`], and the runtime defaults [`ImageConfig`] that
-//! backends honour.
-
-use std::collections::BTreeMap;
+//! backends honour (read from the OCI config by [`runtime_config_of`]).
 
 use oci_spec::image::{ImageConfiguration, ImageManifest, MediaType};
 use serde::Serialize;
+
+pub use cleanroom_core::ImageConfig;
 
 use crate::digest::Digest;
 
@@ -103,61 +103,23 @@ pub struct Image {
 impl Image {
     /// The runtime defaults from the image config.
     pub fn runtime_config(&self) -> ImageConfig {
-        ImageConfig::from_oci(&self.config)
+        runtime_config_of(&self.config)
     }
 }
 
-/// The parts of an image config a backend honours when running it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ImageConfig {
-    /// `Env` as `KEY=VALUE` strings, in image order.
-    pub env: Vec<String>,
-    /// `WorkingDir`, if set and non-empty.
-    pub working_dir: Option<String>,
-    /// `User` (`name`, `uid`, `uid:gid`, `name:group`), if set and non-empty.
-    pub user: Option<String>,
-    /// `Entrypoint`.
-    pub entrypoint: Vec<String>,
-    /// `Cmd`.
-    pub cmd: Vec<String>,
-}
-
-impl ImageConfig {
-    /// Reads the runtime part of an OCI image config.
-    pub fn from_oci(config: &ImageConfiguration) -> ImageConfig {
-        let Some(c) = config.config() else {
-            return ImageConfig::default();
-        };
-        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
-        ImageConfig {
-            env: c.env().clone().unwrap_or_default(),
-            working_dir: non_empty(c.working_dir()),
-            user: non_empty(c.user()),
-            entrypoint: c.entrypoint().clone().unwrap_or_default(),
-            cmd: c.cmd().clone().unwrap_or_default(),
-        }
-    }
-
-    /// `Env` as a map; later duplicates win, as in Docker.
-    pub fn env_map(&self) -> BTreeMap<String, String> {
-        self.env
-            .iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_owned(), v.to_owned()),
-                None => (kv.clone(), String::new()),
-            })
-            .collect()
-    }
-
-    /// The argv to run, Docker style: `Entrypoint` followed by the caller's
-    /// command if it gave one, else by `Cmd`.
-    pub fn argv(&self, command: &[String]) -> Vec<String> {
-        let tail = if command.is_empty() {
-            &self.cmd
-        } else {
-            command
-        };
-        self.entrypoint.iter().chain(tail).cloned().collect()
+/// The runtime part of an OCI image config (the type lives in
+/// `cleanroom-core`, where every backend applies it by one rule).
+pub fn runtime_config_of(config: &ImageConfiguration) -> ImageConfig {
+    let Some(c) = config.config() else {
+        return ImageConfig::default();
+    };
+    let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    ImageConfig {
+        env: c.env().clone().unwrap_or_default(),
+        working_dir: non_empty(c.working_dir()),
+        user: non_empty(c.user()),
+        entrypoint: c.entrypoint().clone().unwrap_or_default(),
+        cmd: c.cmd().clone().unwrap_or_default(),
     }
 }
 
@@ -173,7 +135,7 @@ mod tests {
             "container_config":{"Hostname":"x"},"docker_version":"24.0.0",
             "rootfs":{"type":"layers","diff_ids":[]}}"#;
         let cfg: ImageConfiguration = serde_json::from_str(json).unwrap();
-        let rc = ImageConfig::from_oci(&cfg);
+        let rc = runtime_config_of(&cfg);
         assert_eq!(rc.working_dir.as_deref(), Some("/srv"));
         assert_eq!(rc.user.as_deref(), Some("1000:1000"));
         assert_eq!(rc.env_map()["A"], "2");

@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod archive;
 mod digest;
 mod fsutil;
 mod image;
@@ -33,8 +34,9 @@ mod store;
 mod time;
 mod unpack;
 
+pub use archive::docker_archive;
 pub use digest::{Digest, Hasher};
-pub use image::{Compression, Image, ImageConfig, ImageInfo, LayerRef};
+pub use image::{runtime_config_of, Compression, Image, ImageConfig, ImageInfo, LayerRef};
 pub use import::{Progress, ProgressFn, Source};
 pub use lock::ImageLease;
 pub use maintenance::{GcReport, RemoveReport, VerifyReport};

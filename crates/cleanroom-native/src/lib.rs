@@ -34,8 +34,8 @@ use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Backend, Cmd, Constraint, Enforcement, Error, Network, OutputSink, Result,
-    RunResult, Sandbox, SandboxSpec,
+    Availability, Backend, Cmd, Constraint, Enforcement, Error, ImageRun, Network, OutputSink,
+    Result, RunResult, Sandbox, SandboxSpec,
 };
 
 pub use sandbox::NativeSandbox;
@@ -102,6 +102,20 @@ pub fn native_enforcement(spec: &SandboxSpec) -> Enforcement {
             None => e.not_enforced(c, "not requested"),
         };
     }
+    // The file and process limits every backend sets, unless this caller's
+    // own hard limits are lower (raising them needs CAP_SYS_RESOURCE).
+    for x in rlimits::effective(&rlimits::Rlimits::sandbox_default())
+        .unwrap_or_default()
+        .iter()
+        .filter(|x| x.clamped())
+    {
+        e.notes.push(format!(
+            "{} is {} here, not {} as on the other backends: the caller's hard limit",
+            x.resource.name(),
+            x.effective,
+            x.requested
+        ));
+    }
     match spec.network {
         Network::Host => e.not_enforced(
             PublishPorts,
@@ -146,9 +160,10 @@ pub fn default_seccomp() -> std::result::Result<&'static seccomp::Filter, String
 /// Validates, refuses in strict mode, logs warnings, and resolves the spec
 /// on the host (off the async threads: a tarball may be unpacked).
 async fn prepare(
-    spec: &SandboxSpec,
+    run: &ImageRun,
     cmd: Option<&Cmd>,
 ) -> Result<(Enforcement, Plan, Option<cgroups::Cgroup>)> {
+    let spec = &run.spec;
     spec.validate()?;
     if let Some(c) = cmd {
         c.validate()?;
@@ -163,8 +178,10 @@ async fn prepare(
         _ => None,
     };
     let owned = spec.clone();
+    let start_dir = run.start_dir.clone();
     let (plan, cgroup) = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut plan = Plan::new(&owned, pod)?;
+        plan.start_dir = start_dir;
         let cgroup = cgroup_for(&owned)?;
         if let Some(cg) = &cgroup {
             plan.cgroup = Some(
@@ -177,6 +194,18 @@ async fn prepare(
     .await
     .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
     Ok((enforcement, plan, cgroup))
+}
+
+/// `spec` under its image's config (read off the async threads: the
+/// image's layers may be merged for its accounts).
+async fn image_run(spec: &SandboxSpec) -> Result<ImageRun> {
+    if !matches!(spec.rootfs, cleanroom_core::RootFs::Image(_)) {
+        return Ok(ImageRun::plain(spec));
+    }
+    let owned = spec.clone();
+    tokio::task::spawn_blocking(move || rootfs::image_run(&owned))
+        .await
+        .map_err(|e| Error::backend(NAME, format!("reading the image's config: {e}")))?
 }
 
 /// Why user namespaces do not work here, and what to change.
@@ -235,7 +264,10 @@ impl Backend for NativeBackend {
         cmd: Cmd,
         sink: Option<OutputSink>,
     ) -> Result<RunResult> {
-        let (enforcement, mut plan, cgroup) = prepare(spec, Some(&cmd)).await?;
+        let run = image_run(spec).await?;
+        let cmd = run.main_command(cmd)?;
+        let spec = &run.spec;
+        let (enforcement, mut plan, cgroup) = prepare(&run, Some(&cmd)).await?;
         // Without published ports, the command travels in the plan and the
         // init starts it the moment it is ready (no round trip). With them,
         // the proxies are in place before the command starts.
@@ -288,14 +320,18 @@ impl Backend for NativeBackend {
 
     async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let (enforcement, plan, cgroup) = prepare(spec, main.as_ref()).await?;
+        let run = image_run(spec).await?;
+        let main = main.map(|m| run.main_command(m)).transpose()?;
+        let spec = &run.spec;
+        let (enforcement, plan, cgroup) = prepare(&run, main.as_ref()).await?;
         let inst = Instance::start(plan, cgroup).await?;
         let id = format!(
             "native-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let sb = NativeSandbox::start(id, spec.clone(), enforcement, inst, main).await?;
+        let mut sb = NativeSandbox::start(id, spec.clone(), enforcement, inst, main).await?;
+        sb.start_dir = run.start_dir;
         Ok(Box::new(sb))
     }
 

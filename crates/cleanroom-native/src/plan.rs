@@ -80,6 +80,9 @@ pub struct Plan {
     pub root: RootPlan,
     pub read_only_root: bool,
     pub workdir: PathBuf,
+    /// The image's WorkingDir, where commands start: made if the image
+    /// lacks it, as Docker does (no tmpfs over it: it keeps the image's files).
+    pub start_dir: Option<PathBuf>,
     pub binds: Vec<BindPlan>,
     pub tmpfs: Vec<(PathBuf, Option<u64>)>,
     /// Installed by the init on itself, so every process inherits it.
@@ -150,6 +153,7 @@ impl Plan {
             root: rootfs::plan(spec)?,
             read_only_root: spec.read_only_root,
             workdir: spec.workdir.clone(),
+            start_dir: None,
             binds,
             tmpfs: spec
                 .tmpfs

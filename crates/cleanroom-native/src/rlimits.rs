@@ -115,13 +115,17 @@ impl Rlimits {
         Rlimits::default()
     }
 
-    /// What a sandbox gets unless the spec says otherwise: no core dumps and
-    /// at most 1 Mi file descriptors (Docker's default), both clamped to the
-    /// caller's hard limits.
+    /// What a sandbox gets unless the spec says otherwise: no core dumps,
+    /// and the file descriptor and process limits every backend sets
+    /// ([`cleanroom_core::spec::DEFAULT_NOFILE`], [`cleanroom_core::spec::DEFAULT_NPROC`]),
+    /// clamped to the caller's hard limits. `RLIMIT_NPROC` counts the
+    /// sandbox user's processes in the sandbox's own user namespace, not
+    /// the caller's on the host.
     pub fn sandbox_default() -> Self {
         Rlimits::none()
             .with(Resource::Core, 0)
-            .with(Resource::Nofile, 1 << 20)
+            .with(Resource::Nofile, cleanroom_core::spec::DEFAULT_NOFILE)
+            .with(Resource::Nproc, cleanroom_core::spec::DEFAULT_NPROC)
     }
 
     /// This set with `resource` limited to `value` ([`INFINITY`]: as high as

@@ -5,7 +5,8 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use cleanroom_core::{Error, Removed, Result, RootFs, SandboxSpec};
+use cleanroom_core::image_config::Accounts;
+use cleanroom_core::{Error, ImageRun, Removed, Result, RootFs, SandboxSpec, User};
 
 use crate::plan::{check_mountable, RootPlan, TopEntry};
 
@@ -22,6 +23,34 @@ pub fn plan(spec: &SandboxSpec) -> Result<RootPlan> {
             directory(&store.rootfs_dir(&image)?)
         }
     }
+}
+
+/// `spec` under its image's own config (Env, WorkingDir, User,
+/// Entrypoint/Cmd), by the rule of [`cleanroom_core::image_config`]; `spec`
+/// as it is for other root filesystems. A named image user is looked up in
+/// the image's `/etc/passwd` and `/etc/group`.
+pub fn image_run(spec: &SandboxSpec) -> Result<ImageRun> {
+    let RootFs::Image(reference) = &spec.rootfs else {
+        return Ok(ImageRun::plain(spec));
+    };
+    let store = cleanroom_image::Store::open_default()?;
+    let image = store.resolve(reference)?;
+    let config = image.runtime_config();
+    let named = config
+        .user
+        .as_deref()
+        .is_some_and(|u| u.parse::<User>().is_err());
+    let accounts = if named && spec.user == User::DEFAULT {
+        let root = store.rootfs_dir(&image)?;
+        let read = |f: &str| std::fs::read_to_string(root.join("etc").join(f)).unwrap_or_default();
+        Some(Accounts {
+            passwd: read("passwd"),
+            group: read("group"),
+        })
+    } else {
+        None
+    };
+    config.apply(spec, accounts.as_ref())
 }
 
 /// Whether `spec`'s rootfs is there to use, without preparing it: for

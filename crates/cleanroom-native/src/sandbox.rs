@@ -57,6 +57,8 @@ pub struct NativeSandbox {
     logs: Arc<Mutex<Logs>>,
     pub(crate) published: Vec<(u16, u16)>,
     pub(crate) proxies: Vec<tokio::task::JoinHandle<()>>,
+    /// Where execs start unless they name a directory (the image's WorkingDir).
+    pub(crate) start_dir: Option<std::path::PathBuf>,
 }
 
 impl NativeSandbox {
@@ -87,6 +89,7 @@ impl NativeSandbox {
             logs: Arc::default(),
             published,
             proxies,
+            start_dir: None,
         };
         if let Some(main) = main {
             sb.start_main(main).await?;
@@ -174,6 +177,7 @@ impl Sandbox for NativeSandbox {
 
     async fn exec_streaming(&self, cmd: Cmd, sink: Option<OutputSink>) -> Result<RunResult> {
         self.check_running()?;
+        let cmd = cleanroom_core::image_config::starting_in(cmd, self.start_dir.as_deref());
         let mut e = exec::start(&self.inst, &self.spec, &cmd, sink).await?;
         let exit = match e.wait(&self.inst).await {
             Ok(x) => x,

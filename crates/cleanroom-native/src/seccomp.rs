@@ -1,18 +1,12 @@
-//! The sandbox's seccomp filter, modelled on Docker's default profile.
+//! The sandbox's seccomp filter: the one policy of
+//! [`cleanroom_core::seccomp_policy`] (which the engine backends receive as
+//! a seccomp profile) compiled into BPF for this architecture.
 //!
-//! Everything is allowed except what lets a process reach past the sandbox:
-//! mounting, kernel modules and `kexec`, BPF and perf, tracing other
-//! processes, the kernel keyring, new namespaces (`unshare`/`clone` with a
-//! `CLONE_NEW*` flag, `setns`), swap, reboot, the clocks, accounting and
-//! quotas, file handles, `userfaultfd`, `io_uring` (whose operations the
-//! filter never sees), the kernel log, odd personalities and,
-//! on x86_64, port I/O and the removed module and `sysctl` calls. A denied
-//! call fails with `EPERM`, as under Docker. `clone3` fails with `ENOSYS`
-//! instead, because its flags live in memory a filter cannot read: the C
-//! library then falls back to `clone`, whose flags the filter checks. On
-//! x86_64 every x32-ABI call fails with `ENOSYS` and any other architecture
-//! (i386 through `int 0x80`) kills the process, so no second syscall table
-//! slips past the rules.
+//! A denied call fails with `EPERM`, as under Docker; `clone3` with
+//! `ENOSYS`, so the C library falls back to `clone`, whose flags the filter
+//! checks. On x86_64 every x32-ABI call fails with `ENOSYS` and any other
+//! architecture (i386 through `int 0x80`) kills the process, so no second
+//! syscall table slips past the rules.
 //!
 //! The filter is built ([`default_filter`], [`filter`]) in the parent, before
 //! `fork`, as one BPF program: a short hand-written prefix (the ABI guards and
@@ -27,6 +21,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 
+use cleanroom_core::seccomp_policy as policy;
 use seccompiler::{sock_filter, BpfProgram, TargetArch};
 use serde_json::{json, Value};
 
@@ -115,102 +110,91 @@ const ARCH_NAME: &str = "x86_64";
 #[cfg(target_arch = "aarch64")]
 const ARCH_NAME: &str = "aarch64";
 
-/// Denied with `EPERM` whatever the arguments, on every architecture, with
-/// their numbers (these go into one compact jump table, see [`prefix`]).
-const DENY_COMMON: &[(&str, libc::c_long)] = &[
-    // Mounting and the new mount API.
-    ("mount", libc::SYS_mount),
-    ("umount2", libc::SYS_umount2),
-    ("pivot_root", libc::SYS_pivot_root),
-    ("fsopen", libc::SYS_fsopen),
-    ("fsconfig", libc::SYS_fsconfig),
-    ("fsmount", libc::SYS_fsmount),
-    ("fspick", libc::SYS_fspick),
-    ("move_mount", libc::SYS_move_mount),
-    ("open_tree", libc::SYS_open_tree),
-    ("mount_setattr", libc::SYS_mount_setattr),
-    // Replacing or extending the kernel.
-    ("kexec_load", libc::SYS_kexec_load),
-    ("kexec_file_load", libc::SYS_kexec_file_load),
-    ("init_module", libc::SYS_init_module),
-    ("finit_module", libc::SYS_finit_module),
-    ("delete_module", libc::SYS_delete_module),
-    ("bpf", libc::SYS_bpf),
-    ("perf_event_open", libc::SYS_perf_event_open),
-    ("lookup_dcookie", libc::SYS_lookup_dcookie),
-    // Other processes' memory.
-    ("ptrace", libc::SYS_ptrace),
-    ("process_vm_readv", libc::SYS_process_vm_readv),
-    ("process_vm_writev", libc::SYS_process_vm_writev),
-    ("kcmp", libc::SYS_kcmp),
-    // The kernel keyring is not namespaced.
-    ("keyctl", libc::SYS_keyctl),
-    ("add_key", libc::SYS_add_key),
-    ("request_key", libc::SYS_request_key),
-    // Joining namespaces.
-    ("setns", libc::SYS_setns),
-    // Host-wide state.
-    ("swapon", libc::SYS_swapon),
-    ("swapoff", libc::SYS_swapoff),
-    ("reboot", libc::SYS_reboot),
-    ("settimeofday", libc::SYS_settimeofday),
-    ("clock_settime", libc::SYS_clock_settime),
-    ("adjtimex", libc::SYS_adjtimex),
-    ("clock_adjtime", libc::SYS_clock_adjtime),
-    ("acct", libc::SYS_acct),
-    ("quotactl", libc::SYS_quotactl),
-    ("quotactl_fd", libc::SYS_quotactl_fd),
-    ("syslog", libc::SYS_syslog),
-    ("vhangup", libc::SYS_vhangup),
-    ("nfsservctl", libc::SYS_nfsservctl),
-    // File handles bypass path-based confinement.
-    ("open_by_handle_at", libc::SYS_open_by_handle_at),
-    ("name_to_handle_at", libc::SYS_name_to_handle_at),
-    // A classic kernel-exploit helper.
-    ("userfaultfd", libc::SYS_userfaultfd),
-    // io_uring runs operations the filter never sees (Docker denies it too).
-    ("io_uring_setup", libc::SYS_io_uring_setup),
-    ("io_uring_enter", libc::SYS_io_uring_enter),
-    ("io_uring_register", libc::SYS_io_uring_register),
-    // Whole-filesystem event monitoring.
-    ("fanotify_init", libc::SYS_fanotify_init),
-];
+/// The policy ([`cleanroom_core::seccomp_policy`]) names calls; the BPF
+/// program needs this architecture's numbers. `None`: not a call here.
+fn number(name: &str) -> Option<libc::c_long> {
+    Some(match name {
+        "mount" => libc::SYS_mount,
+        "umount2" => libc::SYS_umount2,
+        "pivot_root" => libc::SYS_pivot_root,
+        "fsopen" => libc::SYS_fsopen,
+        "fsconfig" => libc::SYS_fsconfig,
+        "fsmount" => libc::SYS_fsmount,
+        "fspick" => libc::SYS_fspick,
+        "move_mount" => libc::SYS_move_mount,
+        "open_tree" => libc::SYS_open_tree,
+        "mount_setattr" => libc::SYS_mount_setattr,
+        "kexec_load" => libc::SYS_kexec_load,
+        "kexec_file_load" => libc::SYS_kexec_file_load,
+        "init_module" => libc::SYS_init_module,
+        "finit_module" => libc::SYS_finit_module,
+        "delete_module" => libc::SYS_delete_module,
+        "bpf" => libc::SYS_bpf,
+        "perf_event_open" => libc::SYS_perf_event_open,
+        "lookup_dcookie" => libc::SYS_lookup_dcookie,
+        "ptrace" => libc::SYS_ptrace,
+        "process_vm_readv" => libc::SYS_process_vm_readv,
+        "process_vm_writev" => libc::SYS_process_vm_writev,
+        "kcmp" => libc::SYS_kcmp,
+        "keyctl" => libc::SYS_keyctl,
+        "add_key" => libc::SYS_add_key,
+        "request_key" => libc::SYS_request_key,
+        "setns" => libc::SYS_setns,
+        "swapon" => libc::SYS_swapon,
+        "swapoff" => libc::SYS_swapoff,
+        "reboot" => libc::SYS_reboot,
+        "settimeofday" => libc::SYS_settimeofday,
+        "clock_settime" => libc::SYS_clock_settime,
+        "adjtimex" => libc::SYS_adjtimex,
+        "clock_adjtime" => libc::SYS_clock_adjtime,
+        "acct" => libc::SYS_acct,
+        "quotactl" => libc::SYS_quotactl,
+        "quotactl_fd" => libc::SYS_quotactl_fd,
+        "syslog" => libc::SYS_syslog,
+        "vhangup" => libc::SYS_vhangup,
+        "nfsservctl" => libc::SYS_nfsservctl,
+        "open_by_handle_at" => libc::SYS_open_by_handle_at,
+        "name_to_handle_at" => libc::SYS_name_to_handle_at,
+        "userfaultfd" => libc::SYS_userfaultfd,
+        "io_uring_setup" => libc::SYS_io_uring_setup,
+        "io_uring_enter" => libc::SYS_io_uring_enter,
+        "io_uring_register" => libc::SYS_io_uring_register,
+        "fanotify_init" => libc::SYS_fanotify_init,
+        #[cfg(target_arch = "x86_64")]
+        "iopl" => libc::SYS_iopl,
+        #[cfg(target_arch = "x86_64")]
+        "ioperm" => libc::SYS_ioperm,
+        #[cfg(target_arch = "x86_64")]
+        "modify_ldt" => libc::SYS_modify_ldt,
+        // Removed from the kernel long ago (so not in libc); numbers from
+        // arch/x86/entry/syscalls/syscall_64.tbl.
+        #[cfg(target_arch = "x86_64")]
+        "create_module" => 174,
+        #[cfg(target_arch = "x86_64")]
+        "get_kernel_syms" => 177,
+        #[cfg(target_arch = "x86_64")]
+        "query_module" => 178,
+        #[cfg(target_arch = "x86_64")]
+        "uselib" => libc::SYS_uselib,
+        #[cfg(target_arch = "x86_64")]
+        "_sysctl" => libc::SYS__sysctl,
+        _ => return None,
+    })
+}
 
-/// Denied with `EPERM` whatever the arguments, only on x86_64.
-#[cfg(target_arch = "x86_64")]
-const DENY_ARCH: &[(&str, libc::c_long)] = &[
-    ("iopl", libc::SYS_iopl),
-    ("ioperm", libc::SYS_ioperm),
-    ("modify_ldt", libc::SYS_modify_ldt),
-    // Removed from the kernel long ago (so not in libc); numbers from
-    // arch/x86/entry/syscalls/syscall_64.tbl.
-    ("create_module", 174),
-    ("get_kernel_syms", 177),
-    ("query_module", 178),
-    ("uselib", libc::SYS_uselib),
-    ("_sysctl", libc::SYS__sysctl),
-];
-#[cfg(target_arch = "aarch64")]
-const DENY_ARCH: &[(&str, libc::c_long)] = &[];
-
-/// Every `CLONE_NEW*` flag `clone` accepts (`CLONE_NEWTIME` shares its bit
-/// with the exit signal there, so it is only checked for `unshare`).
-const CLONE_NAMESPACE_FLAGS: &[u64] = &[
-    libc::CLONE_NEWNS as u64,
-    libc::CLONE_NEWCGROUP as u64,
-    libc::CLONE_NEWUTS as u64,
-    libc::CLONE_NEWIPC as u64,
-    libc::CLONE_NEWUSER as u64,
-    libc::CLONE_NEWPID as u64,
-    libc::CLONE_NEWNET as u64,
-];
-
-/// `CLONE_NEWTIME`, which `unshare` accepts.
-const CLONE_NEWTIME: u64 = 0x80;
-
-/// The personas Docker allows: `PER_LINUX`, `PER_LINUX32`, `UNAME26`, both,
-/// and `0xffffffff` (a query that changes nothing).
-const PERSONALITIES_ALLOWED: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+/// The policy's unconditional denials for this architecture, with their
+/// numbers (these go into one compact jump table, see [`prefix`]).
+fn plain_denials() -> Result<Vec<(&'static str, libc::c_long)>, Error> {
+    policy::DENIED
+        .iter()
+        .filter(|d| d.only_on.is_none_or(|a| a == ARCH_NAME))
+        .map(|d| {
+            number(d.name).map(|nr| (d.name, nr)).ok_or_else(|| {
+                Error::Compile(format!("the policy's `{}` has no number here", d.name))
+            })
+        })
+        .collect()
+}
 
 /// The default filter: [`filter`] with no changes.
 pub fn default_filter() -> Result<Filter, Error> {
@@ -230,7 +214,7 @@ pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
     let mut denied = BTreeSet::new();
     let mut numbers = Vec::new();
     let mut rules: Vec<Value> = Vec::new();
-    for &(name, nr) in DENY_COMMON.iter().chain(DENY_ARCH) {
+    for (name, nr) in plain_denials()? {
         if !allowed(name) {
             numbers.push(nr as u32);
             denied.insert(name.to_string());
@@ -247,19 +231,19 @@ pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
     let conditional =
         |name: &str, denied: &BTreeSet<String>| !allowed(name) && !denied.contains(name);
     if conditional("clone", &denied) {
-        for &flag in CLONE_NAMESPACE_FLAGS {
+        for &flag in policy::CLONE_NAMESPACE_FLAGS {
             rules.push(masked_rule("clone", flag));
         }
         denied.insert("clone".to_string());
     }
     if conditional("unshare", &denied) {
-        for &flag in CLONE_NAMESPACE_FLAGS.iter().chain([&CLONE_NEWTIME]) {
+        for flag in policy::unshare_flags() {
             rules.push(masked_rule("unshare", flag));
         }
         denied.insert("unshare".to_string());
     }
     if conditional("personality", &denied) {
-        let args: Vec<Value> = PERSONALITIES_ALLOWED
+        let args: Vec<Value> = policy::PERSONALITIES_ALLOWED
             .iter()
             .map(|&p| json!({ "index": 0, "type": "dword", "op": "ne", "val": p }))
             .collect();
@@ -278,7 +262,7 @@ pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
     } else {
         compile(json!({
             "mismatch_action": "allow",
-            "match_action": { "errno": libc::EPERM },
+            "match_action": { "errno": policy::EPERM },
             "filter": rules,
         }))?
     };
@@ -286,7 +270,11 @@ pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
     // One program, not three, and the plain denials as one jump table: the
     // kernel checks and compiles the filter for every sandbox (its cost
     // grows with the length) and runs it on every system call inside.
-    let mut program = prefix(!allowed("clone3") && !clone3_denied, &numbers);
+    let clone3_enosys = policy::ENOSYS_CALLS.contains(&"clone3");
+    let mut program = prefix(
+        clone3_enosys && !allowed("clone3") && !clone3_denied,
+        &numbers,
+    );
     program.extend(main);
     Ok(Filter {
         programs: vec![program],

@@ -80,7 +80,15 @@ pub fn run(plan: &Plan) -> Step {
     let tmp = create_inside(new, Path::new("/tmp"), true)?;
     mounts::tmpfs(&tmp, "mode=1777")?;
     let work = create_inside(new, &plan.workdir, true)?;
-    mounts::tmpfs(&work, "mode=0755")?;
+    // The same mode as the engines' working directory (owned by the user
+    // here, as this process is the sandbox user inside).
+    mounts::tmpfs(
+        &work,
+        &format!("mode={:o}", cleanroom_core::spec::WORKDIR_MODE),
+    )?;
+    if let Some(dir) = &plan.start_dir {
+        create_inside(new, dir, true)?;
+    }
     for (target, size) in &plan.tmpfs {
         let at = create_inside(new, target, true)?;
         let opts = match size {

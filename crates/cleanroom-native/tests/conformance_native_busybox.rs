@@ -4,9 +4,12 @@
 
 mod native_common;
 
-cleanroom_core::conformance_tests!(cleanroom_core::conformance::Harness::new(
-    cleanroom_native::NativeBackend::new(),
-    cleanroom_core::SandboxSpec::with_rootfs(cleanroom_core::RootFs::Dir(
-        native_common::busybox_rootfs().to_path_buf()
-    )),
-));
+cleanroom_core::conformance_tests!({
+    native_common::import_config_image();
+    cleanroom_core::conformance::Harness::new(
+        cleanroom_native::NativeBackend::new(),
+        cleanroom_core::SandboxSpec::with_rootfs(cleanroom_core::RootFs::Dir(
+            native_common::busybox_rootfs().to_path_buf(),
+        )),
+    )
+});

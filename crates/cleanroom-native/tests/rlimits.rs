@@ -74,9 +74,10 @@ fn effective_reports_the_clamping_in_the_parent() {
     let (_, hard) = rlimits::get(Resource::Nofile).unwrap();
     let eff = rlimits::effective(&Rlimits::sandbox_default()).unwrap();
     let nofile = eff.iter().find(|e| e.resource == Resource::Nofile).unwrap();
-    assert_eq!(nofile.requested, 1 << 20);
-    assert_eq!(nofile.effective, hard.min(1 << 20));
-    assert_eq!(nofile.clamped(), hard < (1 << 20));
+    let want = cleanroom_core::spec::DEFAULT_NOFILE;
+    assert_eq!(nofile.requested, want);
+    assert_eq!(nofile.effective, hard.min(want));
+    assert_eq!(nofile.clamped(), hard < want);
     let core = eff.iter().find(|e| e.resource == Resource::Core).unwrap();
     assert_eq!((core.effective, core.clamped()), (0, false));
     // And the child really gets what `effective` promised.

@@ -24,6 +24,12 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let config = super::load_config(&args.sandbox, &cwd)?;
     let spec = spec_from(&args, config.spec()?, &cwd)?;
     spec.validate()?;
+    // An empty command is the image's own (Entrypoint + Cmd); the backend
+    // resolves it and says so when the image has none.
+    let cmd = Cmd::from(args.command.clone());
+    if !cmd.program.is_empty() || !matches!(spec.rootfs, cleanroom::RootFs::Image(_)) {
+        cmd.validate()?;
+    }
     let backend = AutoBackend::select(config.backend.value, config.image.value.as_deref()).await?;
     tracing::info!("backend {}: {}", backend.chosen(), backend.reason());
 
@@ -35,8 +41,6 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
 
-    let cmd = Cmd::from(args.command.clone());
-    cmd.validate()?;
     let result = tokio::select! {
         r = execute(&backend, &spec, cmd, args.json) => r?,
         code = interrupted() => {

@@ -22,6 +22,7 @@ macro_rules! check {
         }
     };
 }
+pub(super) use check;
 
 pub(super) fn all() -> Vec<Check> {
     vec![
@@ -120,13 +121,18 @@ pub(super) fn all() -> Vec<Check> {
             "a long-lived sandbox supports exec, copy in/out, logs, stop and remove"
         ),
     ]
+    .into_iter()
+    .chain(super::probe::all())
+    .chain(super::syscalls::all())
+    .chain(super::config_image::all())
+    .collect()
 }
 
-fn sh(script: &str) -> Cmd {
+pub(super) fn sh(script: &str) -> Cmd {
     Cmd::shell(script)
 }
 
-fn expect(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+pub(super) fn expect(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if cond {
         Ok(())
     } else {
@@ -134,7 +140,7 @@ fn expect(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     }
 }
 
-fn show(r: &RunResult) -> String {
+pub(super) fn show(r: &RunResult) -> String {
     format!(
         "{} stdout={:?} stderr={:?}",
         r.status_line(),
@@ -157,7 +163,11 @@ fn truncate(s: &str) -> String {
 
 /// For a property the backend does not claim: the run must say so, with a
 /// reason and a warning. Returns the matching outcome.
-async fn reported_not_enforced(h: &Harness, spec: &SandboxSpec, c: Constraint) -> CheckResult {
+pub(super) async fn reported_not_enforced(
+    h: &Harness,
+    spec: &SandboxSpec,
+    c: Constraint,
+) -> CheckResult {
     let r = h.run(spec, Cmd::new("true")).await?;
     match r.enforcement.status(c) {
         Some(Status::NotEnforced { reason }) if !reason.is_empty() => {}
@@ -181,7 +191,7 @@ async fn reported_not_enforced(h: &Harness, spec: &SandboxSpec, c: Constraint) -
 }
 
 /// A name unlikely to clash with anything else on the machine.
-fn unique(prefix: &str) -> String {
+pub(super) fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -190,14 +200,14 @@ fn unique(prefix: &str) -> String {
 }
 
 /// A fresh host directory, world-writable so any sandbox uid may write to it.
-fn host_dir(label: &str) -> Result<PathBuf, String> {
+pub(super) fn host_dir(label: &str) -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(unique(&format!("cleanroom-conformance-{label}")));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     set_mode(&dir, 0o777)?;
     Ok(dir)
 }
 
-fn set_mode(p: &Path, mode: u32) -> Result<(), String> {
+pub(super) fn set_mode(p: &Path, mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("chmod {}: {e}", p.display()))
@@ -737,7 +747,7 @@ async fn seccomp(h: &Harness) -> CheckResult {
 }
 
 /// The namespace link of the test process, to compare with the sandbox's.
-fn own_ns(kind: &str) -> String {
+pub(super) fn own_ns(kind: &str) -> String {
     std::fs::read_link(format!("/proc/self/ns/{kind}"))
         .map(|p| p.display().to_string())
         .unwrap_or_default()

@@ -15,8 +15,18 @@
 //!     cleanroom_core::SandboxSpec::default(),
 //! ));
 //! ```
+//!
+//! An isolating backend's test file also imports the config test image
+//! [`CONFIG_IMAGE`] first (built from [`config_image_rootfs_tar`] and
+//! [`config_image_config`]), which the `image_config` check runs. The
+//! `no_ptrace`, `no_keyctl` and `no_bpf` checks compile a small static
+//! probe with the host's `cc` (gcc and libc6-dev, which linking Rust needs
+//! anyway).
 
 mod checks;
+mod config_image;
+mod probe;
+mod syscalls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,12 +39,18 @@ use crate::enforcement::Constraint;
 use crate::result::RunResult;
 use crate::spec::SandboxSpec;
 
+pub use config_image::{
+    config_image_changes, config_image_config, config_image_rootfs_tar, CONFIG_IMAGE, HELLO,
+};
+pub use probe::{expected_probe, probe_cmd, PROBE_SCRIPT};
+
 /// A variable set in the test process that must never appear in a sandbox.
 pub const CANARY_VAR: &str = "CLEANROOM_CONFORMANCE_CANARY";
 
 /// The backend under test and the spec every check starts from (its rootfs
-/// must provide `sh`, `cat`, `env`, `id`, `head`, `sleep`, `tr`, `readlink`
-/// and `printf`: busybox or the host rootfs both do).
+/// must provide `sh`, `cat`, `env`, `id`, `head`, `sleep`, `tr`, `readlink`,
+/// `printf`, `sort`, `sed`, `stat`, `mkdir`, `kill`, `mount` and `unshare`:
+/// busybox or the host rootfs both do).
 #[derive(Clone)]
 pub struct Harness {
     pub backend: Arc<dyn Backend>,
@@ -154,7 +170,9 @@ macro_rules! conformance_tests {
             env_isolation, workdir, filesystem_isolation, read_only_root,
             writable_root_discarded, mounts, user, capabilities, no_new_privs,
             seccomp, network_none, pid_namespace, hostname, umask, pids_limit,
-            memory_limit, strict_mode, enforcement_report, streaming, long_lived);
+            memory_limit, strict_mode, enforcement_report, streaming, long_lived,
+            same_bytes, no_new_namespaces, no_mount, no_ptrace, no_keyctl, no_bpf,
+            image_config);
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
         $(

@@ -69,3 +69,24 @@ pub fn busybox_tarball() -> PathBuf {
     }
     tar
 }
+
+/// Imports the conformance suite's config test image
+/// ([`cleanroom_core::conformance::CONFIG_IMAGE`]) into the default store,
+/// once per test process.
+#[allow(dead_code)] // used by some of the test binaries that include this module
+pub fn import_config_image() {
+    use cleanroom_core::conformance::{config_image_config, config_image_rootfs_tar, CONFIG_IMAGE};
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        let layer = config_image_rootfs_tar().expect("building the config image's rootfs");
+        let archive = cleanroom_image::docker_archive(&layer, &config_image_config(), CONFIG_IMAGE)
+            .expect("writing the config image's archive");
+        let path =
+            std::env::temp_dir().join(format!("cleanroom-config-image-{}.tar", std::process::id()));
+        std::fs::write(&path, archive).expect("writing the config image's archive");
+        let store = cleanroom_image::Store::open_default().expect("opening the image store");
+        let imported = store.import(&path.display().to_string(), Some(CONFIG_IMAGE));
+        let _ = std::fs::remove_file(&path);
+        imported.expect("importing the config test image into the native store");
+    });
+}
