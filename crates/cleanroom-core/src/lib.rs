@@ -31,7 +31,7 @@ pub use output::{
 pub use result::{signal_exit_code, RunResult};
 pub use spec::{
     base_environment, parse_duration, parse_size, Mount, Network, PortPublish, RootFs, SandboxSpec,
-    Tmpfs, User,
+    Tmpfs, User, UserNs,
 };
 
 /// Re-exported so backends implement the traits with the same macro.

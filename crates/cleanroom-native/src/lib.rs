@@ -109,7 +109,7 @@ pub fn native_enforcement(spec: &SandboxSpec) -> Enforcement {
         ),
         _ => e.enforced(PublishPorts),
     };
-    e.restrict_to(spec)
+    e.restrict_to(spec).with_tmpfs(spec)
 }
 
 /// The cgroup limits a spec asks for.
@@ -274,11 +274,7 @@ impl Backend for NativeBackend {
         // the output is collected.
         inst.shutdown().await;
         match exit {
-            Ok(x) => {
-                let mut r = running.finish(x, enforcement).await;
-                r.oom_killed = oom && r.signal == Some(9);
-                Ok(r)
-            }
+            Ok(x) => Ok(running.finish(x, enforcement, oom).await),
             Err(e) => {
                 running.abort();
                 Err(e)

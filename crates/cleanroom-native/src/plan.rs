@@ -81,16 +81,27 @@ pub struct Plan {
     pub read_only_root: bool,
     pub workdir: PathBuf,
     pub binds: Vec<BindPlan>,
-    pub tmpfs: Vec<(PathBuf, Option<u64>)>,
+    /// Sizes in bytes of `/tmp`, the working directory and `/dev/shm`.
+    pub scratch_sizes: ScratchSizes,
+    /// The spec's own tmpfs mounts and their sizes in bytes.
+    pub tmpfs: Vec<(PathBuf, u64)>,
     /// Installed by the init on itself, so every process inherits it.
     pub seccomp: Option<crate::seccomp::Filter>,
     pub rlimits: crate::rlimits::Rlimits,
-    /// The sandbox cgroup's `cgroup.procs` files; the first child joins
-    /// them before it creates any namespace.
+    /// The sandbox cgroup's `cgroup.procs` files; the init joins them
+    /// before it does anything else (the first child stays outside).
     pub cgroup: Option<crate::cgroups::ProcsFiles>,
     /// A command the init starts as soon as it is ready, without waiting
     /// for a request: a one-shot run saves a round trip to the caller.
     pub first_exec: Option<FirstExec>,
+}
+
+/// Sizes in bytes of the tmpfs mounts every sandbox gets.
+#[derive(Clone, Copy, Debug)]
+pub struct ScratchSizes {
+    pub tmp: u64,
+    pub workdir: u64,
+    pub shm: u64,
 }
 
 /// An `exec` request carried in the plan, with the command's end of its
@@ -141,6 +152,25 @@ impl Plan {
                 is_dir,
             });
         }
+        // `tmpfs_mounts` lists /tmp, the working directory and /dev/shm
+        // first, then the spec's own.
+        let mut sized = spec.tmpfs_mounts().into_iter().map(|t| {
+            (
+                t.target,
+                t.size.unwrap_or(cleanroom_core::spec::DEFAULT_TMPFS_CAP),
+            )
+        });
+        let mut next = || {
+            sized
+                .next()
+                .map_or(cleanroom_core::spec::DEFAULT_TMPFS_CAP, |t| t.1)
+        };
+        let scratch_sizes = ScratchSizes {
+            tmp: next(),
+            workdir: next(),
+            shm: next(),
+        };
+        let tmpfs = sized.collect();
         Ok(Plan {
             hostname: spec.hostname.clone(),
             user: spec.user,
@@ -151,11 +181,8 @@ impl Plan {
             read_only_root: spec.read_only_root,
             workdir: spec.workdir.clone(),
             binds,
-            tmpfs: spec
-                .tmpfs
-                .iter()
-                .map(|t| (t.target.clone(), t.size))
-                .collect(),
+            scratch_sizes,
+            tmpfs,
             seccomp: crate::default_seccomp().ok().cloned(),
             rlimits: crate::rlimits::Rlimits::sandbox_default(),
             cgroup: None,

@@ -73,21 +73,19 @@ pub fn run(plan: &Plan) -> Step {
     root_filesystem(plan, new)?;
 
     // 4. /dev, then a fresh /proc with its sensitive paths masked.
-    devices(new)?;
+    devices(new, plan.scratch_sizes.shm)?;
     proc(new)?;
 
     // 5. Writable scratch space, then the spec's own mounts.
+    // Each sized (the kernel's default is half the machine's memory).
+    let sizes = &plan.scratch_sizes;
     let tmp = create_inside(new, Path::new("/tmp"), true)?;
-    mounts::tmpfs(&tmp, "mode=1777")?;
+    mounts::tmpfs(&tmp, &format!("mode=1777,size={}", sizes.tmp))?;
     let work = create_inside(new, &plan.workdir, true)?;
-    mounts::tmpfs(&work, "mode=0755")?;
+    mounts::tmpfs(&work, &format!("mode=0755,size={}", sizes.workdir))?;
     for (target, size) in &plan.tmpfs {
         let at = create_inside(new, target, true)?;
-        let opts = match size {
-            Some(s) => format!("mode=1777,size={s}"),
-            None => "mode=1777".to_string(),
-        };
-        mounts::tmpfs(&at, &opts)?;
+        mounts::tmpfs(&at, &format!("mode=1777,size={size}"))?;
     }
     for b in &plan.binds {
         let at = create_inside(new, &b.target, b.is_dir)?;
@@ -196,7 +194,7 @@ fn top_entries(from: &Path, entries: &[TopEntry], new: &Path) -> Step {
     Ok(())
 }
 
-fn devices(new: &Path) -> Step {
+fn devices(new: &Path, shm_size: u64) -> Step {
     let dev = create_inside(new, Path::new("/dev"), true)?;
     mount(
         Some("tmpfs"),
@@ -224,7 +222,7 @@ fn devices(new: &Path) -> Step {
     );
     let shm = dev.join("shm");
     std::fs::create_dir(&shm).map_err(|e| format!("creating /dev/shm: {e}"))?;
-    mounts::tmpfs(&shm, "mode=1777")?;
+    mounts::tmpfs(&shm, &format!("mode=1777,size={shm_size}"))?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
