@@ -16,6 +16,7 @@ pub mod cgroups;
 pub mod client;
 pub mod clone;
 pub mod exec;
+pub mod idmap;
 pub mod init;
 pub mod mounts;
 pub mod namespaces;
@@ -109,7 +110,11 @@ pub fn native_enforcement(spec: &SandboxSpec) -> Enforcement {
         ),
         _ => e.enforced(PublishPorts),
     };
-    e.restrict_to(spec).with_tmpfs(spec)
+    let mut e = e.restrict_to(spec).with_tmpfs(spec);
+    e.user_mapping = idmap::Mapping::for_spec(spec)
+        .ok()
+        .map(|m| m.describe(spec.user));
+    e
 }
 
 /// The cgroup limits a spec asks for.
@@ -164,6 +169,9 @@ async fn prepare(
     };
     let owned = spec.clone();
     let (plan, cgroup) = tokio::task::spawn_blocking(move || -> Result<_> {
+        // Making the plan may make the sandbox's user namespace, which takes
+        // a child of this process: not on a thread the caller's runtime
+        // needs meanwhile.
         let mut plan = Plan::new(&owned, pod)?;
         let cgroup = cgroup_for(&owned)?;
         if let Some(cg) = &cgroup {
@@ -176,6 +184,8 @@ async fn prepare(
     })
     .await
     .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
+    let mut enforcement = enforcement;
+    enforcement.user_mapping = Some(plan.user_mapping.clone());
     Ok((enforcement, plan, cgroup))
 }
 

@@ -61,7 +61,7 @@ pub fn run(plan: &Plan) -> Step {
     mounts::make_private(Path::new("/"))?;
     mounts::tmpfs(Path::new("/tmp"), "mode=0700")?;
     nix::unistd::chdir("/tmp").map_err(|e| format!("entering the scratch tmpfs: {e}"))?;
-    for dir in ["newroot", "oldroot", "upper"] {
+    for dir in ["newroot", "oldroot", "upper", "lower"] {
         std::fs::create_dir(dir).map_err(|e| format!("creating scratch {dir}: {e}"))?;
     }
     nix::unistd::pivot_root(".", "oldroot")
@@ -82,14 +82,20 @@ pub fn run(plan: &Plan) -> Step {
     let tmp = create_inside(new, Path::new("/tmp"), true)?;
     mounts::tmpfs(&tmp, &format!("mode=1777,size={}", sizes.tmp))?;
     let work = create_inside(new, &plan.workdir, true)?;
-    mounts::tmpfs(&work, &format!("mode=0755,size={}", sizes.workdir))?;
+    // The sandbox's user owns it (the init may be another user inside now).
+    let owner = format!("uid={},gid={}", plan.user.uid, plan.user.gid);
+    mounts::tmpfs(&work, &format!("mode=0755,{owner},size={}", sizes.workdir))?;
     for (target, size) in &plan.tmpfs {
         let at = create_inside(new, target, true)?;
         mounts::tmpfs(&at, &format!("mode=1777,size={size}"))?;
     }
     for b in &plan.binds {
         let at = create_inside(new, &b.target, b.is_dir)?;
-        mounts::bind_with(&host(&b.source), &at, !b.read_only)?;
+        match &b.tree {
+            // Made by the caller, flags and idmapping set.
+            Some(tree) => mounts::attach(tree, &at)?,
+            None => mounts::bind_with(&host(&b.source), &at, !b.read_only)?,
+        }
     }
 
     // 6. Enter the new root; the host's root is gone from this namespace.
@@ -120,7 +126,7 @@ fn root_filesystem(plan: &Plan, new: &Path) -> Step {
             etc_binds,
         } => {
             mounts::tmpfs(new, "mode=0755")?;
-            top_entries(Path::new("/"), entries, new)?;
+            top_entries(Path::new(OLDROOT), entries, new)?;
             let etc = new.join("etc");
             std::fs::create_dir(&etc).map_err(|e| format!("creating /etc: {e}"))?;
             for (name, content) in etc_files {
@@ -133,15 +139,27 @@ fn root_filesystem(plan: &Plan, new: &Path) -> Step {
             }
             Ok(())
         }
-        RootPlan::Dir { path, entries } => {
-            if overlay(&host(path), new).is_ok() {
+        RootPlan::Dir {
+            path,
+            entries,
+            tree,
+        } => {
+            // The caller's detached copy of the directory, where it made one.
+            let lower = match tree {
+                Some(tree) => {
+                    mounts::attach(tree, Path::new("/lower"))?;
+                    PathBuf::from("/lower")
+                }
+                None => host(path),
+            };
+            if overlay(&lower, new).is_ok() {
                 return Ok(());
             }
             // No overlayfs here: a tmpfs root with the directory's top-level
             // entries bound read-only. New top-level files stay writable
             // (until the root is made read-only); the rest is read-only.
             mounts::tmpfs(new, "mode=0755")?;
-            top_entries(path, entries, new)
+            top_entries(&lower, entries, new)
         }
     }
 }
@@ -174,6 +192,8 @@ fn overlay(lower: &Path, new: &Path) -> Step {
     Err(last)
 }
 
+/// Recreates `entries` at the top of `new`, binding them from `from` (a
+/// path in the scratch root: the host's under /oldroot, or /lower).
 fn top_entries(from: &Path, entries: &[TopEntry], new: &Path) -> Step {
     for e in entries {
         match e {
@@ -182,12 +202,12 @@ fn top_entries(from: &Path, entries: &[TopEntry], new: &Path) -> Step {
             TopEntry::Dir(name) => {
                 let at = new.join(name);
                 std::fs::create_dir(&at).map_err(|err| format!("creating /{name}: {err}"))?;
-                mounts::bind_with(&host(&from.join(name)), &at, false)?;
+                mounts::bind_with(&from.join(name), &at, false)?;
             }
             TopEntry::File(name) => {
                 let at = new.join(name);
                 std::fs::write(&at, b"").map_err(|err| format!("creating /{name}: {err}"))?;
-                mounts::bind_with(&host(&from.join(name)), &at, false)?;
+                mounts::bind_with(&from.join(name), &at, false)?;
             }
         }
     }

@@ -23,7 +23,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use crate::clone;
 use crate::init;
 use crate::namespaces;
-use crate::plan::{NetPlan, Plan};
+use crate::plan::{NetPlan, Plan, RootPlan};
 use crate::protocol::{self, Msg};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -136,6 +136,14 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     if let Some(procs) = &mut plan.cgroup {
         kept.extend(procs.fds_mut());
     }
+    kept.extend(plan.userns.iter_mut());
+    kept.extend(plan.binds.iter_mut().filter_map(|b| b.tree.as_mut()));
+    if let RootPlan::Dir {
+        tree: Some(tree), ..
+    } = &mut plan.root
+    {
+        kept.push(tree);
+    }
     let mut moves = vec![high(control)];
     moves.extend(kept.iter().map(|fd| high(fd.as_raw_fd())));
     for (i, fd) in moves.iter().enumerate() {
@@ -214,9 +222,12 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
             Some(procs) => procs.join_v1_raw(),
             None => Ok(()),
         });
-        if let Err(e) = entered {
-            let msg = Msg::new("fail").push(format!("joining the sandbox's cgroup: {e}"));
-            let _ = protocol::send(control.as_fd(), &msg, &[]);
+        let ready = match entered {
+            Err(e) => Err(format!("joining the sandbox's cgroup: {e}")),
+            Ok(()) => plan.setup_ids.map_or(Ok(()), namespaces::take_setup_ids),
+        };
+        if let Err(e) = ready {
+            let _ = protocol::send(control.as_fd(), &Msg::new("fail").push(e), &[]);
             return 1;
         }
         init::main(plan, control, host_pid)
