@@ -128,3 +128,63 @@ fn tmpfs_size_flag_sizes_every_tmpfs_and_is_in_the_report() {
         "{err}"
     );
 }
+
+#[test]
+fn user_0_is_not_host_root_unless_the_identity_mapping_is_asked_for() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let caller = std::fs::metadata(dir.path()).unwrap().uid();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mount = format!("{}:/out:rw", out_dir.display());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--backend", "native", "--user", "0", "--json"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--mount", &mount, "--", "sh", "-c"]);
+        args.push("cat /proc/self/uid_map; touch /out/file");
+        let out = cleanroom(dir.path(), &args);
+        let v = json(&out);
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        let host: u32 = v["stdout"]
+            .as_str()
+            .and_then(|s| s.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no uid_map in {v}"));
+        let words = v["enforcement"]["user_mapping"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no user_mapping in the report: {v}"))
+            .to_string();
+        (host, words)
+    };
+    let (host, words) = run(&[]);
+    if caller == 0 {
+        assert_ne!(host, 0, "{words}");
+    } else {
+        assert_eq!(host, caller, "{words}");
+    }
+    if words.contains("mounts idmapped") || caller != 0 {
+        let owner = std::fs::metadata(out_dir.join("file")).unwrap().uid();
+        assert_eq!(owner, caller, "{words}");
+    }
+    let (host, words) = run(&["--userns", "identity"]);
+    assert_eq!(host, caller, "{words}");
+    let out = cleanroom(
+        dir.path(),
+        &[
+            "run",
+            "--backend",
+            "native",
+            "--userns",
+            "root",
+            "--",
+            "true",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("--userns") && err.lines().count() == 1,
+        "{err}"
+    );
+}
