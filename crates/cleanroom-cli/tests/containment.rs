@@ -108,25 +108,18 @@ fn tmpfs_size_flag_sizes_every_tmpfs_and_is_in_the_report() {
             .all(|t| t["size"] == 32 << 20),
         "{report}"
     );
-    // A bad size is a one-line error naming the flag.
+    assert_refused(dir.path(), "--tmpfs-size", "lots");
+}
+
+/// `run` with `flag value` is a one-line error naming the flag, exit 125.
+fn assert_refused(dir: &Path, flag: &str, value: &str) {
     let out = cleanroom(
-        dir.path(),
-        &[
-            "run",
-            "--backend",
-            "native",
-            "--tmpfs-size",
-            "lots",
-            "--",
-            "true",
-        ],
+        dir,
+        &["run", "--backend", "native", flag, value, "--", "true"],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{err}");
-    assert!(
-        err.contains("--tmpfs-size") && err.lines().count() == 1,
-        "{err}"
-    );
+    assert!(err.contains(flag) && err.lines().count() == 1, "{err}");
 }
 
 #[test]
@@ -169,22 +162,5 @@ fn user_0_is_not_host_root_unless_the_identity_mapping_is_asked_for() {
     }
     let (host, words) = run(&["--userns", "identity"]);
     assert_eq!(host, caller, "{words}");
-    let out = cleanroom(
-        dir.path(),
-        &[
-            "run",
-            "--backend",
-            "native",
-            "--userns",
-            "root",
-            "--",
-            "true",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(125), "{err}");
-    assert!(
-        err.contains("--userns") && err.lines().count() == 1,
-        "{err}"
-    );
+    assert_refused(dir.path(), "--userns", "root");
 }
