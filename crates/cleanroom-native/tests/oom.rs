@@ -103,5 +103,11 @@ async fn a_long_lived_sandbox_survives_an_oom_kill_of_its_command() {
         .expect("the sandbox still runs commands after an OOM kill");
     assert_eq!(r.stdout_lossy(), "alive\n", "{}", r.status_line());
     assert!(!r.oom_killed, "{}", r.status_line());
+    // A later SIGKILL that is not the OOM killer's is not reported as one.
+    let r = sb
+        .exec(Cmd::shell("kill -9 $$").timeout(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(r.exit_code == 137 && !r.oom_killed, "{}", r.status_line());
     sb.remove().await.unwrap();
 }
