@@ -193,17 +193,22 @@ fn shared_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
 /// open it; then it exits, and the namespace lives on in the descriptor.
 fn make_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
     let (wait_r, wait_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (r, w) = (wait_r.as_raw_fd(), wait_w.as_raw_fd());
+    let r = wait_r.as_raw_fd();
     let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: a fork-like clone (no new stack: the child runs on a copy of
     // ours). The child makes raw system calls only (close, read, _exit),
     // so the caller's other threads cannot leave it a held lock.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     if pid == 0 {
-        // SAFETY: closes our copy of the write end, waits for the parent's
-        // to close, and leaves without running any of the caller's code.
+        // SAFETY: closes every descriptor but the read end (the caller's
+        // pipes and sockets must not stay open in here), waits for the
+        // parent's write end to close, and leaves without running any of
+        // the caller's code.
         unsafe {
-            libc::close(w);
+            if r > 0 {
+                libc::close_range(0, (r - 1) as libc::c_uint, 0);
+            }
+            libc::close_range((r + 1) as libc::c_uint, libc::c_uint::MAX, 0);
             let mut b = 0u8;
             libc::read(r, std::ptr::addr_of_mut!(b).cast(), 1);
             libc::_exit(0);
