@@ -243,10 +243,19 @@ fn host_trees(
     let mut notes = Vec::new();
     let fail =
         |what: &Path, e| Error::io(format!("preparing {} for the sandbox", what.display()), e);
+    // Without the new mount API (Linux < 5.2) host paths are bound by path,
+    // as the caller's own ids no longer reach them: the report says so.
+    let old_kernel = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOSYS);
     if let RootPlan::Dir { path, tree, .. } = root {
         let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-        let (fd, refused) =
-            detached(path, attrs, Some(userns.as_fd())).map_err(|e| fail(path, e))?;
+        let (fd, refused) = match detached(path, attrs, Some(userns.as_fd())) {
+            Ok(made) => made,
+            Err(e) if old_kernel(&e) => {
+                notes.push(format!("host paths bound by path, not idmapped ({e})"));
+                return Ok(notes);
+            }
+            Err(e) => return Err(fail(path, e)),
+        };
         if let Some(e) = refused {
             notes.push(format!(
                 "the rootfs {} is not idmapped ({e}): its files show as nobody",
@@ -267,7 +276,14 @@ fn host_trees(
             attrs |= MOUNT_ATTR_RDONLY;
         }
         let ns = idmap.as_ref().ok().map(|fd| fd.as_fd());
-        let (fd, refused) = detached(&b.source, attrs, ns).map_err(|e| fail(&b.source, e))?;
+        let (fd, refused) = match detached(&b.source, attrs, ns) {
+            Ok(made) => made,
+            Err(e) if old_kernel(&e) => {
+                plain.push(format!("{} ({e})", b.source.display()));
+                continue;
+            }
+            Err(e) => return Err(fail(&b.source, e)),
+        };
         let why = refused.map(|e| e.to_string());
         if let Some(e) = why.or_else(|| idmap.as_ref().err().map(ToString::to_string)) {
             plain.push(format!("{} ({e})", b.source.display()));
