@@ -18,6 +18,13 @@ fn cleanroom(dir: &Path, args: &[&str]) -> Output {
         .expect("running the cleanroom binary")
 }
 
+/// `cleanroom run --backend native ARGS`.
+fn run_native(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["run", "--backend", "native"];
+    all.extend_from_slice(args);
+    cleanroom(dir, &all)
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -40,20 +47,10 @@ fn memory_enforced(v: &serde_json::Value) -> bool {
 #[test]
 fn native_oom_in_a_tmpfs_is_json_with_oom_killed_and_exit_137() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cleanroom(
+    let dd = "dd if=/dev/zero of=/workdir/big bs=1M count=200";
+    let out = run_native(
         dir.path(),
-        &[
-            "run",
-            "--backend",
-            "native",
-            "--memory",
-            "64m",
-            "--json",
-            "--",
-            "sh",
-            "-c",
-            "dd if=/dev/zero of=/workdir/big bs=1M count=200",
-        ],
+        &["--memory", "64m", "--json", "--", "sh", "-c", dd],
     );
     let v = json(&out);
     if !memory_enforced(&v) {
@@ -70,20 +67,8 @@ fn native_oom_in_a_tmpfs_is_json_with_oom_killed_and_exit_137() {
 #[test]
 fn tmpfs_size_flag_sizes_every_tmpfs_and_is_in_the_report() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cleanroom(
-        dir.path(),
-        &[
-            "run",
-            "--backend",
-            "native",
-            "--tmpfs-size",
-            "32M",
-            "--json",
-            "--",
-            "cat",
-            "/proc/mounts",
-        ],
-    );
+    let args = ["--tmpfs-size", "32M", "--json", "--", "cat", "/proc/mounts"];
+    let out = run_native(dir.path(), &args);
     let v = json(&out);
     assert_eq!(out.status.code(), Some(0), "{v}");
     let mounts = v["stdout"].as_str().unwrap_or_default().to_string();
@@ -113,10 +98,7 @@ fn tmpfs_size_flag_sizes_every_tmpfs_and_is_in_the_report() {
 
 /// `run` with `flag value` is a one-line error naming the flag, exit 125.
 fn assert_refused(dir: &Path, flag: &str, value: &str) {
-    let out = cleanroom(
-        dir,
-        &["run", "--backend", "native", flag, value, "--", "true"],
-    );
+    let out = run_native(dir, &[flag, value, "--", "true"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{err}");
     assert!(err.contains(flag) && err.lines().count() == 1, "{err}");
@@ -132,11 +114,11 @@ fn user_0_is_not_host_root_unless_the_identity_mapping_is_asked_for() {
     std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let mount = format!("{}:/out:rw", out_dir.display());
     let run = |extra: &[&str]| {
-        let mut args = vec!["run", "--backend", "native", "--user", "0", "--json"];
+        let mut args = vec!["--user", "0", "--json"];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--mount", &mount, "--", "sh", "-c"]);
         args.push("cat /proc/self/uid_map; touch /out/file");
-        let out = cleanroom(dir.path(), &args);
+        let out = run_native(dir.path(), &args);
         let v = json(&out);
         assert_eq!(out.status.code(), Some(0), "{v}");
         let host: u32 = v["stdout"]
