@@ -119,6 +119,14 @@ pub struct SandboxArgs {
     /// Fail before running when the backend cannot enforce everything asked for [env: CLEANROOM_STRICT].
     #[arg(long)]
     pub strict: bool,
+
+    /// Size of each tmpfs (/tmp, the working directory, /dev/shm): 256M; default the memory limit, at most 1G (/dev/shm 64M) [env: CLEANROOM_TMPFS_SIZE].
+    #[arg(long, value_name = "SIZE")]
+    pub tmpfs_size: Option<String>,
+
+    /// User namespace: auto (never host root, the default) or identity (the caller's own ids: host root for a root caller) [env: CLEANROOM_USERNS].
+    #[arg(long, value_name = "auto|identity")]
+    pub userns: Option<String>,
 }
 
 #[derive(Debug, Args)]

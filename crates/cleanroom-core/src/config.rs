@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::choice::BackendChoice;
 use crate::error::{Error, Result};
-use crate::spec::{parse_duration, parse_size, Network, RootFs, SandboxSpec, User};
+use crate::spec::{parse_duration, parse_size, Network, RootFs, SandboxSpec, User, UserNs};
 
 /// The file name searched for from the working directory upwards.
 pub const CONFIG_FILE: &str = "cleanroom.toml";
@@ -58,7 +58,7 @@ impl fmt::Display for Origin {
 
 /// Every key a config source may set, with the environment variable that
 /// sets it too.
-pub const KEYS: [(&str, &str); 10] = [
+pub const KEYS: [(&str, &str); 12] = [
     ("backend", "CLEANROOM_BACKEND"),
     ("image", "CLEANROOM_IMAGE"),
     ("timeout_ms", "CLEANROOM_TIMEOUT_MS"),
@@ -69,6 +69,8 @@ pub const KEYS: [(&str, &str); 10] = [
     ("user", "CLEANROOM_USER"),
     ("workdir", "CLEANROOM_WORKDIR"),
     ("strict", "CLEANROOM_STRICT"),
+    ("tmpfs_size", "CLEANROOM_TMPFS_SIZE"),
+    ("userns", "CLEANROOM_USERNS"),
 ];
 
 /// One layer of settings as raw strings, before they are checked. Flags,
@@ -316,6 +318,9 @@ pub struct Config {
     pub user: Setting<User>,
     pub workdir: Setting<PathBuf>,
     pub strict: Setting<bool>,
+    /// Size of each tmpfs; `None`: follows the memory limit, capped.
+    pub tmpfs_size: Setting<Option<u64>>,
+    pub userns: Setting<UserNs>,
     /// The files that were read, nearest first.
     pub files: Vec<PathBuf>,
 }
@@ -494,6 +499,13 @@ impl Sources {
                 "workdir",
             )?,
             strict: setting(pick("strict"), false, parse_bool, "strict")?,
+            tmpfs_size: setting(
+                pick("tmpfs_size"),
+                None,
+                |v| parse_size(v).map(Some),
+                "tmpfs_size",
+            )?,
+            userns: setting(pick("userns"), defaults.userns, |v| v.parse(), "userns")?,
             files: self.files.clone(),
         })
     }
@@ -554,6 +566,8 @@ impl Config {
             user: self.user.value,
             workdir: self.workdir.value.clone(),
             strict: self.strict.value,
+            tmpfs_size: self.tmpfs_size.value,
+            userns: self.userns.value,
             ..SandboxSpec::default()
         })
     }
@@ -615,6 +629,19 @@ impl Config {
                 "strict",
                 self.strict.value.to_string(),
                 self.strict.origin.to_string(),
+            ),
+            (
+                "tmpfs_size",
+                opt(
+                    &self.tmpfs_size.value,
+                    "default (the memory limit, at most 1 GiB; /dev/shm at most 64 MiB)",
+                ),
+                self.tmpfs_size.origin.to_string(),
+            ),
+            (
+                "userns",
+                self.userns.value.to_string(),
+                self.userns.origin.to_string(),
             ),
         ]
     }
@@ -742,6 +769,37 @@ mod tests {
         assert_eq!(s.network, Network::Host);
         assert!(s.strict);
         assert_eq!(s.rootfs, RootFs::Host);
+    }
+
+    #[test]
+    fn tmpfs_size_and_userns_from_the_environment() {
+        let c = Sources {
+            env: env(&[
+                ("CLEANROOM_TMPFS_SIZE", "8M"),
+                ("CLEANROOM_USERNS", "identity"),
+            ]),
+            ..Sources::default()
+        }
+        .resolve()
+        .unwrap();
+        let s = c.spec().unwrap();
+        assert_eq!(s.tmpfs_size, Some(8 << 20));
+        assert_eq!(s.userns, UserNs::Identity);
+        assert!(c
+            .rows()
+            .iter()
+            .any(|(k, v, o)| *k == "userns" && v == "identity" && o.contains("CLEANROOM_USERNS")));
+        let e = Sources {
+            env: env(&[("CLEANROOM_USERNS", "host-root")]),
+            ..Sources::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("CLEANROOM_USERNS") && e.contains("identity"),
+            "{e}"
+        );
     }
 
     #[test]

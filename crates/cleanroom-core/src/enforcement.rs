@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::spec::{Network, SandboxSpec};
+use crate::spec::{Network, SandboxSpec, Tmpfs};
 
 /// One property of the contract that a backend may or may not enforce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -159,6 +159,15 @@ pub struct Enforcement {
     pub entries: Vec<Entry>,
     /// Things no backend can fix and that are not constraints, such as the wall clock.
     pub notes: Vec<String>,
+    /// The tmpfs mounts the sandbox gets and their sizes (see
+    /// [`Enforcement::with_tmpfs`]); empty where the backend mounts none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<Tmpfs>,
+    /// How the sandbox's user and group ids map to the host's, in words
+    /// (for example `sandbox uid 0 = host uid 100000 (subordinate ids of
+    /// cleanroom)`); `None` where the backend does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_mapping: Option<String>,
 }
 
 impl Enforcement {
@@ -167,7 +176,16 @@ impl Enforcement {
             backend: backend.into(),
             entries: Vec::new(),
             notes: vec!["the wall clock is the host's; it cannot be fixed or frozen".into()],
+            tmpfs: Vec::new(),
+            user_mapping: None,
         }
+    }
+
+    /// Records the tmpfs mounts `spec` gets, with their sizes
+    /// ([`SandboxSpec::tmpfs_mounts`]), for a backend that mounts them so.
+    pub fn with_tmpfs(mut self, spec: &SandboxSpec) -> Self {
+        self.tmpfs = spec.tmpfs_mounts();
+        self
     }
 
     /// Records `c` as enforced (replacing an earlier entry for it).

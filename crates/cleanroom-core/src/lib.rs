@@ -39,7 +39,7 @@ pub use removed::{count_by_kind, Removed};
 pub use result::{exit_code_and_signal, signal_exit_code, RunResult};
 pub use spec::{
     base_environment, parse_duration, parse_size, Mount, Network, PortPublish, RootFs, SandboxSpec,
-    Tmpfs, User,
+    Tmpfs, User, UserNs,
 };
 
 /// Re-exported so backends implement the traits with the same macro.

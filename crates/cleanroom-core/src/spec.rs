@@ -21,6 +21,13 @@ pub const DEFAULT_WORKDIR: &str = "/workdir";
 pub const DEFAULT_OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
 /// `SOURCE_DATE_EPOCH` in every sandbox: 1980-01-01, the earliest date zip accepts.
 pub const SOURCE_DATE_EPOCH: &str = "315532800";
+/// Size of `/tmp` and of the working directory (each a tmpfs) when neither
+/// a memory limit nor `tmpfs_size` says less: 1 GiB, so that one sandbox
+/// cannot take half the machine's memory per tmpfs, as the kernel's default
+/// would let it.
+pub const DEFAULT_TMPFS_CAP: u64 = 1 << 30;
+/// Size of `/dev/shm` likewise: 64 MiB, Docker's default shm size.
+pub const DEFAULT_SHM_CAP: u64 = 64 << 20;
 /// `PATH` in every sandbox.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// `RLIMIT_NOFILE` (soft and hard) on every backend: a value any process may
@@ -152,6 +159,57 @@ impl From<User> for String {
 impl fmt::Display for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+
+/// How the sandbox's user and group ids map to the host's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(into = "String", try_from = "String")]
+pub enum UserNs {
+    /// Never host root: a rootless caller's own ids; for a root caller, an
+    /// unprivileged range (subordinate ids of the `cleanroom` user in
+    /// /etc/subuid and /etc/subgid, else `nobody`, 65534).
+    #[default]
+    Auto,
+    /// The sandbox's user is the caller's own user on the host, root
+    /// included: for a root caller, uid 0 inside is host root. Only when
+    /// asked for by this name.
+    Identity,
+}
+
+impl FromStr for UserNs {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "auto" => Ok(UserNs::Auto),
+            "identity" => Ok(UserNs::Identity),
+            other => Err(Error::InvalidSpec(format!(
+                "userns `{other}` is not `auto` (never host root, the default) or `identity` \
+                 (the caller's own ids, host root for a root caller)"
+            ))),
+        }
+    }
+}
+
+impl TryFrom<String> for UserNs {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<UserNs> for String {
+    fn from(u: UserNs) -> String {
+        u.to_string()
+    }
+}
+
+impl fmt::Display for UserNs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UserNs::Auto => "auto",
+            UserNs::Identity => "identity",
+        })
     }
 }
 
@@ -305,6 +363,8 @@ pub struct SandboxSpec {
     #[serde(alias = "image")]
     pub rootfs: RootFs,
     pub user: User,
+    /// How `user` maps to a host user.
+    pub userns: UserNs,
     /// Variables set over the fixed base environment.
     pub env: BTreeMap<String, String>,
     pub workdir: PathBuf,
@@ -321,6 +381,10 @@ pub struct SandboxSpec {
     pub cpus: Option<f64>,
     /// Maximum number of processes/threads.
     pub pids: Option<u64>,
+    /// Size of each tmpfs the sandbox gets (`/tmp`, the working directory,
+    /// `/dev/shm`, and `tmpfs` entries without a size), bytes. `None`: see
+    /// [`SandboxSpec::tmpfs_mounts`].
+    pub tmpfs_size: Option<u64>,
     /// Wall-clock limit of each command, unless the command sets its own.
     #[serde(with = "opt_millis")]
     pub timeout: Option<Duration>,
@@ -335,6 +399,7 @@ impl Default for SandboxSpec {
         SandboxSpec {
             rootfs: RootFs::Host,
             user: User::DEFAULT,
+            userns: UserNs::Auto,
             env: BTreeMap::new(),
             workdir: PathBuf::from(DEFAULT_WORKDIR),
             mounts: Vec::new(),
@@ -346,6 +411,7 @@ impl Default for SandboxSpec {
             memory: None,
             cpus: None,
             pids: None,
+            tmpfs_size: None,
             timeout: None,
             output_limit: DEFAULT_OUTPUT_LIMIT,
             strict: false,
@@ -390,6 +456,11 @@ impl SandboxSpec {
                 "memory and pids limits must be greater than zero".into(),
             ));
         }
+        if self.tmpfs_size == Some(0) || self.tmpfs.iter().any(|t| t.size == Some(0)) {
+            return Err(Error::InvalidSpec(
+                "tmpfs size 0: give a size of at least 4K, for example 64M".into(),
+            ));
+        }
         if self.hostname.is_empty() || self.hostname.len() > 64 {
             return Err(Error::InvalidSpec(format!(
                 "hostname `{}` must be 1 to 64 characters",
@@ -400,6 +471,39 @@ impl SandboxSpec {
             validate_env_key(key)?;
         }
         Ok(())
+    }
+
+    /// Every tmpfs the sandbox gets, with its size in bytes, in mount order:
+    /// `/tmp`, the working directory and `/dev/shm`, then the spec's own
+    /// (a later entry for the same path is mounted over an earlier one).
+    ///
+    /// Sizes: a `tmpfs` entry's own size, else `tmpfs_size`, else the
+    /// default: 1 GiB ([`DEFAULT_TMPFS_CAP`]) for `/tmp`, the working
+    /// directory and the spec's entries, 64 MiB ([`DEFAULT_SHM_CAP`]) for
+    /// `/dev/shm`, and with a memory limit never more than that limit: a
+    /// tmpfs's pages are charged to the sandbox's memory, so more could
+    /// never be filled.
+    pub fn tmpfs_mounts(&self) -> Vec<Tmpfs> {
+        let default = |cap: u64| {
+            self.tmpfs_size
+                .unwrap_or_else(|| self.memory.map_or(cap, |m| m.min(cap)))
+        };
+        let mut v: Vec<Tmpfs> = [
+            (PathBuf::from("/tmp"), DEFAULT_TMPFS_CAP),
+            (self.workdir.clone(), DEFAULT_TMPFS_CAP),
+            (PathBuf::from("/dev/shm"), DEFAULT_SHM_CAP),
+        ]
+        .into_iter()
+        .map(|(target, cap)| Tmpfs {
+            target,
+            size: Some(default(cap)),
+        })
+        .collect();
+        v.extend(self.tmpfs.iter().map(|t| Tmpfs {
+            target: t.target.clone(),
+            size: Some(t.size.unwrap_or_else(|| default(DEFAULT_TMPFS_CAP))),
+        }));
+        v
     }
 
     /// The environment a command sees: the fixed base, then the spec's
@@ -582,6 +686,46 @@ mod tests {
         assert_eq!(env["TZ"], "Europe/Paris");
         assert_eq!(env["LANG"], "C.UTF-8");
         assert_eq!(env["HOME"], "/workdir");
+    }
+
+    #[test]
+    fn tmpfs_sizes_follow_the_memory_limit_and_the_setting() {
+        let sizes = |s: &SandboxSpec| -> Vec<(String, u64)> {
+            s.tmpfs_mounts()
+                .into_iter()
+                .map(|t| (t.target.display().to_string(), t.size.unwrap()))
+                .collect()
+        };
+        let mut s = SandboxSpec::default();
+        assert_eq!(
+            sizes(&s),
+            [
+                ("/tmp".to_string(), 1 << 30),
+                ("/workdir".to_string(), 1 << 30),
+                ("/dev/shm".to_string(), 64 << 20)
+            ]
+        );
+        s.memory = Some(32 << 20);
+        s.tmpfs.push(Tmpfs {
+            target: "/cache".into(),
+            size: None,
+        });
+        assert!(
+            sizes(&s).iter().all(|(_, n)| *n == 32 << 20),
+            "{:?}",
+            sizes(&s)
+        );
+        s.tmpfs_size = Some(8 << 20);
+        s.tmpfs[0].size = Some(1 << 20);
+        let got = sizes(&s);
+        assert!(got[..3].iter().all(|(_, n)| *n == 8 << 20), "{got:?}");
+        assert_eq!(got[3], ("/cache".to_string(), 1 << 20));
+        s.tmpfs_size = Some(0);
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("tmpfs size 0"));
     }
 
     #[test]

@@ -353,7 +353,7 @@ impl Shared {
             "the engine backends run containers without a bridge network, so ports cannot be \
              published; use network `host` or the native backend",
         );
-        e.restrict_to(spec)
+        e.restrict_to(spec).with_tmpfs(spec)
     }
 
     /// `spec` under its image's config (pulled first if need be), by the

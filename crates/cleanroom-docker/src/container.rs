@@ -123,23 +123,30 @@ pub fn create_body(
         ),
     };
 
+    // Every tmpfs sized as on every backend (`/dev/shm` is the engine's
+    // own, sized with `ShmSize`); a bind mount at /tmp or the working
+    // directory takes the place of its tmpfs.
     let mut tmpfs: HashMap<String, String> = HashMap::new();
+    let mut shm_size = None;
     let mounted = |p: &std::path::Path| spec.mounts.iter().any(|m| m.target == p);
-    if !mounted(std::path::Path::new("/tmp")) {
-        tmpfs.insert("/tmp".into(), TMPFS_OPTS.to_string());
-    }
-    if !mounted(&spec.workdir) {
-        tmpfs.insert(
-            spec.workdir.display().to_string(),
-            workdir_tmpfs_opts(engine, &spec.user.to_string()),
-        );
-    }
-    for t in &spec.tmpfs {
-        let opts = match t.size {
-            Some(size) => format!("{TMPFS_OPTS},size={size}"),
-            None => TMPFS_OPTS.to_string(),
-        };
-        tmpfs.insert(t.target.display().to_string(), opts);
+    let sized = spec.tmpfs_mounts();
+    let own = sized.len() - spec.tmpfs.len();
+    for (i, t) in sized.into_iter().enumerate() {
+        let size = t.size.unwrap_or(cleanroom_core::spec::DEFAULT_TMPFS_CAP);
+        if i < own && t.target == std::path::Path::new("/dev/shm") {
+            shm_size = Some(size as i64);
+        } else if i >= own || !mounted(&t.target) {
+            // The working directory has one mode and owner on every backend.
+            let opts = if i < own && t.target == spec.workdir {
+                workdir_tmpfs_opts(engine, &spec.user.to_string())
+            } else {
+                TMPFS_OPTS.to_string()
+            };
+            tmpfs.insert(
+                t.target.display().to_string(),
+                format!("{opts},size={size}"),
+            );
+        }
     }
 
     let mounts: Vec<Mount> = spec
@@ -183,6 +190,7 @@ pub fn create_body(
         security_opt: Some(vec!["no-new-privileges".into()]),
         network_mode: Some(network_mode),
         tmpfs: Some(tmpfs),
+        shm_size,
         mounts: Some(mounts),
         memory: spec.memory.map(|m| m as i64),
         memory_swap: spec.memory.map(|m| m as i64),

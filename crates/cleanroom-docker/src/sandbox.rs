@@ -144,13 +144,36 @@ impl Container {
         Ok(())
     }
 
-    /// The memory cgroup's OOM-kill count as seen inside, or 0.
+    /// The memory cgroup's OOM-kill count as seen inside. Where no command
+    /// can run there any more (a full tmpfs keeps the cgroup at its limit
+    /// after the kill, so the reading command is killed too), 1 if the
+    /// engine's statistics show the cgroup at its limit (the highest usage
+    /// on cgroup v1, the current one on v2; the engines mark only a
+    /// container's main process as OOM-killed, never an exec); else 0.
     pub async fn oom_kills(&self, user: &str) -> u64 {
+        if let Some(counted) = self.oom_kills_inside(user).await {
+            return counted;
+        }
+        let opts = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let stats = self.docker.stats(&self.id, Some(opts)).next().await;
+        let memory = stats.and_then(|s| s.ok()).and_then(|s| s.memory_stats);
+        let at_limit = memory.is_some_and(|m| match (m.max_usage.or(m.usage), m.limit) {
+            (Some(used), Some(limit)) => used.saturating_add(2 << 20) >= limit,
+            _ => false,
+        });
+        u64::from(at_limit)
+    }
+
+    /// `None` when the reading command did not run to the end.
+    async fn oom_kills_inside(&self, user: &str) -> Option<u64> {
         let req = ExecRequest {
             argv: vec![
                 "sh".into(),
                 "-c".into(),
-                "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null".into(),
+                "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null; exit 0".into(),
             ],
             env: cleanroom_core::base_environment(Path::new("/")),
             user: user.to_string(),
@@ -161,13 +184,15 @@ impl Container {
             sink: None,
         };
         match run_exec(&self.docker, self.engine(), &self.id, req, KillMode::Group).await {
-            Ok(out) => String::from_utf8_lossy(&out.stdout.bytes)
-                .lines()
-                .filter_map(|l| l.strip_prefix("oom_kill "))
-                .filter_map(|n| n.trim().parse::<u64>().ok())
-                .max()
-                .unwrap_or(0),
-            Err(_) => 0,
+            Ok(out) if out.exit_code == 0 => Some(
+                String::from_utf8_lossy(&out.stdout.bytes)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("oom_kill "))
+                    .filter_map(|n| n.trim().parse::<u64>().ok())
+                    .max()
+                    .unwrap_or(0),
+            ),
+            _ => None,
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct Instance {
     cgroup: Mutex<Option<crate::cgroups::Cgroup>>,
     /// Replies for the command carried in the plan, until taken.
     first_exec: Mutex<Option<mpsc::UnboundedReceiver<Reply>>>,
+    /// OOM kills in its cgroup already reported (by an earlier exec).
+    oom_seen: AtomicU64,
 }
 
 /// The request id of the command carried in the plan; requests sent over
@@ -140,6 +142,7 @@ impl Instance {
             sock,
             pending,
             next: AtomicU64::new(1),
+            oom_seen: AtomicU64::new(0),
             first: Mutex::new(Some(first)),
             init: Mutex::new(init),
             namespaces,
@@ -270,8 +273,11 @@ impl Instance {
     }
 
     /// Whether the kernel's OOM killer ended a process for the memory limit.
+    /// Only kills since the last call count: an exec after one that ran
+    /// out of memory is not reported for it.
     pub fn oom_killed(&self) -> bool {
-        lock(&self.cgroup).as_ref().is_some_and(|c| c.oom_killed())
+        let kills = lock(&self.cgroup).as_ref().map_or(0, |c| c.oom_kills());
+        self.oom_seen.fetch_max(kills, Ordering::Relaxed) < kills
     }
 }
 

@@ -68,22 +68,32 @@ impl Drop for Stack {
     }
 }
 
-/// What the child gets: the closure, and where the kernel stores the
-/// child's pid as the parent sees it (CLONE_PARENT_SETTID), before the
-/// child first runs.
-struct Slot<F> {
+/// What the child gets: the closure, where the kernel stores the child's
+/// pid as the parent sees it (CLONE_PARENT_SETTID) before the child first
+/// runs, and the `cgroup.procs` the child writes itself into first when it
+/// could not be created in its cgroup.
+struct Slot<'a, F> {
     child: Option<F>,
     pid: libc::pid_t,
+    join: Option<BorrowedFd<'a>>,
 }
 
-extern "C" fn trampoline<F: FnOnce(libc::pid_t) -> i32>(arg: *mut libc::c_void) -> libc::c_int {
+extern "C" fn trampoline<F: FnOnce(libc::pid_t, io::Result<()>) -> i32>(
+    arg: *mut libc::c_void,
+) -> libc::c_int {
     // SAFETY: `arg` is the `Slot<F>` that `vfork_with` keeps alive until the
     // child has exec'd or exited, and only the child touches it meanwhile
     // (the kernel wrote `pid` before the child started).
     let slot = unsafe { &mut *arg.cast::<Slot<F>>() };
     let pid = slot.pid;
+    // The child moves itself, never its parent: the parent may be a helper
+    // of ours that must stay outside the sandbox's cgroup (and its OOM).
+    let joined = match slot.join {
+        Some(procs) => crate::cgroups::join_self(procs),
+        None => Ok(()),
+    };
     let code = match slot.child.take() {
-        Some(f) => f(pid),
+        Some(f) => f(pid, joined),
         None => 127,
     };
     // SAFETY: ends the child without running destructors or atexit
@@ -98,8 +108,9 @@ pub enum Cgroup<'a> {
     Inherit,
     /// A v2 cgroup, entered as the child is created (`clone3` with
     /// `CLONE_INTO_CGROUP`, Linux 5.7): `dir` is the cgroup's directory.
-    /// Where that is not available, the parent moves itself in first
-    /// through `procs`, its `cgroup.procs` (the child then inherits it).
+    /// Where that is not available, the child moves itself in through
+    /// `procs`, its `cgroup.procs`, before anything else; the parent stays
+    /// where it is.
     Into {
         dir: BorrowedFd<'a>,
         procs: BorrowedFd<'a>,
@@ -109,8 +120,9 @@ pub enum Cgroup<'a> {
 /// Runs `child` in a new process that shares this one's memory, with
 /// `extra` clone flags and a stack of `stack_size` bytes, in `cgroup`. The
 /// child is given its own pid as its parent sees it (in the parent's pid
-/// namespace, unlike `getpid` in a new one). Returns the child's pid once
-/// the child has called `execve` or exited.
+/// namespace, unlike `getpid` in a new one), and whether it got into
+/// `cgroup` (an error only when it had to move itself and could not).
+/// Returns the child's pid once the child has called `execve` or exited.
 ///
 /// # Safety
 ///
@@ -119,7 +131,7 @@ pub enum Cgroup<'a> {
 /// `execve` or return an exit code (it is then `_exit`ed): it must not
 /// unwind out of the closure, longjmp, or leave memory its parent will use
 /// in an inconsistent state.
-pub unsafe fn vfork_with<F: FnOnce(libc::pid_t) -> i32>(
+pub unsafe fn vfork_with<F: FnOnce(libc::pid_t, io::Result<()>) -> i32>(
     child: F,
     stack_size: usize,
     extra: libc::c_int,
@@ -129,21 +141,25 @@ pub unsafe fn vfork_with<F: FnOnce(libc::pid_t) -> i32>(
     let mut slot = Slot {
         child: Some(child),
         pid: 0,
+        join: None,
     };
-    let slot_ptr: *mut Slot<F> = &mut slot;
+    let slot_ptr: *mut Slot<'_, F> = &mut slot;
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID | extra;
     if let Cgroup::Into { dir, procs } = cgroup {
         // SAFETY: as below; clone3_into runs the same trampoline.
         match unsafe { clone3_into(flags, &stack, slot_ptr, dir) } {
             Ok(pid) => return Ok(pid),
-            // No clone3 or no CLONE_INTO_CGROUP here: move ourselves in.
+            // No clone3 or no CLONE_INTO_CGROUP here: the child moves
+            // itself in.
             Err(e)
                 if matches!(
                     e.raw_os_error(),
                     Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)
                 ) =>
             {
-                crate::cgroups::join_self(procs)?
+                // SAFETY: `slot_ptr` points at `slot`, alive on this
+                // stack; the child has not been created yet.
+                unsafe { (*slot_ptr).join = Some(procs) }
             }
             Err(e) => return Err(e),
         }
@@ -194,10 +210,10 @@ struct CloneArgs {
 ///
 /// As for [`vfork_with`]; `slot` must point at a live `Slot<F>`.
 #[cfg(target_arch = "x86_64")]
-unsafe fn clone3_into<F: FnOnce(libc::pid_t) -> i32>(
+unsafe fn clone3_into<F: FnOnce(libc::pid_t, io::Result<()>) -> i32>(
     flags: libc::c_int,
     stack: &Stack,
-    slot: *mut Slot<F>,
+    slot: *mut Slot<'_, F>,
     cgroup: BorrowedFd<'_>,
 ) -> io::Result<Pid> {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -250,10 +266,10 @@ unsafe fn clone3_into<F: FnOnce(libc::pid_t) -> i32>(
 
 /// Elsewhere the cgroup is joined by writing `cgroup.procs` instead.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn clone3_into<F: FnOnce(libc::pid_t) -> i32>(
+unsafe fn clone3_into<F: FnOnce(libc::pid_t, io::Result<()>) -> i32>(
     _flags: libc::c_int,
     _stack: &Stack,
-    _slot: *mut Slot<F>,
+    _slot: *mut Slot<'_, F>,
     _cgroup: BorrowedFd<'_>,
 ) -> io::Result<Pid> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))

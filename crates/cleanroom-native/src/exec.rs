@@ -201,7 +201,10 @@ impl Exec {
     }
 
     /// The output, once the pipes close (or the grace period ends).
-    pub async fn finish(self, exit: Exit, enforcement: Enforcement) -> RunResult {
+    /// `oom_event`: the sandbox's cgroup saw an OOM kill during the run; the
+    /// command counts as OOM-killed when it then ended with 137 (SIGKILL,
+    /// itself or, through a shell, what it ran), as Docker reports it.
+    pub async fn finish(self, exit: Exit, enforcement: Enforcement, oom_event: bool) -> RunResult {
         if let Some(stdin) = self.stdin {
             stdin.abort();
         }
@@ -211,7 +214,7 @@ impl Exec {
             exit_code: exit.code,
             signal: exit.signal,
             timed_out: exit.timed_out,
-            oom_killed: false,
+            oom_killed: oom_event && !exit.timed_out && exit.code == 137,
             stdout: stdout.bytes,
             stderr: stderr.bytes,
             stdout_truncated: stdout.truncated,

@@ -274,7 +274,7 @@ fn start(msg: &Msg, fds: Vec<OwnedFd>) -> Step<Pid> {
     // `execve` or `_exit`.
     let started = unsafe {
         crate::clone::vfork_with(
-            |_| exec_child(fds, &cwd, &candidates, &argv, &env),
+            |_, _| exec_child(fds, &cwd, &candidates, &argv, &env),
             EXEC_STACK,
             0,
             crate::clone::Cgroup::Inherit,

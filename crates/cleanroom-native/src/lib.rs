@@ -16,6 +16,7 @@ pub mod cgroups;
 pub mod client;
 pub mod clone;
 pub mod exec;
+pub mod idmap;
 pub mod init;
 pub mod mounts;
 pub mod namespaces;
@@ -123,7 +124,11 @@ pub fn native_enforcement(spec: &SandboxSpec) -> Enforcement {
         ),
         _ => e.enforced(PublishPorts),
     };
-    e.restrict_to(spec)
+    let mut e = e.restrict_to(spec).with_tmpfs(spec);
+    e.user_mapping = idmap::Mapping::for_spec(spec)
+        .ok()
+        .map(|m| m.describe(spec.user));
+    e
 }
 
 /// The cgroup limits a spec asks for.
@@ -180,6 +185,9 @@ async fn prepare(
     let owned = spec.clone();
     let start_dir = run.start_dir.clone();
     let (plan, cgroup) = tokio::task::spawn_blocking(move || -> Result<_> {
+        // Making the plan may make the sandbox's user namespace, which takes
+        // a child of this process: not on a thread the caller's runtime
+        // needs meanwhile.
         let mut plan = Plan::new(&owned, pod)?;
         plan.start_dir = start_dir;
         let cgroup = cgroup_for(&owned)?;
@@ -193,6 +201,8 @@ async fn prepare(
     })
     .await
     .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
+    let mut enforcement = enforcement;
+    enforcement.user_mapping = Some(plan.user_mapping.clone());
     Ok((enforcement, plan, cgroup))
 }
 
@@ -306,11 +316,7 @@ impl Backend for NativeBackend {
         // the output is collected.
         inst.shutdown().await;
         match exit {
-            Ok(x) => {
-                let mut r = running.finish(x, enforcement).await;
-                r.oom_killed = oom && r.signal == Some(9);
-                Ok(r)
-            }
+            Ok(x) => Ok(running.finish(x, enforcement, oom).await),
             Err(e) => {
                 running.abort();
                 Err(e)

@@ -44,16 +44,44 @@ pub fn bind(source: &Path, target: &Path) -> Step {
 }
 
 /// `MOUNT_ATTR_*` from linux/mount.h.
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 
+/// `struct mount_attr`.
 #[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(crate) struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+/// Attaches the detached mount tree `tree` (see [`crate::idmap::detached`])
+/// on `target` (`move_mount`).
+pub fn attach(tree: &std::os::fd::OwnedFd, target: &Path) -> Step {
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let c = cpath(target)?;
+    // SAFETY: move_mount from our descriptor (empty path) to a valid C
+    // string; the kernel only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(fail(
+            format!("attaching a host path on {}", target.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 /// Makes the mount at `target` and every mount below it read-only, nosuid

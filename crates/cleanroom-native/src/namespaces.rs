@@ -17,8 +17,7 @@ pub fn enter(plan: &Plan) -> Step {
         // dropping them keeps root and rootless runs alike.
         let _ = nix::unistd::setgroups(&[]);
     }
-    let mut flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWNS
+    let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWPID
@@ -38,10 +37,41 @@ pub fn enter(plan: &Plan) -> Step {
                 .map_err(|e| format!("joining the pod's network namespace: {e}"))?;
         }
     }
+    // A root caller's sandbox joins the user namespace the caller made with
+    // its mapping (a pod member: the pod's, entered above, which is that
+    // same one); every other makes its own and maps the caller itself.
+    let joined = match (&plan.userns, &plan.network) {
+        (Some(_), NetPlan::Join(_)) => true,
+        (Some(ns), _) => {
+            setns(ns, CloneFlags::CLONE_NEWUSER)
+                .map_err(|e| format!("entering the sandbox's user namespace: {e}"))?;
+            true
+        }
+        (None, _) => {
+            flags |= CloneFlags::CLONE_NEWUSER;
+            false
+        }
+    };
     unshare(flags).map_err(|e| {
         format!("creating namespaces (user, pid, mount, uts, ipc, net, cgroup): {e}")
     })?;
+    if joined {
+        return Ok(());
+    }
     write_maps(plan.user.uid, plan.outer_uid, plan.user.gid, plan.outer_gid)
+}
+
+/// Run by the init of a sandbox that joined a user namespace as the caller
+/// (whose id its map leaves out): takes `ids` inside, so that what it
+/// creates while building the sandbox has an owner there.
+pub fn take_setup_ids((uid, gid): (u32, u32)) -> Step {
+    let _ = nix::unistd::setgroups(&[]);
+    let (u, g) = (
+        nix::unistd::Uid::from_raw(uid),
+        nix::unistd::Gid::from_raw(gid),
+    );
+    nix::unistd::setresgid(g, g, g).map_err(|e| format!("taking gid {gid} inside: {e}"))?;
+    nix::unistd::setresuid(u, u, u).map_err(|e| format!("taking uid {uid} inside: {e}"))
 }
 
 /// Maps one id each way; `setgroups` is denied, as an unprivileged caller must.

@@ -2,11 +2,12 @@
 //! fork: host paths resolved, the rootfs unpacked, `/etc` generated. The
 //! child then only performs system calls in order; it never reads the spec.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use cleanroom_core::{Error, Network, Result, SandboxSpec, User};
 
+use crate::idmap::{detached, Mapping};
 use crate::rootfs;
 
 /// Which network namespace the sandbox gets.
@@ -55,23 +56,37 @@ pub enum RootPlan {
     Dir {
         path: PathBuf,
         entries: Vec<TopEntry>,
+        /// The directory as a detached, idmapped mount made by the caller,
+        /// for a sandbox that cannot reach host paths as the caller does.
+        tree: Option<OwnedFd>,
     },
 }
 
 /// A host path bound into the sandbox.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct BindPlan {
     /// Canonical host path.
     pub source: PathBuf,
     pub target: PathBuf,
     pub read_only: bool,
     pub is_dir: bool,
+    /// The source as a detached mount made by the caller (idmapped where
+    /// the filesystem allows), attached instead of binding `source`.
+    pub tree: Option<OwnedFd>,
 }
 
 /// The whole sandbox, ready for the child.
 pub struct Plan {
     pub hostname: String,
     pub user: User,
+    /// The user namespace the caller made for this mapping, joined instead
+    /// of making one (a root caller's sandbox; see [`crate::idmap`]).
+    pub userns: Option<OwnedFd>,
+    /// The ids (inside) the init takes before it builds the sandbox, when
+    /// it joins `userns` as the caller, whose id that map leaves out.
+    pub setup_ids: Option<(u32, u32)>,
+    /// The report's words for the user mapping.
+    pub user_mapping: String,
     /// The caller's effective uid and gid (as a pod's user namespace sees
     /// them, when joining one), mapped to `user` inside.
     pub outer_uid: u32,
@@ -84,16 +99,27 @@ pub struct Plan {
     /// lacks it, as Docker does (no tmpfs over it: it keeps the image's files).
     pub start_dir: Option<PathBuf>,
     pub binds: Vec<BindPlan>,
-    pub tmpfs: Vec<(PathBuf, Option<u64>)>,
+    /// Sizes in bytes of `/tmp`, the working directory and `/dev/shm`.
+    pub scratch_sizes: ScratchSizes,
+    /// The spec's own tmpfs mounts and their sizes in bytes.
+    pub tmpfs: Vec<(PathBuf, u64)>,
     /// Installed by the init on itself, so every process inherits it.
     pub seccomp: Option<crate::seccomp::Filter>,
     pub rlimits: crate::rlimits::Rlimits,
-    /// The sandbox cgroup's `cgroup.procs` files; the first child joins
-    /// them before it creates any namespace.
+    /// The sandbox cgroup's `cgroup.procs` files; the init joins them
+    /// before it does anything else (the first child stays outside).
     pub cgroup: Option<crate::cgroups::ProcsFiles>,
     /// A command the init starts as soon as it is ready, without waiting
     /// for a request: a one-shot run saves a round trip to the caller.
     pub first_exec: Option<FirstExec>,
+}
+
+/// Sizes in bytes of the tmpfs mounts every sandbox gets.
+#[derive(Clone, Copy, Debug)]
+pub struct ScratchSizes {
+    pub tmp: u64,
+    pub workdir: u64,
+    pub shm: u64,
 }
 
 /// An `exec` request carried in the plan, with the command's end of its
@@ -142,30 +168,143 @@ impl Plan {
                 target: m.target.clone(),
                 read_only: m.read_only,
                 is_dir,
+                tree: None,
             });
         }
+        let mapping = Mapping::for_spec(spec)?;
+        let mut user_mapping = mapping.describe(spec.user);
+        let mut root = rootfs::plan(spec)?;
+        let userns = if mapping.joins() {
+            let ns = mapping
+                .user_namespace(spec.user)
+                .map_err(|e| Error::io("making the sandbox's user namespace", e))?;
+            let notes = host_trees(&mapping, spec.user, &ns, &mut root, &mut binds)?;
+            for n in notes {
+                user_mapping.push_str("; ");
+                user_mapping.push_str(&n);
+            }
+            Some(ns)
+        } else {
+            None
+        };
+        // `tmpfs_mounts` lists /tmp, the working directory and /dev/shm
+        // first, then the spec's own.
+        let mut sized = spec.tmpfs_mounts().into_iter().map(|t| {
+            (
+                t.target,
+                t.size.unwrap_or(cleanroom_core::spec::DEFAULT_TMPFS_CAP),
+            )
+        });
+        let mut next = || {
+            sized
+                .next()
+                .map_or(cleanroom_core::spec::DEFAULT_TMPFS_CAP, |t| t.1)
+        };
+        let scratch_sizes = ScratchSizes {
+            tmp: next(),
+            workdir: next(),
+            shm: next(),
+        };
+        let tmpfs = sized.collect();
         Ok(Plan {
             hostname: spec.hostname.clone(),
             user: spec.user,
+            userns,
+            setup_ids: mapping.setup_ids(spec.user),
+            user_mapping,
             outer_uid,
             outer_gid,
             network,
-            root: rootfs::plan(spec)?,
+            root,
             read_only_root: spec.read_only_root,
             workdir: spec.workdir.clone(),
             start_dir: None,
             binds,
-            tmpfs: spec
-                .tmpfs
-                .iter()
-                .map(|t| (t.target.clone(), t.size))
-                .collect(),
+            scratch_sizes,
+            tmpfs,
             seccomp: crate::default_seccomp().ok().cloned(),
             rlimits: crate::rlimits::Rlimits::sandbox_default(),
             cgroup: None,
             first_exec: None,
         })
     }
+}
+
+/// For a sandbox that joins a user namespace of the caller's (and so cannot
+/// reach host paths as the caller): the rootfs directory and every bind
+/// source as detached mounts, made now while this process is host root.
+/// The rootfs is idmapped through the sandbox's own mapping, binds through
+/// one that makes the caller's files the sandbox user's. Returns notes for
+/// the report.
+fn host_trees(
+    mapping: &Mapping,
+    user: cleanroom_core::User,
+    userns: &OwnedFd,
+    root: &mut RootPlan,
+    binds: &mut [BindPlan],
+) -> Result<Vec<String>> {
+    use crate::mounts::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    let mut notes = Vec::new();
+    let fail =
+        |what: &Path, e| Error::io(format!("preparing {} for the sandbox", what.display()), e);
+    // Without the new mount API (Linux < 5.2) host paths are bound by path,
+    // as the caller's own ids no longer reach them: the report says so.
+    let old_kernel = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOSYS);
+    if let RootPlan::Dir { path, tree, .. } = root {
+        let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        let (fd, refused) = match detached(path, attrs, Some(userns.as_fd())) {
+            Ok(made) => made,
+            Err(e) if old_kernel(&e) => {
+                notes.push(format!("host paths bound by path, not idmapped ({e})"));
+                return Ok(notes);
+            }
+            Err(e) => return Err(fail(path, e)),
+        };
+        if let Some(e) = refused {
+            notes.push(format!(
+                "the rootfs {} is not idmapped ({e}): its files show as nobody",
+                path.display()
+            ));
+        }
+        *tree = Some(fd);
+    }
+    if binds.is_empty() {
+        return Ok(notes);
+    }
+    let idmap = mapping.caller_idmap(user);
+    let (hu, hg) = mapping.host_ids(user);
+    let mut plain = Vec::new();
+    for b in binds.iter_mut() {
+        let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        if b.read_only {
+            attrs |= MOUNT_ATTR_RDONLY;
+        }
+        let ns = idmap.as_ref().ok().map(|fd| fd.as_fd());
+        let (fd, refused) = match detached(&b.source, attrs, ns) {
+            Ok(made) => made,
+            Err(e) if old_kernel(&e) => {
+                plain.push(format!("{} ({e})", b.source.display()));
+                continue;
+            }
+            Err(e) => return Err(fail(&b.source, e)),
+        };
+        let why = refused.map(|e| e.to_string());
+        if let Some(e) = why.or_else(|| idmap.as_ref().err().map(ToString::to_string)) {
+            plain.push(format!("{} ({e})", b.source.display()));
+        }
+        b.tree = Some(fd);
+    }
+    notes.push(if plain.is_empty() {
+        "mounts idmapped: the caller's files are the sandbox user's, and what it writes lands \
+         owned by the caller"
+            .to_string()
+    } else {
+        format!(
+            "mounts not idmapped, where files it writes land owned by host {hu}:{hg}: {}",
+            plain.join(", ")
+        )
+    });
+    Ok(notes)
 }
 
 /// Mount options are comma-separated text: refuse paths that would break them.

@@ -186,7 +186,11 @@ fn directory(dir: &Path) -> Result<RootPlan> {
             entries.push(entry);
         }
     }
-    Ok(RootPlan::Dir { path, entries })
+    Ok(RootPlan::Dir {
+        path,
+        entries,
+        tree: None,
+    })
 }
 
 /// Where unpacked rootfs tarballs are kept: `$CLEANROOM_HOME/cache/native-tar`,

@@ -187,9 +187,7 @@ impl Sandbox for NativeSandbox {
             }
         };
         let oom = self.inst.oom_killed();
-        let mut r = e.finish(exit, self.enforcement.clone()).await;
-        r.oom_killed = oom && r.signal == Some(9);
-        Ok(r)
+        Ok(e.finish(exit, self.enforcement.clone(), oom).await)
     }
 
     async fn copy_in(&self, host_path: &Path, sandbox_path: &Path) -> Result<()> {

@@ -61,7 +61,7 @@ pub fn run(plan: &Plan) -> Step {
     mounts::make_private(Path::new("/"))?;
     mounts::tmpfs(Path::new("/tmp"), "mode=0700")?;
     nix::unistd::chdir("/tmp").map_err(|e| format!("entering the scratch tmpfs: {e}"))?;
-    for dir in ["newroot", "oldroot", "upper"] {
+    for dir in ["newroot", "oldroot", "upper", "lower"] {
         std::fs::create_dir(dir).map_err(|e| format!("creating scratch {dir}: {e}"))?;
     }
     nix::unistd::pivot_root(".", "oldroot")
@@ -73,33 +73,40 @@ pub fn run(plan: &Plan) -> Step {
     root_filesystem(plan, new)?;
 
     // 4. /dev, then a fresh /proc with its sensitive paths masked.
-    devices(new)?;
+    devices(new, plan.scratch_sizes.shm)?;
     proc(new)?;
 
     // 5. Writable scratch space, then the spec's own mounts.
+    // Each sized (the kernel's default is half the machine's memory).
+    let sizes = &plan.scratch_sizes;
     let tmp = create_inside(new, Path::new("/tmp"), true)?;
-    mounts::tmpfs(&tmp, "mode=1777")?;
+    mounts::tmpfs(&tmp, &format!("mode=1777,size={}", sizes.tmp))?;
     let work = create_inside(new, &plan.workdir, true)?;
-    // The same mode as the engines' working directory (owned by the user
-    // here, as this process is the sandbox user inside).
+    // The same mode as the engines' working directory, owned by the
+    // sandbox's user (the init may be another user inside now).
+    let owner = format!("uid={},gid={}", plan.user.uid, plan.user.gid);
     mounts::tmpfs(
         &work,
-        &format!("mode={:o}", cleanroom_core::spec::WORKDIR_MODE),
+        &format!(
+            "mode={:o},{owner},size={}",
+            cleanroom_core::spec::WORKDIR_MODE,
+            sizes.workdir
+        ),
     )?;
     if let Some(dir) = &plan.start_dir {
         create_inside(new, dir, true)?;
     }
     for (target, size) in &plan.tmpfs {
         let at = create_inside(new, target, true)?;
-        let opts = match size {
-            Some(s) => format!("mode=1777,size={s}"),
-            None => "mode=1777".to_string(),
-        };
-        mounts::tmpfs(&at, &opts)?;
+        mounts::tmpfs(&at, &format!("mode=1777,size={size}"))?;
     }
     for b in &plan.binds {
         let at = create_inside(new, &b.target, b.is_dir)?;
-        mounts::bind_with(&host(&b.source), &at, !b.read_only)?;
+        match &b.tree {
+            // Made by the caller, flags and idmapping set.
+            Some(tree) => mounts::attach(tree, &at)?,
+            None => mounts::bind_with(&host(&b.source), &at, !b.read_only)?,
+        }
     }
 
     // 6. Enter the new root; the host's root is gone from this namespace.
@@ -130,7 +137,7 @@ fn root_filesystem(plan: &Plan, new: &Path) -> Step {
             etc_binds,
         } => {
             mounts::tmpfs(new, "mode=0755")?;
-            top_entries(Path::new("/"), entries, new)?;
+            top_entries(Path::new(OLDROOT), entries, new)?;
             let etc = new.join("etc");
             std::fs::create_dir(&etc).map_err(|e| format!("creating /etc: {e}"))?;
             for (name, content) in etc_files {
@@ -143,15 +150,27 @@ fn root_filesystem(plan: &Plan, new: &Path) -> Step {
             }
             Ok(())
         }
-        RootPlan::Dir { path, entries } => {
-            if overlay(&host(path), new).is_ok() {
+        RootPlan::Dir {
+            path,
+            entries,
+            tree,
+        } => {
+            // The caller's detached copy of the directory, where it made one.
+            let lower = match tree {
+                Some(tree) => {
+                    mounts::attach(tree, Path::new("/lower"))?;
+                    PathBuf::from("/lower")
+                }
+                None => host(path),
+            };
+            if overlay(&lower, new).is_ok() {
                 return Ok(());
             }
             // No overlayfs here: a tmpfs root with the directory's top-level
             // entries bound read-only. New top-level files stay writable
             // (until the root is made read-only); the rest is read-only.
             mounts::tmpfs(new, "mode=0755")?;
-            top_entries(path, entries, new)
+            top_entries(&lower, entries, new)
         }
     }
 }
@@ -184,6 +203,8 @@ fn overlay(lower: &Path, new: &Path) -> Step {
     Err(last)
 }
 
+/// Recreates `entries` at the top of `new`, binding them from `from` (a
+/// path in the scratch root: the host's under /oldroot, or /lower).
 fn top_entries(from: &Path, entries: &[TopEntry], new: &Path) -> Step {
     for e in entries {
         match e {
@@ -192,19 +213,19 @@ fn top_entries(from: &Path, entries: &[TopEntry], new: &Path) -> Step {
             TopEntry::Dir(name) => {
                 let at = new.join(name);
                 std::fs::create_dir(&at).map_err(|err| format!("creating /{name}: {err}"))?;
-                mounts::bind_with(&host(&from.join(name)), &at, false)?;
+                mounts::bind_with(&from.join(name), &at, false)?;
             }
             TopEntry::File(name) => {
                 let at = new.join(name);
                 std::fs::write(&at, b"").map_err(|err| format!("creating /{name}: {err}"))?;
-                mounts::bind_with(&host(&from.join(name)), &at, false)?;
+                mounts::bind_with(&from.join(name), &at, false)?;
             }
         }
     }
     Ok(())
 }
 
-fn devices(new: &Path) -> Step {
+fn devices(new: &Path, shm_size: u64) -> Step {
     let dev = create_inside(new, Path::new("/dev"), true)?;
     mount(
         Some("tmpfs"),
@@ -232,7 +253,7 @@ fn devices(new: &Path) -> Step {
     );
     let shm = dev.join("shm");
     std::fs::create_dir(&shm).map_err(|e| format!("creating /dev/shm: {e}"))?;
-    mounts::tmpfs(&shm, "mode=1777")?;
+    mounts::tmpfs(&shm, &format!("mode=1777,size={shm_size}"))?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),

@@ -2,11 +2,12 @@
 //!
 //! The caller forks from one long-lived thread (so `PR_SET_PDEATHSIG`, which
 //! follows the parent *thread*, fires only when the caller process dies). The
-//! first child joins the sandbox's v1 cgroups, creates the namespaces
-//! ([`crate::namespaces::enter`]) and starts the sandbox's PID 1
-//! ([`crate::init::main`]) as a vfork-style child that borrows its memory
-//! (see [`crate::clone`]), created straight into the v2 cgroup; then it
-//! sleeps in the kernel until PID 1 exits. Killing the first child kills
+//! first child creates the namespaces ([`crate::namespaces::enter`]) and
+//! starts the sandbox's PID 1 ([`crate::init::main`]) as a vfork-style
+//! child that borrows its memory (see [`crate::clone`]), created straight
+//! into the v2 cgroup; PID 1 joins the v1 cgroups itself. Then the first
+//! child sleeps in the kernel until PID 1 exits, outside the sandbox's
+//! cgroups, where the sandbox's OOM killer cannot pick it. Killing the first child kills
 //! PID 1 (its death signal), and PID 1's death kills everything in the pid
 //! namespace. The caller's end of the control socket closing also ends PID 1.
 
@@ -22,7 +23,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use crate::clone;
 use crate::init;
 use crate::namespaces;
-use crate::plan::{NetPlan, Plan};
+use crate::plan::{NetPlan, Plan, RootPlan};
 use crate::protocol::{self, Msg};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -115,17 +116,10 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         exit(1);
     }
     let _ = nix::sys::prctl::set_name(c"cleanroom-ns");
-    // Into the sandbox's v1 cgroups first, so everything after is limited.
-    // Its v2 cgroup is entered by the init as it is created (below).
-    if let Some(procs) = &plan.cgroup {
-        if let Err(e) = procs.join_v1_raw() {
-            // SAFETY: `control` is our open end of the socketpair.
-            let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(control) };
-            let msg = Msg::new("fail").push(format!("joining the sandbox's cgroup: {e}"));
-            let _ = protocol::send(sock, &msg, &[]);
-            exit(1);
-        }
-    }
+    // This process stays in the caller's cgroups: only the init and what
+    // it starts go into the sandbox's (see `init` below), so the sandbox's
+    // OOM killer never picks this process, whose memory is a copy of the
+    // caller's, and with it the init that shares it.
     // Keep exactly the control socket, a pod's namespaces and the first
     // command's pipes: every other descriptor of the caller (pipes and
     // sockets of other runs) must not stay open in here. Out of the way
@@ -141,6 +135,14 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     }
     if let Some(procs) = &mut plan.cgroup {
         kept.extend(procs.fds_mut());
+    }
+    kept.extend(plan.userns.iter_mut());
+    kept.extend(plan.binds.iter_mut().filter_map(|b| b.tree.as_mut()));
+    if let RootPlan::Dir {
+        tree: Some(tree), ..
+    } = &mut plan.root
+    {
+        kept.push(tree);
     }
     let mut moves = vec![high(control)];
     moves.extend(kept.iter().map(|fd| high(fd.as_raw_fd())));
@@ -206,9 +208,28 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         },
         None => clone::Cgroup::Inherit,
     };
-    let init = |host_pid| {
+    let init = |host_pid, joined: std::io::Result<()>| {
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
         let _ = nix::sys::prctl::set_name(c"cleanroom-init");
+        // Into the sandbox's cgroups before anything else, so everything
+        // after is limited: v1 by moving this thread (see
+        // `ProcsFiles::join_v1_raw`), v2 as it was created (or by moving
+        // itself, `joined`). Its memory stays charged to the first child,
+        // which owns it; what its commands use is the sandbox's. The OOM
+        // killer passes over the init as long as it lives: it is a vfork
+        // child that shares its parent's memory (the kernel's `in_vfork`).
+        let entered = joined.and_then(|()| match &plan.cgroup {
+            Some(procs) => procs.join_v1_raw(),
+            None => Ok(()),
+        });
+        let ready = match entered {
+            Err(e) => Err(format!("joining the sandbox's cgroup: {e}")),
+            Ok(()) => plan.setup_ids.map_or(Ok(()), namespaces::take_setup_ids),
+        };
+        if let Err(e) = ready {
+            let _ = protocol::send(control.as_fd(), &Msg::new("fail").push(e), &[]);
+            return 1;
+        }
         init::main(plan, control, host_pid)
     };
     // CLONE_FILES: one descriptor table, so what the init closes (the first
@@ -344,7 +365,7 @@ pub fn probe_userns() -> std::result::Result<(), String> {
             n == text.len() as isize
         }
     };
-    let child = |_| {
+    let child = |_, _| {
         let ok = write(c"/proc/self/setgroups", b"deny")
             && write(c"/proc/self/uid_map", uid_map.as_bytes())
             && write(c"/proc/self/gid_map", gid_map.as_bytes());

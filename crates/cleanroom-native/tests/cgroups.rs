@@ -643,7 +643,7 @@ fn v2_only_child_body() {
     let argv = [sleep.as_ptr(), c"60".as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null()];
     // Raw system calls only: the test harness has other threads.
-    let child = |_| {
+    let child = |_, _| {
         // SAFETY: execve with NUL-terminated arrays of C strings.
         unsafe { libc::execve(sleep.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         127

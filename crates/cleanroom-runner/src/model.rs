@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cleanroom::{Mount, Network, RootFs, Tmpfs, User};
+use cleanroom::{Mount, Network, RootFs, Tmpfs, User, UserNs};
 use regex::Regex;
 
 use crate::problem::Location;
@@ -47,6 +47,8 @@ pub struct SandboxOverrides {
     pub timeout: Option<Duration>,
     pub output_limit: Option<u64>,
     pub strict: Option<bool>,
+    pub tmpfs_size: Option<u64>,
+    pub userns: Option<UserNs>,
 }
 
 /// A value and the place in the file that set it, for errors found while running.

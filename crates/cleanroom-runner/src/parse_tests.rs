@@ -54,6 +54,21 @@ container_should_have_executed_commands = 2
 }
 
 #[test]
+fn sandbox_tmpfs_size_and_userns_reach_the_spec() {
+    let text =
+        "[sandbox]\ntmpfs_size = \"16M\"\nuserns = \"identity\"\n\n[[steps]]\ncommand = \"true\"\n";
+    let f = parse_str(Path::new("x.clnrm.toml"), text).unwrap();
+    let spec = f.sandbox.apply(&cleanroom::SandboxSpec::default());
+    assert_eq!(spec.tmpfs_size, Some(16 << 20));
+    assert_eq!(spec.userns, cleanroom::UserNs::Identity);
+    let p = problems("\n[sandbox]\nuserns = \"root\"\n\n[[steps]]\ncommand = \"true\"\n");
+    assert!(
+        p[0].starts_with("t/x.clnrm.toml:3:10: `userns`") && p[0].contains("identity"),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn our_additions_parse() {
     let text = r#"
 [sandbox]

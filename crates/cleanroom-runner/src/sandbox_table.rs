@@ -27,6 +27,8 @@ const KEYS: &[&str] = &[
     "timeout",
     "output_limit",
     "strict",
+    "tmpfs_size",
+    "userns",
 ];
 
 pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> SandboxOverrides {
@@ -70,6 +72,8 @@ pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> SandboxOverrides {
     s.timeout = get(t, "timeout").and_then(|x| r.duration(x));
     s.output_limit = get(t, "output_limit").and_then(|x| r.size(x));
     s.strict = get(t, "strict").and_then(|x| r.bool(x));
+    s.tmpfs_size = get(t, "tmpfs_size").and_then(|x| r.size(x));
+    s.userns = get(t, "userns").and_then(|x| r.parsed(x));
     if let Some(m) = get(t, "mounts") {
         s.mounts = mounts(r, m);
     }
@@ -211,6 +215,10 @@ impl SandboxOverrides {
         }
         if let Some(v) = self.strict {
             s.strict = v;
+        }
+        s.tmpfs_size = self.tmpfs_size.or(s.tmpfs_size);
+        if let Some(u) = self.userns {
+            s.userns = u;
         }
         s
     }

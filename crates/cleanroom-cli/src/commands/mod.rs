@@ -43,7 +43,9 @@ pub fn load_config(flags: &SandboxArgs, dir: &Path) -> Result<Config> {
         .flag("network", "--network", flags.network.as_deref())
         .flag("user", "--user", flags.user.as_deref())
         .flag("workdir", "--workdir", flags.workdir.as_deref())
-        .flag("strict", "--strict", flags.strict.then_some("true"));
+        .flag("strict", "--strict", flags.strict.then_some("true"))
+        .flag("tmpfs_size", "--tmpfs-size", flags.tmpfs_size.as_deref())
+        .flag("userns", "--userns", flags.userns.as_deref());
     Config::load(dir, layer)
 }
 

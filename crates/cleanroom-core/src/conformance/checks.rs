@@ -108,6 +108,14 @@ pub(super) fn all() -> Vec<Check> {
             "exceeding the memory limit kills the command and reports oom_killed"
         ),
         check!(
+            memory_limit_tmpfs,
+            "filling a tmpfs past the memory limit is an OOM kill (137), not a failed run"
+        ),
+        check!(
+            tmpfs_sizes,
+            "/tmp, the working directory and /dev/shm are sized as reported: tmpfs_size, else the memory limit, at most 1 GiB (/dev/shm 64 MiB)"
+        ),
+        check!(
             strict_mode,
             "strict mode refuses, before running, what the backend cannot enforce"
         ),
@@ -886,6 +894,97 @@ async fn memory_limit(h: &Harness) -> CheckResult {
     expect(r.success() && !r.oom_killed, || {
         format!("`true` under the memory limit: {}", show(&r))
     })?;
+    Ok(Outcome::Verified)
+}
+
+async fn memory_limit_tmpfs(h: &Harness) -> CheckResult {
+    let spec = SandboxSpec {
+        memory: Some(64 << 20),
+        ..h.spec()
+    };
+    if !h.claims(&spec, Constraint::MemoryLimit) {
+        return reported_not_enforced(h, &spec, Constraint::MemoryLimit).await;
+    }
+    // tmpfs pages count against the limit but belong to no process: the
+    // OOM killer must still pick the command, never the backend's own
+    // helpers (the run has a result, and says why it ended).
+    let file = spec.workdir.join("big");
+    let r = h
+        .run(
+            &spec,
+            sh(&format!(
+                "dd if=/dev/zero of={} bs=1M count=200",
+                file.display()
+            ))
+            .timeout(Duration::from_secs(60)),
+        )
+        .await?;
+    expect(r.oom_killed && r.exit_code == 137 && !r.timed_out, || {
+        format!(
+            "200 MiB into the working directory under 64 MiB: {}",
+            show(&r)
+        )
+    })?;
+    Ok(Outcome::Verified)
+}
+
+/// The `size=` of the mount at `target` in a `/proc/mounts` text, in bytes.
+fn mounted_size(mounts: &str, target: &Path) -> Option<u64> {
+    let target = target.to_str()?;
+    mounts
+        .lines()
+        .rfind(|l| l.split(' ').nth(1) == Some(target))?
+        .split(' ')
+        .nth(3)?
+        .split(',')
+        .find_map(|o| o.strip_prefix("size="))
+        .and_then(|v| match v.strip_suffix('k') {
+            Some(k) => k.parse::<u64>().ok().map(|n| n << 10),
+            None => v.parse().ok(),
+        })
+}
+
+async fn tmpfs_sizes(h: &Harness) -> CheckResult {
+    let defaults = h.spec();
+    let set = SandboxSpec {
+        tmpfs_size: Some(48 << 20),
+        ..h.spec()
+    };
+    for spec in [&defaults, &set] {
+        let wanted = spec.tmpfs_mounts();
+        let report = h.backend.enforcement(spec).tmpfs;
+        if report.is_empty() {
+            // A backend without its own tmpfs mounts (local) must not
+            // claim filesystem isolation either.
+            if h.claims(spec, Constraint::FilesystemIsolation) {
+                return Err(format!(
+                    "the report lists no tmpfs sizes, though the backend isolates the                      filesystem; want {wanted:?}"
+                ));
+            }
+            return reported_not_enforced(h, spec, Constraint::FilesystemIsolation).await;
+        }
+        expect(report == wanted, || {
+            format!("the report lists tmpfs {report:?}, want {wanted:?}")
+        })?;
+        let r = h.run(spec, Cmd::new("cat").arg("/proc/mounts")).await?;
+        let mounts = r.stdout_lossy();
+        for t in &wanted {
+            let want = t.size.unwrap_or_default();
+            let got = mounted_size(&mounts, &t.target);
+            // The kernel rounds up to whole pages.
+            expect(
+                got.is_some_and(|g| g >= want && g - want < 64 << 10),
+                || {
+                    format!(
+                        "tmpfs {} is {got:?} bytes, want {want} (tmpfs_size {:?}): {}",
+                        t.target.display(),
+                        spec.tmpfs_size,
+                        show(&r)
+                    )
+                },
+            )?;
+        }
+    }
     Ok(Outcome::Verified)
 }
 

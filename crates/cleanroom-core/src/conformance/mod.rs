@@ -170,9 +170,9 @@ macro_rules! conformance_tests {
             env_isolation, workdir, filesystem_isolation, read_only_root,
             writable_root_discarded, mounts, user, capabilities, no_new_privs,
             seccomp, network_none, pid_namespace, hostname, umask, pids_limit,
-            memory_limit, strict_mode, enforcement_report, streaming, long_lived,
-            same_bytes, no_new_namespaces, no_mount, no_ptrace, no_keyctl, no_bpf,
-            image_config);
+            memory_limit, memory_limit_tmpfs, tmpfs_sizes, strict_mode, enforcement_report,
+            streaming, long_lived, same_bytes, no_new_namespaces, no_mount, no_ptrace, no_keyctl,
+            no_bpf, image_config);
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
         $(

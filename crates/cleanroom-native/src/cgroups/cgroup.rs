@@ -234,19 +234,26 @@ impl Cgroup {
     /// `memory.oom_control`: `oom_kill` > 0; on v1 kernels without that
     /// counter, `under_oom`). False when no memory limit was set.
     pub fn oom_killed(&self) -> bool {
+        self.oom_kills() > 0
+    }
+
+    /// How many processes the OOM killer ended in this cgroup (on v1
+    /// kernels without that counter: 1 while it is under OOM); 0 without a
+    /// memory limit.
+    pub fn oom_kills(&self) -> u64 {
         let Some(d) = self
             .dirs
             .iter()
             .find(|d| d.controllers.contains(&Controller::Memory))
         else {
-            return false;
+            return 0;
         };
         let (file, keys): (&str, &[&str]) = match d.version {
             Version::V2 => ("memory.events", &["oom_kill"]),
             Version::V1 => ("memory.oom_control", &["oom_kill", "under_oom"]),
         };
         let Ok(text) = fs::read_to_string(d.path.join(file)) else {
-            return false;
+            return 0;
         };
         let value = |key: &str| {
             text.lines()
@@ -254,7 +261,7 @@ impl Cgroup {
                 .find(|(k, _)| *k == key)
                 .and_then(|(_, v)| v.trim().parse::<u64>().ok())
         };
-        keys.iter().find_map(|k| value(k)).is_some_and(|n| n > 0)
+        keys.iter().find_map(|k| value(k)).unwrap_or(0)
     }
 
     /// Kills every process in the cgroup (and below) and waits until none

@@ -37,6 +37,17 @@
 //! Dropping a [`Cgroup`] kills its processes and removes it. What a killed
 //! caller leaves behind, [`gc`] removes.
 //!
+//! # Out of memory
+//!
+//! Only the sandbox's init and its commands are in the sandbox's cgroup
+//! (v1: the init moves its one thread in; v2: it is created there). The
+//! first child, whose memory is a copy of the caller's, stays outside, and
+//! the init's own memory is charged to it (the memory's owner). Inside, the
+//! OOM killer passes over the init, a vfork child sharing its parent's
+//! memory, so it picks a command, even when the memory went to a tmpfs
+//! that belongs to no process. `memory.oom.group` stays 0: killing the
+//! whole group would take the init along.
+//!
 //! # Rootless
 //!
 //! An unprivileged caller can only use a cgroup v2 subtree delegated to it
