@@ -15,7 +15,9 @@ pub mod enforcement;
 pub mod error;
 pub mod hash;
 pub mod output;
+pub mod owner;
 pub mod paths;
+pub mod ranges;
 pub mod result;
 pub mod spec;
 
