@@ -31,6 +31,7 @@ mod reference;
 mod safepath;
 mod store;
 mod time;
+mod tree;
 mod unpack;
 
 pub use digest::{Digest, Hasher};

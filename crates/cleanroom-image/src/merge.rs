@@ -21,14 +21,14 @@ impl Store {
     pub fn rootfs_dir(&self, image: &Image) -> Result<PathBuf> {
         let _lock = self.lock_shared()?;
         let dst = self.rootfs_root().join(image.digest.hex());
+        let seal_path = self.rootfs_seal(image.digest.hex());
         if dst.is_dir() {
+            // Run from it only while it is as it was merged.
+            crate::tree::check_on_use(&dst, &seal_path, &image.reference)?;
             return Ok(dst);
         }
         let layers = self.unpack_layers_locked(image)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("rootfs-")
-            .tempdir_in(self.tmp_dir())
-            .context(|| format!("creating a temp dir in {}", self.tmp_dir().display()))?;
+        let tmp = self.temp_dir("rootfs")?;
         let out = tmp.path().join("root");
         fs::create_dir(&out).context(|| format!("creating {}", out.display()))?;
         fs::set_permissions(&out, fs::Permissions::from_mode(0o755))
@@ -41,6 +41,7 @@ impl Store {
             m.apply(layer, &out)?;
         }
         m.finish();
+        let seal = crate::tree::seal(&out)?;
         let kept = tmp.keep();
         if let Err(e) = fs::rename(kept.join("root"), &dst) {
             crate::fsutil::remove_all(&kept)?;
@@ -52,10 +53,22 @@ impl Store {
             }
         } else {
             let _ = fs::remove_dir(&kept);
+            crate::tree::write_seal(&seal_path, &seal)?;
         }
         Ok(dst)
     }
 }
+
+impl Store {
+    /// Where the seal of the merged rootfs `<hex>` is kept.
+    pub(crate) fn rootfs_seal(&self, hex: &str) -> PathBuf {
+        self.rootfs_root()
+            .join(format!("{hex}{ROOTFS_SEAL_SUFFIX}"))
+    }
+}
+
+/// A merged rootfs `<hex>` has its seal in `<hex>.seal` beside it.
+pub(crate) const ROOTFS_SEAL_SUFFIX: &str = ".seal";
 
 struct Merger {
     as_root: bool,

@@ -34,7 +34,13 @@ pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
     }
     match cleanroom::images::Store::open_default().and_then(|s| s.gc()) {
         Ok(r) => {
-            removed += r.blobs_removed + r.layers_removed + r.rootfs_removed;
+            removed += r.total();
+            for p in &r.temp_removed {
+                say!(
+                    "images: removed {} (left by an interrupted import or unpack)",
+                    p.display()
+                );
+            }
             if r.blobs_removed + r.layers_removed + r.rootfs_removed > 0 {
                 say!(
                     "images: removed {} unreferenced blob(s), {} unpacked layer(s), {} merged rootfs ({} freed)",
