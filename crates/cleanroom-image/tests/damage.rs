@@ -113,9 +113,9 @@ fn a_flipped_byte_in_an_unpacked_tree_is_not_run_from() {
 
     let report = store.verify(false).unwrap();
     assert!(!report.is_ok());
-    assert_eq!(report.trees_changed, [rootfs.clone()]);
+    assert_eq!(report.trees_changed, std::slice::from_ref(&rootfs));
     let report = store.verify(true).unwrap();
-    assert_eq!(report.trees_removed, [rootfs.clone()]);
+    assert_eq!(report.trees_removed, std::slice::from_ref(&rootfs));
     assert!(report.refs_removed.is_empty(), "the image itself is fine");
     // Rebuilt from the verified blobs on the next use.
     let again = store.rootfs_dir(&image).unwrap();

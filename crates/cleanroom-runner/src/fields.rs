@@ -138,7 +138,7 @@ impl<'a> Reader<'a> {
                 self.report(e, checked)
             }
             _ => {
-                self.wrong_type(e, "an exit code from 0 to 255");
+                self.wrong_type(e, "an integer");
                 None
             }
         }
