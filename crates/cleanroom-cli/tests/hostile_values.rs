@@ -7,16 +7,13 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::text;
+
 fn cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cleanroom"));
-    c.args(args)
-        .current_dir(dir)
-        .env("CLEANROOM_HOME", dir.join(".home"))
-        .env_remove("CLEANROOM_BACKEND")
-        .env_remove("CLEANROOM_IMAGE")
-        .env_remove("CLEANROOM_TIMEOUT_MS")
-        .env_remove("CLEANROOM_CPUS")
-        .env_remove("CLEANROOM_CONFIG");
+    let mut c = common::command(dir, args);
+    c.env("CLEANROOM_HOME", dir.join(".home"));
     c
 }
 
@@ -24,10 +21,6 @@ fn cleanroom(dir: &Path, args: &[&str]) -> Output {
     cmd(dir, args)
         .output()
         .expect("running the cleanroom binary")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Asserts `out` failed with `code` and exactly one line on stderr that

@@ -15,15 +15,13 @@ const KILLS: usize = 20;
 const IMPORT_MIB: usize = 16;
 const UNPACK_MIB: usize = 96;
 
+mod common;
+
+use common::{native_available, text};
+
 fn cmd(home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cleanroom"));
-    c.args(args)
-        .current_dir(home)
-        .env("CLEANROOM_HOME", home)
-        .env_remove("CLEANROOM_BACKEND")
-        .env_remove("CLEANROOM_IMAGE")
-        .env_remove("CLEANROOM_CONFIG")
-        .stdin(Stdio::null());
+    let mut c = common::command(home, args);
+    c.env("CLEANROOM_HOME", home).stdin(Stdio::null());
     c
 }
 
@@ -31,10 +29,6 @@ fn run(home: &Path, args: &[&str]) -> Output {
     cmd(home, args)
         .output()
         .expect("running the cleanroom binary")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn sh(script: &str) {
@@ -201,26 +195,6 @@ fn killed_imports_leave_nothing_once_the_store_is_opened_again() {
     let out = run(&home, &["import", archive]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(entries(&home.join("tmp")).is_empty());
-}
-
-/// Whether the native backend runs here; under CI=true it must.
-fn native_available(home: &Path) -> bool {
-    let out = run(home, &["doctor", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let ok = v
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|b| b["name"] == "native" && b["available"] == true);
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the native backend is not available: {}",
-            text(&out.stdout)
-        );
-        eprintln!("NOTE: native backend not available here; this test did not run");
-    }
-    ok
 }
 
 #[test]

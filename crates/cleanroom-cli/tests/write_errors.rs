@@ -2,9 +2,13 @@
 //! stderr, exit 125, no panic) and on a pipe whose reader is gone (quiet,
 //! the exit code it would have had anyway).
 
+mod common;
+
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
+
+use common::text;
 
 /// A command line and the exit code it has when its output is read.
 struct Case {
@@ -100,24 +104,14 @@ fn cases(home: &Path) -> Vec<Case> {
 }
 
 fn cleanroom(home: &Path, args: &[&str], stdout: impl Into<Stdio>) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cleanroom"))
-        .args(args)
-        .current_dir(home)
+    common::command(home, args)
         .env("CLEANROOM_HOME", home)
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env("CONTAINER_HOST", "unix:///nonexistent/podman.sock")
-        .env_remove("CLEANROOM_BACKEND")
-        .env_remove("CLEANROOM_IMAGE")
-        .env_remove("CLEANROOM_TIMEOUT_MS")
-        .env_remove("CLEANROOM_CONFIG")
         .stdout(stdout)
         .stderr(Stdio::piped())
         .output()
         .expect("running the cleanroom binary")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// `args` with `DEV` replaced, so each run of a changing command is new.

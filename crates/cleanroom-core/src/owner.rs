@@ -57,37 +57,11 @@ pub fn sweep(dir: &Path, prefix: &str) -> Vec<PathBuf> {
             continue;
         }
         let path = entry.path();
-        let gone = match entry.file_type() {
-            Ok(t) if t.is_dir() => remove_tree(&path),
-            _ => std::fs::remove_file(&path),
-        };
-        if gone.is_ok() {
+        if crate::paths::remove_all(&path).is_ok() {
             removed.push(path);
         }
     }
     removed
-}
-
-/// `remove_dir_all`, first making read-only directories inside writable
-/// (an unpacked tree keeps the modes of its archive).
-fn remove_tree(path: &Path) -> std::io::Result<()> {
-    if std::fs::remove_dir_all(path).is_ok() {
-        return Ok(());
-    }
-    make_writable(path);
-    std::fs::remove_dir_all(path)
-}
-
-fn make_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    if let Ok(list) = std::fs::read_dir(dir) {
-        for e in list.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                make_writable(&e.path());
-            }
-        }
-    }
 }
 
 #[cfg(test)]

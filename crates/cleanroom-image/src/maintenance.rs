@@ -370,11 +370,8 @@ impl Store {
 }
 
 fn list_names(dir: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
-        let e = e.context(|| format!("listing {}", dir.display()))?;
-        out.push(e.file_name().to_string_lossy().into_owned());
-    }
-    out.sort();
-    Ok(out)
+    Ok(crate::fsutil::sorted_names(dir)?
+        .into_iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect())
 }

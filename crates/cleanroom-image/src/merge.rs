@@ -115,13 +115,7 @@ impl Merger {
         rel: &str,
         links: &mut LinkMap,
     ) -> Result<()> {
-        let mut names: Vec<_> = fs::read_dir(src)
-            .context(|| format!("listing {}", src.display()))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()
-            .context(|| format!("listing {}", src.display()))?;
-        names.sort();
-        for name in names {
+        for name in crate::fsutil::sorted_names(src)? {
             let name_s = name.to_string_lossy();
             let child_rel = if rel.is_empty() {
                 name_s.to_string()

@@ -111,13 +111,7 @@ fn walk(
         dir: &Path,
         each: &mut dyn FnMut(&Path, &Path, &fs::Metadata) -> Result<()>,
     ) -> Result<()> {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .context(|| format!("listing {}", dir.display()))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()
-            .context(|| format!("listing {}", dir.display()))?;
-        names.sort();
-        for name in names {
+        for name in crate::fsutil::sorted_names(dir)? {
             let path = dir.join(&name);
             let meta =
                 fs::symlink_metadata(&path).context(|| format!("inspecting {}", path.display()))?;

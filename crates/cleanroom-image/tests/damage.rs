@@ -146,6 +146,17 @@ fn a_flipped_byte_in_an_unpacked_layer_is_caught_too() {
     );
 }
 
+/// The start time of `/proc/<pid>` (field 22 of its `stat`), as the
+/// owner tags of temp names carry it.
+fn start_time(pid: &str) -> String {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string()
+}
+
 /// A child process that writes `names` into `tmp/` under its own owner
 /// tag, then is killed: its leftovers carry a dead owner.
 fn leftovers_of_a_killed_process(tmp_dir: &Path) -> Vec<PathBuf> {
@@ -154,12 +165,7 @@ fn leftovers_of_a_killed_process(tmp_dir: &Path) -> Vec<PathBuf> {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start = stat[stat.rfind(')').unwrap() + 1..]
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .to_string();
+    let start = start_time(&pid.to_string());
     let file = tmp_dir.join(format!("{pid}.{start}-blob-abc"));
     let dir = tmp_dir.join(format!("{pid}.{start}-layer-def"));
     fs::write(&file, vec![0u8; 4096]).unwrap();
@@ -180,12 +186,7 @@ fn opening_the_store_removes_what_dead_owners_left_and_gc_reports_it() {
     let dead = leftovers_of_a_killed_process(&tmp_dir);
     // A live owner's temp file (this process's) is never touched.
     let me = std::process::id();
-    let stat = fs::read_to_string("/proc/self/stat").unwrap();
-    let start = stat[stat.rfind(')').unwrap() + 1..]
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .to_string();
+    let start = start_time("self");
     let live = tmp_dir.join(format!("{me}.{start}-blob-live"));
     fs::write(&live, b"in progress").unwrap();
 
