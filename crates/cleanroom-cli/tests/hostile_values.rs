@@ -54,7 +54,11 @@ fn flags_out_of_range_are_refused_with_the_range() {
         125,
         &["flag --memory", "from 6MiB to 1PiB"],
     );
-    one_line_error(&run(&["--memory", "-1"]), 125, &["flag --memory", "-1"]);
+    one_line_error(
+        &run(&["--memory", "-1"]),
+        125,
+        &["flag --memory", "-1", "from 6MiB to 1PiB"],
+    );
     one_line_error(
         &run(&["--cpus", "1e308"]),
         125,

@@ -454,7 +454,16 @@ impl Sources {
             memory: setting(
                 pick("memory"),
                 None,
-                |v| ranges::memory(parse_size(v)?).map(Some),
+                |v| {
+                    let bytes = parse_size(v).map_err(|e| {
+                        Error::InvalidSpec(format!(
+                            "{}; a memory limit is {}",
+                            strip_prefix(&e),
+                            ranges::MEMORY_RANGE
+                        ))
+                    })?;
+                    ranges::memory(bytes).map(Some)
+                },
                 "memory",
             )?,
             cpus: setting(

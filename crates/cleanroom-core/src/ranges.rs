@@ -39,13 +39,16 @@ pub fn timeout(d: Duration) -> Result<Duration> {
     }
 }
 
+/// The allowed memory limits, as messages say them.
+pub const MEMORY_RANGE: &str = "from 6MiB to 1PiB";
+
 /// A memory limit in bytes: 6 MiB to 1 PiB.
 pub fn memory(bytes: u64) -> Result<u64> {
     if (MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
         Ok(bytes)
     } else {
         Err(Error::InvalidSpec(format!(
-            "memory limit must be from 6MiB to 1PiB, not {bytes} bytes"
+            "memory limit must be {MEMORY_RANGE}, not {bytes} bytes"
         )))
     }
 }
