@@ -173,4 +173,27 @@ mod tests {
         assert_eq!(exit_code(255).unwrap(), 255);
         assert!(exit_code(256).is_err());
     }
+
+    #[test]
+    fn the_library_path_checks_the_same_ranges() {
+        let cmd = crate::Cmd::new("true").timeout(Duration::ZERO);
+        assert!(cmd.validate().unwrap_err().to_string().contains("from 1ms"));
+        let spec = crate::SandboxSpec {
+            tmpfs: vec![crate::Tmpfs {
+                target: "/".into(),
+                size: None,
+            }],
+            ..crate::SandboxSpec::default()
+        };
+        assert!(spec
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be `/`"));
+        let spec = crate::SandboxSpec {
+            hostname: "x".repeat(1000),
+            ..crate::SandboxSpec::default()
+        };
+        assert!(spec.validate().is_err());
+    }
 }
