@@ -179,10 +179,7 @@ mod tests {
         let cmd = crate::Cmd::new("true").timeout(Duration::ZERO);
         assert!(cmd.validate().unwrap_err().to_string().contains("from 1ms"));
         let spec = crate::SandboxSpec {
-            tmpfs: vec![crate::Tmpfs {
-                target: "/".into(),
-                size: None,
-            }],
+            workdir: "/".into(),
             ..crate::SandboxSpec::default()
         };
         assert!(spec
