@@ -78,6 +78,7 @@ fn cases(home: &Path) -> Vec<Case> {
         (&["images", "verify", "--json"], 0),
         (&["gc"], 0),
         (&["self-test", "--backend", "local", "--filter", "exit"], 0),
+        (&["bench", "--backend", "local", "--runs", "1"], 0),
     ];
     let mut out: Vec<Case> = list
         .iter()
@@ -98,6 +99,10 @@ fn cases(home: &Path) -> Vec<Case> {
             "--tag".into(),
             "copy-DEV:1".into(),
         ],
+        code: 0,
+    });
+    out.push(Case {
+        args: vec!["rmi".into(), "copy-DEV:1".into()],
         code: 0,
     });
     out
