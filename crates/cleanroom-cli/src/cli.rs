@@ -72,7 +72,8 @@ pub enum Command {
 
 const RUN_AFTER_HELP: &str = "Exit status: the command's own exit code; 128+N when a signal N \
 killed it; 124 when it timed out; 125 when Cleanroom itself failed (bad \
-flag value, backend not available, strict mode refused).
+flag value, backend not available, strict mode refused, stdout not writable); \
+130/143 after SIGINT/SIGTERM (the sandbox is removed first).
 
 Warnings (WARN: ...) on stderr name each requested protection the backend \
 cannot enforce; --strict turns them into an error before anything runs.";
@@ -89,19 +90,19 @@ pub struct SandboxArgs {
     pub image: Option<String>,
 
     /// Kill the command (and everything it started) after this long: 500ms, 30s, 2m [env: CLEANROOM_TIMEOUT_MS].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, allow_negative_numbers = true, value_name = "DURATION")]
     pub timeout: Option<String>,
 
     /// Memory limit: 512M, 2G [env: CLEANROOM_MEMORY].
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, allow_negative_numbers = true, value_name = "SIZE")]
     pub memory: Option<String>,
 
     /// CPU limit in cores, fractions allowed [env: CLEANROOM_CPUS].
-    #[arg(long, value_name = "CORES")]
+    #[arg(long, allow_negative_numbers = true, value_name = "CORES")]
     pub cpus: Option<String>,
 
     /// Maximum number of processes and threads [env: CLEANROOM_PIDS].
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub pids: Option<String>,
 
     /// Network: none (loopback only, the default), host, or pod:SANDBOX_ID [env: CLEANROOM_NETWORK].
@@ -109,7 +110,7 @@ pub struct SandboxArgs {
     pub network: Option<String>,
 
     /// User inside as UID or UID:GID (default 1000:1000) [env: CLEANROOM_USER].
-    #[arg(long, value_name = "UID[:GID]")]
+    #[arg(long, allow_negative_numbers = true, value_name = "UID[:GID]")]
     pub user: Option<String>,
 
     /// Working directory inside (default /workdir, a fresh tmpfs) [env: CLEANROOM_WORKDIR].
@@ -231,8 +232,8 @@ const TEST_AFTER_HELP: &str = "Examples:
   cleanroom test --filter redis --repeat 5   flags tests whose output differs between runs
 
 Exit status: 0 when every test passed, 1 when one failed (or none was
-found), 130 after Ctrl-C (every sandbox and service is torn down first),
-125 when Cleanroom itself failed. The last line of the report is always
+found), 130 after SIGINT (Ctrl-C) and 143 after SIGTERM (every sandbox and
+service is torn down first), 125 when Cleanroom itself failed. The last line of the report is always
 `N passed, N failed, N skipped`.";
 
 /// How `cleanroom test` writes its report on stdout.

@@ -4,20 +4,25 @@
 //! parses arguments, loads the configuration, calls one library function per
 //! command and turns its outcome into output and an exit code.
 
-/// `println!` that stops quietly when stdout is gone (`cleanroom doctor | head`)
-/// instead of panicking on the broken pipe.
+// Every line on stdout goes through `output`, which handles write errors
+// once (`say!`); `print!`/`println!` would panic on `/dev/full`.
+#![deny(clippy::print_stdout)]
+
+/// A line on stdout through [`output`]: a closed pipe drops it quietly, any
+/// other write error is reported when the process ends.
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(0);
-        }
-    }};
+    () => {
+        $crate::output::print_bytes(b"\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::output::print_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 mod cli;
 mod commands;
 mod output;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -30,7 +35,10 @@ use cli::{Cli, Command};
 pub const EXIT_CLEANROOM_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return output::finish(usage::report(&e)),
+    };
     init_logging(cli.verbose);
     let outcome = match cli.command {
         Command::Run(args) => commands::run::main(args),
@@ -48,13 +56,14 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::main(args),
         Command::SelfTest(args) => commands::self_test::main(args),
     };
-    match outcome {
+    let code = match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("cleanroom: error: {e}");
             ExitCode::from(EXIT_CLEANROOM_ERROR)
         }
-    }
+    };
+    output::finish(code)
 }
 
 /// Logs go to stderr; `-v` shows why a backend was chosen, `-vv` more.

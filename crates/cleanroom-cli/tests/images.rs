@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-mod cli_common;
+mod common;
 
 fn cleanroom(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cleanroom"))
@@ -72,10 +72,82 @@ fn a_pull_the_registry_refuses_names_the_image_and_stores_nothing() {
 }
 
 #[test]
+fn a_broken_image_is_listed_and_marked_and_repair_drops_its_tag() {
+    let home = tempfile::tempdir().unwrap();
+    let rootfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(rootfs.path().join("etc")).unwrap();
+    let source = format!("file://{}", rootfs.path().display());
+    for (tag, content) in [("good:1", "ID=good\n"), ("bad:1", "ID=bad\n")] {
+        std::fs::write(rootfs.path().join("etc/os-release"), content).unwrap();
+        let out = cleanroom(home.path(), &["import", &source, "--tag", tag]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = cleanroom(home.path(), &["images", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bad = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"] == "bad:1")
+        .unwrap();
+    let manifest = bad["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    std::fs::remove_file(home.path().join("blobs/sha256").join(manifest)).unwrap();
+
+    let out = cleanroom(home.path(), &["images"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(stdout.lines().any(|l| l.starts_with("good:1")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("bad:1") && l.contains("BROKEN")),
+        "{stdout}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("image bad:1 is broken") && err.contains("rmi bad:1"),
+        "{err}"
+    );
+
+    let out = cleanroom(home.path(), &["images", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems: Vec<bool> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["problem"].is_null())
+        .collect();
+    assert_eq!(problems, [false, true], "{v}");
+
+    let out = cleanroom(home.path(), &["images", "verify", "--repair"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("dropped the tag bad:1") && stdout.contains("re-import"),
+        "{stdout}"
+    );
+    let out = cleanroom(home.path(), &["images", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
 fn run_without_a_command_runs_the_images_entrypoint_and_cmd() {
     use cleanroom::conformance::{config_image_config, config_image_rootfs_tar, CONFIG_IMAGE};
     let home = tempfile::tempdir().unwrap();
-    if !cli_common::native_in_doctor(&cleanroom(home.path(), &["doctor", "--json"]).stdout) {
+    if !common::native_available(home.path()) {
         return;
     }
     let layer = config_image_rootfs_tar().unwrap();

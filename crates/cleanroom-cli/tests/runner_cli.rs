@@ -5,18 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod cli_common;
+mod common;
 
-fn cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cleanroom"));
-    c.args(args)
-        .current_dir(dir)
-        .env_remove("CLEANROOM_BACKEND")
-        .env_remove("CLEANROOM_IMAGE")
-        .env_remove("CLEANROOM_TIMEOUT_MS")
-        .env_remove("CLEANROOM_CONFIG");
-    c
-}
+use common::{command as cmd, native_available, text};
 
 fn cleanroom(dir: &Path, args: &[&str]) -> Output {
     cmd(dir, args)
@@ -24,20 +15,11 @@ fn cleanroom(dir: &Path, args: &[&str]) -> Output {
         .expect("running the cleanroom binary")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, body).unwrap();
     p
-}
-
-/// Whether the native backend works here; under CI=true it must.
-fn native_available(dir: &Path) -> bool {
-    cli_common::native_in_doctor(&cleanroom(dir, &["doctor", "--json"]).stdout)
 }
 
 #[test]

@@ -96,13 +96,15 @@ impl Cmd {
             .join(" ")
     }
 
-    /// Rejects an empty program and invalid variable names.
+    /// Rejects an empty program, invalid variable names and a timeout out
+    /// of [`crate::ranges::timeout`]'s range.
     pub fn validate(&self) -> crate::Result<()> {
         if self.program.is_empty() {
             return Err(crate::Error::InvalidSpec(
                 "empty command: give a program to run, for example `-- echo hello`".into(),
             ));
         }
+        self.timeout.map(crate::ranges::timeout).transpose()?;
         for k in self.env.keys() {
             crate::spec::validate_env_key(k)?;
         }

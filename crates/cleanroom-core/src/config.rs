@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::choice::BackendChoice;
 use crate::error::{Error, Result};
+use crate::ranges;
 use crate::spec::{parse_duration, parse_size, Network, RootFs, SandboxSpec, User, UserNs};
 
 /// The file name searched for from the working directory upwards.
@@ -451,16 +452,30 @@ impl Sources {
                             "not a whole number of milliseconds (for example 30000)".into(),
                         )
                     })?;
-                    Ok(Some(Duration::from_millis(ms)))
+                    ranges::timeout(Duration::from_millis(ms)).map(Some)
                 },
                 "timeout_ms",
             )?,
-            memory: setting(pick("memory"), None, |v| parse_size(v).map(Some), "memory")?,
+            memory: setting(
+                pick("memory"),
+                None,
+                |v| {
+                    let bytes = parse_size(v).map_err(|e| {
+                        Error::InvalidSpec(format!(
+                            "{}; a memory limit is {}",
+                            strip_prefix(&e),
+                            ranges::MEMORY_RANGE
+                        ))
+                    })?;
+                    ranges::memory(bytes).map(Some)
+                },
+                "memory",
+            )?,
             cpus: setting(
                 pick("cpus"),
                 None,
                 |v| match v.trim().parse::<f64>() {
-                    Ok(c) if c.is_finite() && c > 0.0 => Ok(Some(c)),
+                    Ok(c) => ranges::cpus(c).map(Some),
                     _ => Err(Error::InvalidSpec(
                         "not a positive number of cores (for example 1.5)".into(),
                     )),
@@ -470,11 +485,12 @@ impl Sources {
             pids: setting(
                 pick("pids"),
                 None,
-                |v| match v.trim().parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => Err(Error::InvalidSpec(
-                        "not a positive whole number of processes".into(),
-                    )),
+                |v| match v.trim().parse::<i64>() {
+                    Ok(n) => ranges::pids(n).map(Some),
+                    _ => Err(Error::InvalidSpec(format!(
+                        "not a whole number of processes from 1 to {}",
+                        ranges::MAX_PIDS
+                    ))),
                 },
                 "pids",
             )?,
@@ -490,11 +506,8 @@ impl Sources {
                 defaults.workdir.clone(),
                 |v| {
                     let p = PathBuf::from(v.trim());
-                    if p.is_absolute() {
-                        Ok(p)
-                    } else {
-                        Err(Error::InvalidSpec("must be an absolute path".into()))
-                    }
+                    ranges::target("workdir", &p)?;
+                    Ok(p)
                 },
                 "workdir",
             )?,

@@ -1,6 +1,6 @@
-//! Where cleanroom keeps files between runs.
+//! Where cleanroom keeps files between runs, and removing them again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A cache directory for `what`: `$CLEANROOM_HOME/cache/<what>`, else
 /// `$XDG_CACHE_HOME/cleanroom/<what>`, else `~/.cache/cleanroom/<what>`
@@ -21,4 +21,42 @@ pub fn cache_dir(what: &str) -> PathBuf {
 /// ([`crate::hash::fnv1a`]) as 16 hex digits.
 pub fn cache_key(key: &[u8]) -> String {
     format!("{:016x}", crate::hash::fnv1a(key))
+}
+
+/// Removes a file, symlink or whole tree. A tree unpacked without root may
+/// hold directories without write permission; those are made writable and
+/// the removal retried. A missing `path` is already removed.
+pub fn remove_all(path: &Path) -> std::io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return std::fs::remove_file(path);
+    }
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    make_writable(path);
+    std::fs::remove_dir_all(path)
+}
+
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(m) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !m.is_dir() {
+        return;
+    }
+    let mode = m.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700));
+    }
+    if let Ok(list) = std::fs::read_dir(dir) {
+        for e in list.flatten() {
+            make_writable(&e.path());
+        }
+    }
 }

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::ranges;
 
 /// Hostname every sandbox gets, so output does not depend on the machine.
 pub const DEFAULT_HOSTNAME: &str = "cleanroom";
@@ -431,9 +432,9 @@ impl SandboxSpec {
     /// Checks what no backend could make sense of, so every backend rejects
     /// the same inputs with the same message.
     pub fn validate(&self) -> Result<()> {
-        require_absolute("workdir", &self.workdir)?;
+        ranges::target("workdir", &self.workdir)?;
         for m in &self.mounts {
-            require_absolute("mount target", &m.target)?;
+            ranges::target("mount target", &m.target)?;
             if !m.source.is_absolute() {
                 return Err(Error::InvalidSpec(format!(
                     "mount source `{}` must be an absolute host path",
@@ -442,31 +443,20 @@ impl SandboxSpec {
             }
         }
         for t in &self.tmpfs {
-            require_absolute("tmpfs target", &t.target)?;
+            ranges::target("tmpfs target", &t.target)?;
         }
-        if let Some(c) = self.cpus {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(Error::InvalidSpec(format!(
-                    "cpus = {c}: must be a positive number of cores"
-                )));
-            }
-        }
-        if self.memory == Some(0) || self.pids == Some(0) {
-            return Err(Error::InvalidSpec(
-                "memory and pids limits must be greater than zero".into(),
-            ));
+        self.cpus.map(ranges::cpus).transpose()?;
+        self.memory.map(ranges::memory).transpose()?;
+        if let Some(n) = self.pids {
+            ranges::pids(i64::try_from(n).unwrap_or(i64::MAX))?;
         }
         if self.tmpfs_size == Some(0) || self.tmpfs.iter().any(|t| t.size == Some(0)) {
             return Err(Error::InvalidSpec(
                 "tmpfs size 0: give a size of at least 4K, for example 64M".into(),
             ));
         }
-        if self.hostname.is_empty() || self.hostname.len() > 64 {
-            return Err(Error::InvalidSpec(format!(
-                "hostname `{}` must be 1 to 64 characters",
-                self.hostname
-            )));
-        }
+        self.timeout.map(ranges::timeout).transpose()?;
+        ranges::hostname(&self.hostname)?;
         for key in self.env.keys() {
             validate_env_key(key)?;
         }
@@ -535,22 +525,6 @@ pub fn validate_env_key(key: &str) -> Result<()> {
     if key.is_empty() || key.contains('=') || key.contains('\0') {
         return Err(Error::InvalidSpec(format!(
             "environment variable name `{key}` is empty or contains `=` or NUL"
-        )));
-    }
-    Ok(())
-}
-
-fn require_absolute(what: &str, p: &Path) -> Result<()> {
-    if !p.is_absolute() {
-        return Err(Error::InvalidSpec(format!(
-            "{what} `{}` must be an absolute path inside the sandbox",
-            p.display()
-        )));
-    }
-    if p.components().any(|c| c == Component::ParentDir) {
-        return Err(Error::InvalidSpec(format!(
-            "{what} `{}` contains `..`; give the path without it",
-            p.display()
         )));
     }
     Ok(())

@@ -22,6 +22,10 @@ pub struct ImageInfo {
     pub size: u64,
     /// RFC 3339 creation time from the image config, or the import time.
     pub created: String,
+    /// Why the image cannot be used (a blob missing or corrupt), with what
+    /// to do; `None` for a healthy image. A broken image's `id` is its
+    /// manifest digest when the manifest cannot be read, and its `size` 0.
+    pub problem: Option<String>,
 }
 
 /// A layer as the manifest describes it.

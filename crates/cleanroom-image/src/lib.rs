@@ -32,6 +32,7 @@ mod reference;
 mod safepath;
 mod store;
 mod time;
+mod tree;
 mod unpack;
 
 pub use archive::docker_archive;

@@ -2,13 +2,15 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cleanroom_core::{IoContext, Result};
 use serde::Serialize;
 
 use crate::digest::Digest;
+use crate::merge::ROOTFS_SEAL_SUFFIX;
 use crate::store::Store;
+use crate::tree::Check;
 
 /// What [`Store::verify`] found (and, with repair, did).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -19,17 +21,39 @@ pub struct VerifyReport {
     pub corrupt: Vec<Digest>,
     /// `(reference, digest)` of blobs an image needs that are missing or corrupt.
     pub broken_images: Vec<(String, Digest)>,
-    /// With repair: references removed because their image was broken (re-import them).
+    /// With repair: references removed because their image was broken and
+    /// cannot be repaired from what the store holds (re-import them).
     pub refs_removed: Vec<String>,
     /// With repair: corrupt blobs deleted.
     pub blobs_removed: usize,
+    /// Unpacked layers and merged root filesystems that differ from what
+    /// was unpacked (content, or only metadata such as times).
+    pub trees_changed: Vec<PathBuf>,
+    /// With repair: changed trees deleted; they are rebuilt from the
+    /// verified blobs when next used. (A tree whose only change is metadata
+    /// is sealed again instead.)
+    pub trees_removed: Vec<PathBuf>,
+    /// With repair: changed trees of images a running sandbox uses, left
+    /// alone (repair again when it has finished).
+    pub trees_in_use: Vec<PathBuf>,
 }
 
 impl VerifyReport {
     /// Whether everything was intact.
     pub fn is_ok(&self) -> bool {
-        self.corrupt.is_empty() && self.broken_images.is_empty()
+        self.corrupt.is_empty() && self.broken_images.is_empty() && self.trees_changed.is_empty()
     }
+}
+
+/// One unpacked tree in the store, for `verify`.
+struct UnpackedTree {
+    /// The tree itself.
+    root: PathBuf,
+    seal: PathBuf,
+    /// What to delete to drop it (with its metadata).
+    remove: Vec<PathBuf>,
+    /// The lease file of the image using it, for a merged rootfs.
+    lease: Option<PathBuf>,
 }
 
 /// What [`Store::gc`] removed.
@@ -43,6 +67,16 @@ pub struct GcReport {
     pub rootfs_removed: usize,
     /// Bytes of blobs freed (unpacked trees are not counted).
     pub bytes_freed: u64,
+    /// Leftovers of interrupted imports and unpacks removed from `tmp/`
+    /// (those of dead owners already when the store was opened).
+    pub temp_removed: Vec<PathBuf>,
+}
+
+impl GcReport {
+    /// How many things were removed, of every kind.
+    pub fn total(&self) -> usize {
+        self.blobs_removed + self.layers_removed + self.rootfs_removed + self.temp_removed.len()
+    }
 }
 
 /// Hex digests of what tagged or leased images need.
@@ -124,16 +158,28 @@ impl Store {
         let mut refs = self.read_refs()?;
         let mut broken_refs = Vec::new();
         for (name, e) in &refs {
-            let mut needed = vec![e.manifest.clone()];
-            if !corrupt.contains(&e.manifest) && self.has_blob(&e.manifest) {
-                match self.load(name, &e.manifest) {
-                    Ok(img) => {
-                        needed.push(img.config_digest.clone());
-                        needed.extend(img.layers.iter().map(|l| l.digest.clone()));
+            // The blobs the manifest names, read from the manifest alone: a
+            // corrupt config must mark the image broken, not hide its needs.
+            let needed = match self.manifest(name, &e.manifest) {
+                Ok(m) => {
+                    let mut needed = vec![e.manifest.clone()];
+                    let descriptors = std::iter::once(m.config()).chain(m.layers().iter());
+                    for desc in descriptors {
+                        // A digest that does not parse can never be satisfied.
+                        needed.push(
+                            Digest::from_oci(desc.digest()).unwrap_or_else(|_| e.manifest.clone()),
+                        );
                     }
-                    Err(_) => needed.push(e.manifest.clone()),
+                    needed
                 }
-            }
+                Err(_) => {
+                    report
+                        .broken_images
+                        .push((name.clone(), e.manifest.clone()));
+                    broken_refs.push(name.clone());
+                    continue;
+                }
+            };
             let mut broken = false;
             for d in needed {
                 if corrupt.contains(&d) || !self.has_blob(&d) {
@@ -145,6 +191,7 @@ impl Store {
                 broken_refs.push(name.clone());
             }
         }
+        self.verify_trees(repair, &mut report)?;
         if repair {
             for d in &report.corrupt {
                 let p = self.blob_path(d);
@@ -162,6 +209,74 @@ impl Store {
             self.gc_locked()?;
         }
         Ok(report)
+    }
+
+    /// Checks every unpacked tree against its seal (content re-hashed).
+    fn verify_trees(&self, repair: bool, report: &mut VerifyReport) -> Result<()> {
+        for t in self.unpacked_trees()? {
+            let Some(recorded) = crate::tree::read_seal(&t.seal) else {
+                // Unpacked before seals existed: seal it as it is.
+                if repair {
+                    crate::tree::write_seal(&t.seal, &crate::tree::seal(&t.root)?)?;
+                }
+                continue;
+            };
+            match crate::tree::check_full(&t.root, &recorded)? {
+                Check::Intact => {}
+                Check::MetadataChanged => {
+                    report.trees_changed.push(t.root.clone());
+                    if repair {
+                        crate::tree::write_seal(&t.seal, &crate::tree::seal(&t.root)?)?;
+                    }
+                }
+                Check::ContentChanged => {
+                    report.trees_changed.push(t.root.clone());
+                    if !repair {
+                        continue;
+                    }
+                    if t.lease.as_deref().is_some_and(crate::lock::is_leased) {
+                        report.trees_in_use.push(t.root);
+                        continue;
+                    }
+                    for p in &t.remove {
+                        if fs::symlink_metadata(p).is_ok() {
+                            crate::fsutil::remove_all(p)?;
+                        }
+                    }
+                    report.trees_removed.push(t.root);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every complete unpacked layer and merged rootfs.
+    fn unpacked_trees(&self) -> Result<Vec<UnpackedTree>> {
+        let mut out = Vec::new();
+        for name in list_names(&self.layers_dir())? {
+            let dir = self.layers_dir().join(&name);
+            if Digest::from_hex(&name).is_some() && dir.join("meta.json").is_file() {
+                out.push(UnpackedTree {
+                    root: dir.join("root"),
+                    seal: dir.join(crate::unpack::SEAL),
+                    remove: vec![dir],
+                    lease: None,
+                });
+            }
+        }
+        for name in list_names(&self.rootfs_root())? {
+            let dir = self.rootfs_root().join(&name);
+            if Digest::from_hex(&name).is_some() && dir.is_dir() {
+                let seal = self.rootfs_seal(&name);
+                out.push(UnpackedTree {
+                    root: dir.clone(),
+                    seal: seal.clone(),
+                    remove: vec![dir, seal],
+                    lease: Some(self.root().join("leases").join(&name)),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Removes blobs, unpacked layers and merged root filesystems no tagged
@@ -235,25 +350,28 @@ impl Store {
         }
         let rootfs = self.rootfs_root();
         for name in list_names(&rootfs)? {
-            if !keep_rootfs.contains(&name) {
+            let stem = name.strip_suffix(ROOTFS_SEAL_SUFFIX).unwrap_or(&name);
+            if !keep_rootfs.contains(stem) {
                 crate::fsutil::remove_all(&rootfs.join(&name))?;
-                report.rootfs_removed += 1;
+                if stem == name {
+                    report.rootfs_removed += 1;
+                }
             }
         }
         // Under the exclusive lock nothing is importing or unpacking.
+        report.temp_removed = self.take_swept();
         for name in list_names(&self.tmp_dir())? {
-            crate::fsutil::remove_all(&self.tmp_dir().join(name))?;
+            let p = self.tmp_dir().join(name);
+            crate::fsutil::remove_all(&p)?;
+            report.temp_removed.push(p);
         }
         Ok(report)
     }
 }
 
 fn list_names(dir: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
-        let e = e.context(|| format!("listing {}", dir.display()))?;
-        out.push(e.file_name().to_string_lossy().into_owned());
-    }
-    out.sort();
-    Ok(out)
+    Ok(crate::fsutil::sorted_names(dir)?
+        .into_iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect())
 }

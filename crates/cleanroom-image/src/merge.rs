@@ -21,14 +21,14 @@ impl Store {
     pub fn rootfs_dir(&self, image: &Image) -> Result<PathBuf> {
         let _lock = self.lock_shared()?;
         let dst = self.rootfs_root().join(image.digest.hex());
+        let seal_path = self.rootfs_seal(image.digest.hex());
         if dst.is_dir() {
+            // Run from it only while it is as it was merged.
+            crate::tree::check_on_use(&dst, &seal_path, &image.reference)?;
             return Ok(dst);
         }
         let layers = self.unpack_layers_locked(image)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("rootfs-")
-            .tempdir_in(self.tmp_dir())
-            .context(|| format!("creating a temp dir in {}", self.tmp_dir().display()))?;
+        let tmp = self.temp_dir("rootfs")?;
         let out = tmp.path().join("root");
         fs::create_dir(&out).context(|| format!("creating {}", out.display()))?;
         fs::set_permissions(&out, fs::Permissions::from_mode(0o755))
@@ -41,6 +41,7 @@ impl Store {
             m.apply(layer, &out)?;
         }
         m.finish();
+        let seal = crate::tree::seal(&out)?;
         let kept = tmp.keep();
         if let Err(e) = fs::rename(kept.join("root"), &dst) {
             crate::fsutil::remove_all(&kept)?;
@@ -52,10 +53,22 @@ impl Store {
             }
         } else {
             let _ = fs::remove_dir(&kept);
+            crate::tree::write_seal(&seal_path, &seal)?;
         }
         Ok(dst)
     }
 }
+
+impl Store {
+    /// Where the seal of the merged rootfs `<hex>` is kept.
+    pub(crate) fn rootfs_seal(&self, hex: &str) -> PathBuf {
+        self.rootfs_root()
+            .join(format!("{hex}{ROOTFS_SEAL_SUFFIX}"))
+    }
+}
+
+/// A merged rootfs `<hex>` has its seal in `<hex>.seal` beside it.
+pub(crate) const ROOTFS_SEAL_SUFFIX: &str = ".seal";
 
 struct Merger {
     as_root: bool,
@@ -102,13 +115,7 @@ impl Merger {
         rel: &str,
         links: &mut LinkMap,
     ) -> Result<()> {
-        let mut names: Vec<_> = fs::read_dir(src)
-            .context(|| format!("listing {}", src.display()))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()
-            .context(|| format!("listing {}", src.display()))?;
-        names.sort();
-        for name in names {
+        for name in crate::fsutil::sorted_names(src)? {
             let name_s = name.to_string_lossy();
             let child_rel = if rel.is_empty() {
                 name_s.to_string()

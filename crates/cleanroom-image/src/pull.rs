@@ -258,8 +258,7 @@ async fn pull_async(
         if tx.store.has_blob(&want) && tx.store.blob_is_intact(&want).unwrap_or(false) {
             continue;
         }
-        let tmp = tempfile::NamedTempFile::new_in(tx.store.tmp_dir())
-            .context(|| format!("creating a temp file in {}", tx.store.tmp_dir().display()))?;
+        let tmp = tx.store.temp_file("pull")?;
         let f = tmp
             .reopen()
             .context(|| format!("opening {}", tmp.path().display()))?;

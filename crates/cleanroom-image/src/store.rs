@@ -6,7 +6,10 @@
 //! <root>/blobs/sha256/<hex>    manifests, configs, layers; file name = SHA-256 of content
 //! <root>/layers/<hex>/         a layer blob unpacked (see `unpack.rs`), <hex>.json beside it
 //! <root>/rootfs/<hex>/         an image's layers merged into one tree, keyed by manifest digest
-//! <root>/tmp/                  temp files and dirs, renamed into place when complete
+//! <root>/tmp/                  temp files and dirs, renamed into place when complete;
+//!                              named `<pid>.<start>-<what>-...` after their owner
+//!                              (see `cleanroom_core::owner`), so opening the store
+//!                              removes what a killed owner left
 //! <root>/leases/<hex>          flock(2)ed while a sandbox uses that image (see `Store::lease`)
 //! ```
 //!
@@ -17,6 +20,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cleanroom_core::{Error, IoContext, Result};
 use oci_spec::image::{ImageConfiguration, ImageManifest};
@@ -41,6 +45,21 @@ pub(crate) type Refs = BTreeMap<String, RefEntry>;
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Leftovers of dead owners removed from `tmp/` when the store was
+    /// opened, until a [`Store::gc`] reports them.
+    swept: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+/// A temp file in `dir` named after this process (see `store.rs`'s layout).
+pub(crate) fn temp_file_in(dir: &Path, what: &str) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&temp_prefix(what))
+        .tempfile_in(dir)
+        .context(|| format!("creating a temp file in {}", dir.display()))
+}
+
+fn temp_prefix(what: &str) -> String {
+    format!("{}-{what}-", cleanroom_core::owner::tag())
 }
 
 impl Store {
@@ -50,7 +69,9 @@ impl Store {
         Store::open(default_root()?)
     }
 
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`, and removes the temp
+    /// files and directories of imports and unpacks whose process died
+    /// (one `readdir` of `tmp/`; [`Store::gc`] reports them).
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
         for dir in ["blobs/sha256", "layers", "rootfs", "tmp", "leases"] {
@@ -58,7 +79,29 @@ impl Store {
             fs::create_dir_all(&d)
                 .context(|| format!("creating the image store directory {}", d.display()))?;
         }
-        Ok(Store { root })
+        let swept = cleanroom_core::owner::sweep(&root.join("tmp"), "");
+        Ok(Store {
+            root,
+            swept: Arc::new(Mutex::new(swept)),
+        })
+    }
+
+    /// What opening the store removed and no gc has reported yet.
+    pub(crate) fn take_swept(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut *self.swept.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A temp file in `tmp/` named after this process.
+    pub(crate) fn temp_file(&self, what: &str) -> Result<tempfile::NamedTempFile> {
+        temp_file_in(&self.tmp_dir(), what)
+    }
+
+    /// A temp directory in `tmp/` named after this process.
+    pub(crate) fn temp_dir(&self, what: &str) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix(&temp_prefix(what))
+            .tempdir_in(self.tmp_dir())
+            .context(|| format!("creating a temp dir in {}", self.tmp_dir().display()))
     }
 
     /// The directory the store lives in.
@@ -126,8 +169,7 @@ impl Store {
                 return Ok((d.clone(), n, false));
             }
         }
-        let tmp = tempfile::NamedTempFile::new_in(self.tmp_dir())
-            .context(|| format!("creating a temp file in {}", self.tmp_dir().display()))?;
+        let tmp = self.temp_file("blob")?;
         let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
@@ -221,8 +263,7 @@ impl Store {
             reference: path.display().to_string(),
             message: format!("cannot serialise the reference index: {e}"),
         })?;
-        let mut tmp = tempfile::NamedTempFile::new_in(self.tmp_dir())
-            .context(|| format!("creating a temp file in {}", self.tmp_dir().display()))?;
+        let mut tmp = self.temp_file("refs")?;
         tmp.write_all(&json)
             .and_then(|_| tmp.as_file().sync_all())
             .context(|| format!("writing {}", tmp.path().display()))?;
@@ -246,12 +287,20 @@ impl Store {
         self.write_refs(&refs)
     }
 
-    /// Every tagged image, sorted by reference.
+    /// Every tagged image, sorted by reference. An image that cannot be
+    /// loaded is listed too, with its [`ImageInfo::problem`]; one broken
+    /// image never hides the others.
     pub fn list(&self) -> Result<Vec<ImageInfo>> {
         let refs = self.read_refs()?;
         let mut out = Vec::with_capacity(refs.len());
         for (name, entry) in &refs {
-            let image = self.load(name, &entry.manifest)?;
+            let image = match self.load(name, &entry.manifest) {
+                Ok(image) => image,
+                Err(e) => {
+                    out.push(self.broken_info(name, entry, &e));
+                    continue;
+                }
+            };
             let size = image.manifest.config().size()
                 + image.layers.iter().map(|l| l.size).sum::<u64>()
                 + self
@@ -268,9 +317,31 @@ impl Store {
                     .created()
                     .clone()
                     .unwrap_or_else(|| entry.imported.clone()),
+                problem: None,
             });
         }
         Ok(out)
+    }
+
+    /// The listing row of an image that failed to load with `error`.
+    fn broken_info(&self, name: &str, entry: &RefEntry, error: &Error) -> ImageInfo {
+        let id = self
+            .manifest(name, &entry.manifest)
+            .ok()
+            .and_then(|m| Digest::from_oci(m.config().digest()).ok())
+            .unwrap_or_else(|| entry.manifest.clone());
+        let why = match error {
+            Error::Image { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        ImageInfo {
+            reference: name.to_owned(),
+            digest: entry.manifest.clone(),
+            id,
+            size: 0,
+            created: entry.imported.clone(),
+            problem: Some(format!("{why}; or drop it with `cleanroom rmi {name}`")),
+        }
     }
 
     /// Finds the manifest digest `reference` names: a tag (`busybox`,
@@ -354,15 +425,17 @@ impl Store {
         Ok(image)
     }
 
+    /// Reads, verifies and parses the manifest `digest` of image `name`.
+    pub(crate) fn manifest(&self, name: &str, digest: &Digest) -> Result<ImageManifest> {
+        let mbytes = self.read_blob_verified(digest, name)?;
+        serde_json::from_slice(&mbytes)
+            .map_err(|e| invalid(name, &format!("manifest {digest}"), &e))
+    }
+
     /// Loads and verifies manifest and config of the manifest `digest`.
     pub(crate) fn load(&self, name: &str, digest: &Digest) -> Result<Image> {
-        let bad = |what: &str, e: &dyn std::fmt::Display| Error::Image {
-            reference: name.to_owned(),
-            message: format!("{what} is not valid ({e}); re-import the image"),
-        };
-        let mbytes = self.read_blob_verified(digest, name)?;
-        let manifest: ImageManifest =
-            serde_json::from_slice(&mbytes).map_err(|e| bad(&format!("manifest {digest}"), &e))?;
+        let bad = |what: &str, e: &dyn std::fmt::Display| invalid(name, what, e);
+        let manifest = self.manifest(name, digest)?;
         let config_digest =
             Digest::from_oci(manifest.config().digest()).map_err(|e| bad("config digest", &e))?;
         let cbytes = self.read_blob_verified(&config_digest, name)?;
@@ -416,6 +489,14 @@ pub fn default_root() -> Result<PathBuf> {
         origin: "environment".into(),
         message: "cannot find a place for the image store: none of CLEANROOM_HOME, XDG_DATA_HOME, HOME is set; set CLEANROOM_HOME".into(),
     })
+}
+
+/// A manifest or config that hashes right but does not parse.
+fn invalid(name: &str, what: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::Image {
+        reference: name.to_owned(),
+        message: format!("{what} is not valid ({e}); run `cleanroom images verify --repair` and re-import the image"),
+    }
 }
 
 pub(crate) fn corrupt_blob(reference: &str, digest: &Digest, detail: &str) -> Error {

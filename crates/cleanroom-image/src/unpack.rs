@@ -23,6 +23,9 @@ use crate::import::decompress;
 use crate::safepath::{clean, prepare_parents, remove_existing, unsafe_entry};
 use crate::store::{corrupt_blob, missing_blob, Store};
 
+/// The seal of a layer's tree (`crate::tree`), beside `meta.json`.
+pub(crate) const SEAL: &str = "seal.json";
+
 /// What unpacking one layer found, kept in `meta.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LayerMeta {
@@ -131,6 +134,8 @@ impl Store {
                         meta_path.display()
                     ),
                 })?;
+                // A layer changed on disk since it was unpacked is not used.
+                crate::tree::check_on_use(&root.join("root"), &root.join(SEAL), &image.reference)?;
                 Ok(UnpackedLayer {
                     digest: l.digest.clone(),
                     dir: root.join("root"),
@@ -140,7 +145,7 @@ impl Store {
             .collect()
     }
 
-    fn layer_root(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn layer_root(&self, digest: &Digest) -> PathBuf {
         self.layers_dir().join(digest.hex())
     }
 
@@ -156,10 +161,7 @@ impl Store {
             io::ErrorKind::NotFound => missing_blob(reference, &layer.digest),
             _ => Error::io(format!("opening {}", blob.display()), e),
         })?;
-        let tmp = tempfile::Builder::new()
-            .prefix("layer-")
-            .tempdir_in(self.tmp_dir())
-            .context(|| format!("creating a temp dir in {}", self.tmp_dir().display()))?;
+        let tmp = self.temp_dir("layer")?;
         let root = tmp.path().join("root");
         fs::create_dir(&root).context(|| format!("creating {}", root.display()))?;
         let mut blob_hash = HashingReader::new(BufReader::with_capacity(1 << 20, f));
@@ -221,6 +223,7 @@ impl Store {
         let json = serde_json::to_vec_pretty(&meta).expect("layer metadata serialises");
         let meta_path = tmp.path().join("meta.json");
         fs::write(&meta_path, json).context(|| format!("writing {}", meta_path.display()))?;
+        crate::tree::write_seal(&tmp.path().join(SEAL), &crate::tree::seal(&root)?)?;
         let dst = self.layer_root(&layer.digest);
         let tmp_path = tmp.keep();
         if let Err(e) = fs::rename(&tmp_path, &dst) {

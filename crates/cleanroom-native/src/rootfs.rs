@@ -200,6 +200,9 @@ pub fn cache_dir() -> PathBuf {
     cleanroom_core::paths::cache_dir("native-tar")
 }
 
+/// Prefix of a tarball being unpacked in the cache: `.unpacking-<owner tag>-<key>`.
+const UNPACKING: &str = ".unpacking-";
+
 /// The tarball unpacked (once) into the cache; keyed by path, size and mtime.
 fn unpacked(tar: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
@@ -219,6 +222,10 @@ fn unpacked(tar: &Path) -> Result<PathBuf> {
         meta.mtime_nsec()
     );
     let cache = cache_dir();
+    // What a killed caller left half-unpacked goes first (one readdir).
+    for p in cleanroom_core::owner::sweep(&cache, UNPACKING) {
+        tracing::info!("removed {} (its unpacking process is gone)", p.display());
+    }
     let name = cleanroom_core::paths::cache_key(key.as_bytes());
     let dest = cache.join(format!("tar-{name}"));
     if dest.is_dir() {
@@ -226,7 +233,10 @@ fn unpacked(tar: &Path) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&cache)
         .map_err(|e| Error::io(format!("creating the rootfs cache {}", cache.display()), e))?;
-    let tmp = cache.join(format!(".unpacking-{}-{name}", std::process::id()));
+    let tmp = cache.join(format!(
+        "{UNPACKING}{}-{name}",
+        cleanroom_core::owner::tag()
+    ));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)
         .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
@@ -282,29 +292,16 @@ fn unpack(tar: &Path, into: &Path) -> Result<()> {
 
 /// Removes half-unpacked tarballs whose unpacking process is gone.
 pub fn gc() -> Vec<Removed> {
-    let mut removed = Vec::new();
-    let cache = cache_dir();
-    let Ok(list) = std::fs::read_dir(&cache) else {
-        return removed;
-    };
-    for e in list.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(".unpacking-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !cleanroom_core::process_alive(pid) && std::fs::remove_dir_all(e.path()).is_ok() {
-            removed.push(Removed::one(
+    cleanroom_core::owner::sweep(&cache_dir(), UNPACKING)
+        .into_iter()
+        .map(|p| {
+            Removed::one(
                 Removed::TEMP,
                 format!(
-                    "native: removed {} (unpacking process {pid} is gone)",
-                    e.path().display()
+                    "native: removed {} (its unpacking process is gone)",
+                    p.display()
                 ),
-            ));
-        }
-    }
-    removed
+            )
+        })
+        .collect()
 }

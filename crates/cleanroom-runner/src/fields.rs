@@ -103,34 +103,45 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn int(&mut self, e: &Entry) -> Option<i32> {
-        match &e.value.value {
-            Node::Int(i) => match i32::try_from(*i) {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    let msg = format!("`{}` = {i} is out of range", e.key.value);
-                    self.problem(&e.value.span, msg);
-                    None
-                }
-            },
-            _ => {
-                self.wrong_type(e, "an integer");
-                None
-            }
-        }
-    }
-
-    /// `"30s"`, `"500ms"`, `"2m"`, or an integer number of milliseconds.
+    /// A timeout: `"30s"`, `"500ms"`, `"2m"`, or an integer number of
+    /// milliseconds, within [`cleanroom::ranges::timeout`].
     pub fn duration(&mut self, e: &Entry) -> Option<Duration> {
         let parsed = match &e.value.value {
-            Node::Str(s) => cleanroom::parse_duration(s).map_err(|err| strip(&err)),
+            Node::Str(s) => cleanroom::parse_duration(s),
             Node::Int(i) if *i >= 0 => Ok(Duration::from_millis(*i as u64)),
             _ => {
                 self.wrong_type(e, "a duration such as \"30s\"");
                 return None;
             }
         };
-        self.report(e, parsed)
+        let checked = parsed.and_then(cleanroom::ranges::timeout);
+        self.report(e, checked.map_err(|err| strip(&err)))
+    }
+
+    /// `parsed` (already read from `e`) passed through a range check from
+    /// [`cleanroom::ranges`], its error reported at `e`.
+    pub fn in_range<T>(
+        &mut self,
+        e: &Entry,
+        parsed: Option<T>,
+        check: impl FnOnce(T) -> cleanroom::Result<T>,
+    ) -> Option<T> {
+        let checked = check(parsed?).map_err(|err| strip(&err));
+        self.report(e, checked)
+    }
+
+    /// An exit code, within [`cleanroom::ranges::exit_code`].
+    pub fn exit_code(&mut self, e: &Entry) -> Option<i32> {
+        match &e.value.value {
+            Node::Int(i) => {
+                let checked = cleanroom::ranges::exit_code(*i).map_err(|err| strip(&err));
+                self.report(e, checked)
+            }
+            _ => {
+                self.wrong_type(e, "an integer");
+                None
+            }
+        }
     }
 
     /// `"512M"`, `"1G"`, or an integer number of bytes.
@@ -269,7 +280,7 @@ impl<'a> Reader<'a> {
         out
     }
 
-    fn report<T>(&mut self, e: &Entry, parsed: Result<T, String>) -> Option<T> {
+    pub fn report<T>(&mut self, e: &Entry, parsed: Result<T, String>) -> Option<T> {
         match parsed {
             Ok(v) => Some(v),
             Err(msg) => {

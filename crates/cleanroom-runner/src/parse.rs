@@ -210,7 +210,7 @@ fn read_steps(r: &mut Reader<'_>, e: &Entry, services: &[crate::model::Service])
             Some(name)
         });
         let mut expect = Expectations::default();
-        if let Some(c) = get(t, "expected_exit_code").and_then(|c| r.int(c)) {
+        if let Some(c) = get(t, "expected_exit_code").and_then(|c| r.exit_code(c)) {
             expect.exit_code = c;
         }
         expect.output_regex = get(t, "expected_output_regex").and_then(|x| r.regex(x));

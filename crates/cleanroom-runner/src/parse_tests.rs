@@ -214,7 +214,7 @@ timeout = "soon"
         "{p:?}"
     );
     assert!(
-        p[2].contains("5:11: `workdir` = `rel` must be an absolute path"),
+        p[2].contains("5:11: `workdir`: workdir `rel` must be an absolute path"),
         "{p:?}"
     );
     assert!(p[3].contains("7:1: [[files]] needs `content"), "{p:?}");

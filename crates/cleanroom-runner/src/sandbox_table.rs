@@ -46,28 +46,37 @@ pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> SandboxOverrides {
     }
     s.user = get(t, "user").and_then(|x| r.parsed(x));
     s.env = get(t, "env").map(|x| r.env(x)).unwrap_or_default();
-    s.workdir = get(t, "workdir").and_then(|x| absolute(r, x));
+    s.workdir = get(t, "workdir").and_then(|x| target(r, x, "workdir"));
     s.network = get(t, "network").and_then(|x| r.parsed(x));
     s.read_only_root = get(t, "read_only_root").and_then(|x| r.bool(x));
-    s.hostname = get(t, "hostname").and_then(|x| r.string(x));
-    s.memory = get(t, "memory").and_then(|x| r.size(x));
-    s.cpus = get(t, "cpus").and_then(|x| match &x.value.value {
-        Node::Float(f) if *f > 0.0 && f.is_finite() => Some(*f),
-        Node::Int(i) if *i > 0 => Some(*i as f64),
-        _ => {
-            r.problem(
-                &x.value.span,
-                "`cpus` is a positive number of cores, e.g. 1.5",
-            );
-            None
-        }
+    s.hostname = get(t, "hostname").and_then(|x| {
+        let h = r.string(x);
+        r.in_range(x, h, |h| cleanroom::ranges::hostname(&h).map(|()| h))
     });
-    s.pids = get(t, "pids").and_then(|x| match r.uint::<u64>(x) {
-        Some(0) => {
-            r.problem(&x.value.span, "`pids` must be at least 1");
-            None
+    s.memory = get(t, "memory").and_then(|x| {
+        let m = r.size(x);
+        r.in_range(x, m, cleanroom::ranges::memory)
+    });
+    s.cpus = get(t, "cpus").and_then(|x| {
+        let c = match &x.value.value {
+            Node::Float(f) => Some(*f),
+            Node::Int(i) => Some(*i as f64),
+            _ => {
+                r.problem(
+                    &x.value.span,
+                    "`cpus` is a positive number of cores, e.g. 1.5",
+                );
+                None
+            }
+        };
+        r.in_range(x, c, cleanroom::ranges::cpus)
+    });
+    s.pids = get(t, "pids").and_then(|x| match &x.value.value {
+        Node::Int(i) => {
+            let checked = cleanroom::ranges::pids(*i).map_err(|err| crate::fields::strip(&err));
+            r.report(x, checked)
         }
-        other => other,
+        _ => r.uint::<u64>(x),
     });
     s.timeout = get(t, "timeout").and_then(|x| r.duration(x));
     s.output_limit = get(t, "output_limit").and_then(|x| r.size(x));
@@ -83,19 +92,12 @@ pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> SandboxOverrides {
     s
 }
 
-fn absolute(r: &mut Reader<'_>, e: &Entry) -> Option<PathBuf> {
+/// A path inside the sandbox something is mounted on (see [`cleanroom::ranges::target`]).
+fn target(r: &mut Reader<'_>, e: &Entry, what: &str) -> Option<PathBuf> {
     let p = PathBuf::from(r.string(e)?);
-    if p.is_absolute() {
-        Some(p)
-    } else {
-        let msg = format!(
-            "`{}` = `{}` must be an absolute path inside the sandbox",
-            e.key.value,
-            p.display()
-        );
-        r.problem(&e.value.span, msg);
-        None
-    }
+    r.in_range(e, Some(p), |p| {
+        cleanroom::ranges::target(what, &p).map(|()| p)
+    })
 }
 
 /// `"SRC:DST[:ro|rw]"` strings or `{ source, target, read_only }` tables;
@@ -143,14 +145,8 @@ fn mounts(r: &mut Reader<'_>, e: &Entry) -> Vec<Mount> {
                         continue;
                     }
                 }
-                if !m.target.is_absolute() {
-                    r.problem(
-                        &item.span,
-                        format!(
-                            "mount target `{}` must be an absolute path inside the sandbox",
-                            m.target.display()
-                        ),
-                    );
+                if let Err(err) = cleanroom::ranges::target("mount target", &m.target) {
+                    r.problem(&item.span, crate::fields::strip(&err));
                     continue;
                 }
                 out.push(m);
@@ -169,10 +165,16 @@ fn tmpfs(r: &mut Reader<'_>, e: &Entry) -> Vec<Tmpfs> {
     items
         .iter()
         .filter_map(|item| match &item.value {
-            Node::Str(s) if Path::new(s).is_absolute() => Some(Tmpfs {
-                target: s.into(),
-                size: None,
-            }),
+            Node::Str(s) => match cleanroom::ranges::target("tmpfs", Path::new(s)) {
+                Ok(()) => Some(Tmpfs {
+                    target: s.into(),
+                    size: None,
+                }),
+                Err(err) => {
+                    r.problem(&item.span, crate::fields::strip(&err));
+                    None
+                }
+            },
             _ => {
                 r.problem(&item.span, "a tmpfs is an absolute path inside the sandbox");
                 None

@@ -49,7 +49,19 @@ pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
 /// The image store's part of the report. What else the store learns to
 /// clean up goes here too, as entries of its kind.
 fn image_store_removed(r: &cleanroom::images::GcReport) -> Vec<Removed> {
-    let mut out = Vec::new();
+    let mut out: Vec<Removed> = r
+        .temp_removed
+        .iter()
+        .map(|p| {
+            Removed::one(
+                Removed::TEMP,
+                format!(
+                    "images: removed {} (left by an interrupted import or unpack)",
+                    p.display()
+                ),
+            )
+        })
+        .collect();
     let unreferenced = r.blobs_removed + r.layers_removed + r.rootfs_removed;
     if unreferenced > 0 {
         out.push(Removed::many(

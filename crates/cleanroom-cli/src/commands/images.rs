@@ -24,6 +24,11 @@ pub fn list(args: ImagesArgs) -> Result<ExitCode> {
     }
     let rows: Vec<Vec<String>> = images.iter().map(row).collect();
     output::table(&["REFERENCE", "DIGEST", "SIZE", "CREATED"], &rows);
+    for i in &images {
+        if let Some(problem) = &i.problem {
+            eprintln!("cleanroom: image {} is broken: {problem}", i.reference);
+        }
+    }
     if images.is_empty() {
         eprintln!(
             "the store at {} is empty; add an image with `cleanroom import SOURCE` or `cleanroom pull REF`",
@@ -34,10 +39,14 @@ pub fn list(args: ImagesArgs) -> Result<ExitCode> {
 }
 
 fn row(i: &ImageInfo) -> Vec<String> {
+    let size = match i.problem {
+        Some(_) => "BROKEN".to_string(),
+        None => human_size(i.size),
+    };
     vec![
         i.reference.clone(),
         i.digest.short().to_string(),
-        human_size(i.size),
+        size,
         i.created.clone(),
     ]
 }
@@ -55,10 +64,28 @@ fn verify(store: &Store, repair: bool, json: bool) -> Result<ExitCode> {
             say!("image {reference} needs missing or corrupt blob {d}");
         }
         for r in &report.refs_removed {
-            say!("removed {r}: re-import or pull it");
+            say!("dropped the tag {r}: its image cannot be repaired from the store; re-import it (`cleanroom import SOURCE --tag {r}`) or pull it");
         }
         if report.blobs_removed > 0 {
             say!("deleted {} corrupt blob(s)", report.blobs_removed);
+        }
+        for t in &report.trees_changed {
+            say!(
+                "unpacked tree {} changed since it was unpacked",
+                t.display()
+            );
+        }
+        for t in &report.trees_removed {
+            say!(
+                "deleted {} (rebuilt from the verified blobs when next used)",
+                t.display()
+            );
+        }
+        for t in &report.trees_in_use {
+            say!(
+                "left {} alone: a running sandbox uses it; repair again when it has finished",
+                t.display()
+            );
         }
         if !report.is_ok() && !repair {
             say!("run `cleanroom images verify --repair` to drop what is broken, then re-import");

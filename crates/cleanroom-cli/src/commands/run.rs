@@ -75,11 +75,19 @@ async fn execute(
         let mut out = tokio::io::stdout();
         let mut err = tokio::io::stderr();
         while let Some(chunk) = chunks.recv().await {
-            // A closed terminal or pipe must not stop the command early.
-            let _ = match chunk.stream {
-                Stream::Stdout => write_flush(&mut out, &chunk.bytes).await,
-                Stream::Stderr => write_flush(&mut err, &chunk.bytes).await,
-            };
+            // A closed or full stdout must not stop the command early: the
+            // rest is dropped and `output::finish` decides the exit code.
+            match chunk.stream {
+                Stream::Stdout if output::is_open() => {
+                    if let Err(e) = write_flush(&mut out, &chunk.bytes).await {
+                        output::record(e);
+                    }
+                }
+                Stream::Stdout => {}
+                Stream::Stderr => {
+                    let _ = write_flush(&mut err, &chunk.bytes).await;
+                }
+            }
         }
     });
     let result = backend.run_streaming(spec, cmd, Some(sink)).await;
@@ -175,12 +183,10 @@ fn mount_from(value: &str, cwd: &Path) -> Result<Mount> {
         ))
     })?;
     m.source = source;
-    if !m.target.is_absolute() {
-        return Err(bad(format!(
-            "`{value}`: target {} must be an absolute path inside the sandbox",
-            m.target.display()
-        )));
-    }
+    cleanroom::ranges::target("target", &m.target).map_err(|e| match e {
+        Error::InvalidSpec(why) => bad(format!("`{value}`: {why}")),
+        other => other,
+    })?;
     Ok(m)
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +13,13 @@ use cleanroom_runner::{run_suite, CancellationToken, RunOptions, Shard, SuiteRep
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{ReportFormat, TestArgs};
+use crate::output;
 
 /// Exit code when tests failed.
 const EXIT_FAILED: u8 = 1;
-/// Exit code after Ctrl-C, as a shell reports SIGINT.
-const EXIT_INTERRUPTED: u8 = 130;
+/// Exit codes after SIGINT (Ctrl-C) and SIGTERM, as a shell reports them.
+const EXIT_SIGINT: u8 = 130;
+const EXIT_SIGTERM: u8 = 143;
 
 pub fn main(args: TestArgs) -> Result<ExitCode> {
     super::runtime()?.block_on(run(args))
@@ -34,10 +37,12 @@ async fn run(args: TestArgs) -> Result<ExitCode> {
         .test_timeout
         .as_deref()
         .map(|t| {
-            cleanroom::parse_duration(t).map_err(|e| Error::Config {
-                origin: "flag --test-timeout".into(),
-                message: e.to_string(),
-            })
+            cleanroom::parse_duration(t)
+                .and_then(cleanroom::ranges::timeout)
+                .map_err(|e| Error::Config {
+                    origin: "flag --test-timeout".into(),
+                    message: e.to_string(),
+                })
         })
         .transpose()?;
     if args.repeat == 0 {
@@ -47,7 +52,8 @@ async fn run(args: TestArgs) -> Result<ExitCode> {
         });
     }
     let cancel = CancellationToken::new();
-    let watcher = tokio::spawn(cancel_on_signals(cancel.clone()));
+    let signalled = Arc::new(AtomicU8::new(EXIT_SIGINT));
+    let watcher = tokio::spawn(cancel_on_signals(cancel.clone(), signalled.clone()));
     let progress = Arc::new(human::Progress::new());
     let options = RunOptions {
         backend: Some(backend.inner()),
@@ -79,7 +85,7 @@ async fn run(args: TestArgs) -> Result<ExitCode> {
     }
     write_reports(&args, &report)?;
     Ok(if report.interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
+        ExitCode::from(signalled.load(Ordering::SeqCst))
     } else if report.success() {
         ExitCode::SUCCESS
     } else {
@@ -92,7 +98,7 @@ fn write_reports(args: &TestArgs, report: &SuiteReport) -> Result<()> {
         write_file(path, &junit::render(report))?;
     }
     match args.format {
-        ReportFormat::Human => print!("{}", human::render(report)),
+        ReportFormat::Human => output::print_bytes(human::render(report).as_bytes()),
         machine => {
             let text = match machine {
                 ReportFormat::Json => report.to_json() + "\n",
@@ -100,7 +106,7 @@ fn write_reports(args: &TestArgs, report: &SuiteReport) -> Result<()> {
                 ReportFormat::Tap => tap::render(report),
                 ReportFormat::Human => unreachable!("handled above"),
             };
-            print!("{text}");
+            output::print_bytes(text.as_bytes());
             // Humans watching a machine-format run still get the summary.
             eprintln!("{}", report.summary_line());
         }
@@ -110,32 +116,41 @@ fn write_reports(args: &TestArgs, report: &SuiteReport) -> Result<()> {
 
 fn write_file(path: &PathBuf, text: &str) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        if !parent.is_dir() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+            eprintln!(
+                "cleanroom: created directory {} for the report {}",
+                parent.display(),
+                path.display()
+            );
+        }
     }
     std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// The first SIGINT or SIGTERM cancels the run (every sandbox and service is
-/// torn down, tests not yet finished are skipped); a second one exits at once.
-async fn cancel_on_signals(cancel: CancellationToken) {
+/// torn down, tests not yet finished are skipped) and sets the exit code in
+/// `signalled` (130 or 143); a second one exits at once with its own code.
+async fn cancel_on_signals(cancel: CancellationToken, signalled: Arc<AtomicU8>) {
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
         return;
     };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
+    let code = tokio::select! {
+        _ = int.recv() => EXIT_SIGINT,
+        _ = term.recv() => EXIT_SIGTERM,
+    };
+    signalled.store(code, Ordering::SeqCst);
     eprintln!("\ncleanroom: interrupted; tearing down every sandbox and service (Ctrl-C again to quit at once)");
     cancel.cancel();
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
+    let code = tokio::select! {
+        _ = int.recv() => EXIT_SIGINT,
+        _ = term.recv() => EXIT_SIGTERM,
+    };
     // Give the message a moment to reach the terminal, then leave.
     tokio::time::sleep(Duration::from_millis(10)).await;
-    std::process::exit(i32::from(EXIT_INTERRUPTED));
+    std::process::exit(i32::from(code));
 }

@@ -99,8 +99,7 @@ impl Bundle {
         if comp != Compression::None {
             f.seek(SeekFrom::Start(0))
                 .context(|| format!("reading {}", path.display()))?;
-            let mut t = tempfile::NamedTempFile::new_in(tmp_dir)
-                .context(|| format!("creating a temp file in {}", tmp_dir.display()))?;
+            let mut t = crate::store::temp_file_in(tmp_dir, "archive")?;
             let mut dec = decompress(BufReader::new(f), comp)
                 .context(|| format!("decompressing {}", path.display()))?;
             io::copy(&mut dec, &mut t).context(|| format!("decompressing {}", path.display()))?;

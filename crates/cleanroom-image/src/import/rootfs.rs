@@ -144,8 +144,7 @@ pub(super) fn import_dir(tx: &mut Tx<'_>, path: &Path) -> Result<Imported> {
             },
         });
     }
-    let tmp = tempfile::NamedTempFile::new_in(tx.store.tmp_dir())
-        .context(|| format!("creating a temp file in {}", tx.store.tmp_dir().display()))?;
+    let tmp = tx.store.temp_file("pack")?;
     {
         let mut builder =
             tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, tmp.as_file()));
