@@ -72,10 +72,10 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line_naming_the_command() {
-        let e = parse_error(&["cleanroom", "run"]);
+        let e = parse_error(&["cleanroom", "import"]);
         assert!(!e.contains('\n'), "{e}");
-        assert!(e.contains("<COMMAND>"), "{e}");
-        assert!(e.ends_with("see `cleanroom run --help`"), "{e}");
+        assert!(e.contains("<SOURCE>"), "{e}");
+        assert!(e.ends_with("see `cleanroom import --help`"), "{e}");
         let e = parse_error(&["cleanroom", "run", "--frobnicate", "--", "true"]);
         assert!(!e.contains('\n'), "{e}");
         assert!(e.contains("--frobnicate"), "{e}");

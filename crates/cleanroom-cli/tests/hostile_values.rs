@@ -186,10 +186,17 @@ fn test_files_are_checked_alike() {
 fn usage_errors_are_one_line_and_exit_125_but_help_is_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // `run` without a command runs an image's own entrypoint; with no
+    // image there is nothing to run.
     one_line_error(
         &cleanroom(d, &["run"]),
         125,
-        &["<COMMAND>", "cleanroom run --help"],
+        &["empty command", "-- echo hello"],
+    );
+    one_line_error(
+        &cleanroom(d, &["import"]),
+        125,
+        &["<SOURCE>", "cleanroom import --help"],
     );
     one_line_error(
         &cleanroom(d, &["run", "--no-such-flag", "--", "true"]),
