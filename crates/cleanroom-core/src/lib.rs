@@ -8,12 +8,15 @@
 
 pub mod backend;
 pub mod choice;
+pub mod clnrm_project;
 pub mod cmd;
 pub mod config;
 pub mod conformance;
 pub mod enforcement;
 pub mod error;
 pub mod hash;
+pub mod input_file;
+pub mod line_index;
 pub mod output;
 pub mod paths;
 pub mod result;

@@ -166,7 +166,7 @@ fn unknown_dependency_and_missing_steps() {
     assert_eq!(
         p,
         [
-            "t/x.clnrm.toml:1:1: the test has no [[steps]]; add at least one with a `command`",
+            "t/x.clnrm.toml:1:1: the test has no [[steps]] (or [[scenario]]); add at least one with a `command`",
             "t/x.clnrm.toml:2:15: service `a` depends on unknown service `ghost`; the services are: a",
         ]
     );

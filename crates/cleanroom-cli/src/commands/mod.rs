@@ -44,7 +44,12 @@ pub fn load_config(flags: &SandboxArgs, dir: &Path) -> Result<Config> {
         .flag("user", "--user", flags.user.as_deref())
         .flag("workdir", "--workdir", flags.workdir.as_deref())
         .flag("strict", "--strict", flags.strict.then_some("true"));
-    Config::load(dir, layer)
+    let config = Config::load(dir, layer)?;
+    // What reading the files skipped (a clnrm project file), said once.
+    for w in &config.warnings {
+        eprintln!("{w}");
+    }
+    Ok(config)
 }
 
 /// The directory configuration is looked up from.
