@@ -23,6 +23,9 @@ const CLNRM_TABLES: [&str; 10] = [
     "services",
 ];
 
+/// The image clnrm runs steps in when its file names none.
+pub const CLNRM_DEFAULT_IMAGE: &str = "alpine:latest";
+
 /// What is taken from clnrm's file: `(table, key, our key, what kind)`.
 const TAKEN: [(&str, &str, &str, Kind); 4] = [
     ("containers", "default_image", "image", Kind::Text),
@@ -111,6 +114,15 @@ pub fn clnrm_layer(path: &Path, text: &str, doc: &toml::Table) -> Result<Layer> 
         };
         layer.set(ours, v, origin(line));
         taken.push(format!("[{table}] {key}"));
+    }
+    if !taken.iter().any(|t| t == "[containers] default_image") {
+        // clnrm runs steps without a service in its default image.
+        let line = text
+            .lines()
+            .position(|l| l.trim() == "[containers]")
+            .map_or(1, |i| i + 1);
+        layer.set("image", CLNRM_DEFAULT_IMAGE, origin(line));
+        taken.push(format!("clnrm's default image {CLNRM_DEFAULT_IMAGE}"));
     }
     let skipped: Vec<String> = CLNRM_TABLES
         .iter()
@@ -229,6 +241,16 @@ security_level = "medium"
             e.starts_with("c.toml:22: [test_execution] step_timeout"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn without_a_default_image_clnrm_s_own_default_is_taken() {
+        let l = Layer::from_config_file(Path::new("c.toml"), "[project]\nname = \"x\"\n").unwrap();
+        assert_eq!(
+            l.get("image").map(|(v, _)| v.as_str()),
+            Some("alpine:latest")
+        );
+        assert!(l.warnings[0].contains("clnrm's default image alpine:latest"));
     }
 
     #[test]
