@@ -197,6 +197,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An expected-output regex: its syntax checked now, compiled when used.
+    pub fn pattern(&mut self, e: &Entry) -> Option<crate::pattern::Pattern> {
+        let s = self.string(e)?;
+        match crate::pattern::Pattern::parse(&s) {
+            Ok(p) => Some(p),
+            Err(last) => {
+                let msg = format!("`{}` is not a valid regex: {last}", e.key.value);
+                self.problem(&e.value.span, msg);
+                None
+            }
+        }
+    }
+
     /// An array of strings (an argv). A single string means `sh -c STRING`
     /// when `shell` is set.
     pub fn argv(&mut self, e: &Entry, shell: bool) -> Option<Vec<String>> {

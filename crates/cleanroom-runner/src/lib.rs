@@ -25,6 +25,7 @@ mod expect;
 mod fields;
 pub mod model;
 mod parse;
+pub mod pattern;
 pub mod problem;
 mod readiness;
 pub mod report;

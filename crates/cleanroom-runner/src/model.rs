@@ -7,6 +7,7 @@ use std::time::Duration;
 use cleanroom::{Mount, Network, RootFs, Tmpfs, User};
 use regex::Regex;
 
+use crate::pattern::Pattern;
 use crate::problem::Location;
 
 /// One test file: one test, its services and its steps.
@@ -142,9 +143,9 @@ pub struct Step {
 #[derive(Clone, Debug, Default)]
 pub struct Expectations {
     pub exit_code: i32,
-    pub output_regex: Option<Regex>,
-    pub output_not_regex: Option<Regex>,
-    pub stderr_regex: Option<Regex>,
+    pub output_regex: Option<Pattern>,
+    pub output_not_regex: Option<Pattern>,
+    pub stderr_regex: Option<Pattern>,
     /// Exact stdout (one trailing newline on either side is ignored).
     pub output: Option<String>,
 }

@@ -312,11 +312,11 @@ pub(crate) fn read_step(
     if let Some(c) = get(t, "expected_exit_code").and_then(|c| r.int(c)) {
         expect.exit_code = c;
     }
-    expect.output_regex = get(t, "expected_output_regex").and_then(|x| r.regex(x));
+    expect.output_regex = get(t, "expected_output_regex").and_then(|x| r.pattern(x));
     expect.output_not_regex = get(t, "expected_output_not_regex")
         .or_else(|| get(t, "expected_output_regex_not"))
-        .and_then(|x| r.regex(x));
-    expect.stderr_regex = get(t, "expected_stderr_regex").and_then(|x| r.regex(x));
+        .and_then(|x| r.pattern(x));
+    expect.stderr_regex = get(t, "expected_stderr_regex").and_then(|x| r.pattern(x));
     expect.output = get(t, "expected_output").and_then(|x| r.string(x));
     Step {
         name: get(t, "name")
