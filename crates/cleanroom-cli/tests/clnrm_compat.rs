@@ -2,24 +2,17 @@
 //! files, unknown keys, the v1.0 format and templates, through the real
 //! `cleanroom` binary.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{cleanroom_cmd, text};
 
 fn cleanroom(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cleanroom"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CLEANROOM_BACKEND")
-        .env_remove("CLEANROOM_IMAGE")
-        .env_remove("CLEANROOM_TIMEOUT_MS")
-        .env_remove("CLEANROOM_CONFIG")
-        .env_remove("CLEANROOM_STRICT")
+    cleanroom_cmd(dir, args)
         .output()
         .expect("running the cleanroom binary")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// clnrm's project file as `clnrm init` writes it, trimmed.
@@ -116,11 +109,8 @@ fn clnrm_default_image_is_named_when_it_is_missing() {
     std::fs::write(d.join("cleanroom.toml"), clnrm_project(None)).unwrap();
     std::fs::write(d.join("echo.clnrm.toml"), TEST_FILE).unwrap();
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cleanroom"))
-        .args(["test", "--backend", "native"])
-        .current_dir(d)
+    let out = cleanroom_cmd(d, &["test", "--backend", "native"])
         .env("CLEANROOM_HOME", home.path())
-        .env_remove("CLEANROOM_IMAGE")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -209,21 +199,20 @@ exporter = "stdout"
 "#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cleanroom"))
-        .args([
+    let out = cleanroom_cmd(
+        d,
+        &[
             "test",
             "--backend",
             "native",
             "--format",
             "json",
             "v1.clnrm.toml",
-        ])
-        .current_dir(d)
-        .env("CLNRM_COMPAT_PROBE", "probed")
-        .env_remove("CLEANROOM_IMAGE")
-        .env_remove("CLEANROOM_BACKEND")
-        .output()
-        .unwrap();
+        ],
+    )
+    .env("CLNRM_COMPAT_PROBE", "probed")
+    .output()
+    .unwrap();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();

@@ -6,10 +6,14 @@
 //! with a documented exit code, no panic, and its error on one line that
 //! names the file.
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{cleanroom_cmd, text};
 
 /// Any case still running after this is a hang.
 const BOUND: Duration = Duration::from_secs(20);
@@ -22,13 +26,7 @@ struct Ended {
 }
 
 fn cleanroom(dir: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cleanroom"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CLEANROOM_BACKEND")
-        .env_remove("CLEANROOM_IMAGE")
-        .env_remove("CLEANROOM_CONFIG")
-        .env_remove("CLEANROOM_STRICT")
+    cleanroom_cmd(dir, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -45,12 +43,12 @@ fn bounded(mut child: Child, what: &str) -> Ended {
     let out = std::thread::spawn(move || {
         let mut s = Vec::new();
         let _ = out.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
+        text(&s)
     });
     let err = std::thread::spawn(move || {
         let mut s = Vec::new();
         let _ = err.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
+        text(&s)
     });
     let deadline = Instant::now() + BOUND;
     let status = loop {
@@ -263,7 +261,8 @@ fn hostile_test_files_never_hang_panic_or_ramble() {
 
 #[test]
 fn hostile_config_files_are_refused_in_one_line() {
-    let cases: [(&str, fn(&Path), &str); 5] = [
+    type Make = fn(&Path);
+    let cases: [(&str, Make, &str); 5] = [
         ("fifo", |p| mkfifo(p), "FIFO"),
         (
             "dev-zero",

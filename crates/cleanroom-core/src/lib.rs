@@ -21,6 +21,7 @@ pub mod output;
 pub mod paths;
 pub mod result;
 pub mod spec;
+pub mod time;
 
 pub use backend::{process_alive, Availability, Backend, Logs, Sandbox};
 pub use choice::BackendChoice;

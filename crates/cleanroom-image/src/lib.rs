@@ -30,7 +30,7 @@ mod pull;
 mod reference;
 mod safepath;
 mod store;
-mod time;
+use cleanroom_core::time;
 mod unpack;
 
 pub use digest::{Digest, Hasher};

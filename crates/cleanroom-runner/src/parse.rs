@@ -162,7 +162,9 @@ fn frozen_clock_of(text: &str) -> Option<String> {
             return None;
         }
         let v = v.trim().trim_matches('"');
-        template::parse_rfc3339(v).ok().map(|_| v.to_string())
+        cleanroom::time::parse_rfc3339(v)
+            .ok()
+            .map(|_| v.to_string())
     })
 }
 
@@ -440,7 +442,7 @@ fn read_determinism(r: &mut Reader<'_>, e: &Entry) -> Determinism {
         match &f.value.value {
             Node::Bool(true) => d.freeze_clock = Some(FreezeClock { time: None, at }),
             Node::Bool(false) => {}
-            Node::Str(s) => match template::parse_rfc3339(s) {
+            Node::Str(s) => match cleanroom::time::parse_rfc3339(s) {
                 Ok(secs) => {
                     d.freeze_clock = Some(FreezeClock {
                         time: Some((s.clone(), secs)),

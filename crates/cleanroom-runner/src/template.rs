@@ -4,10 +4,8 @@
 //! by name and under `vars.`, and clnrm's `env(name=…)` and
 //! `now_rfc3339()` functions.
 
-use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 use crate::tree::{self, Node};
 
@@ -67,7 +65,7 @@ pub(crate) fn render(
             }
         },
     );
-    let now = freeze_clock.map_or_else(now_rfc3339, str::to_string);
+    let now = freeze_clock.map_or_else(cleanroom::time::now_rfc3339, str::to_string);
     engine.register_function(
         "now_rfc3339",
         move |_: &HashMap<String, Value>| -> tera::Result<Value> { Ok(Value::String(now.clone())) },
@@ -143,89 +141,6 @@ fn json(node: &Node) -> Value {
     }
 }
 
-/// The current time as RFC 3339 in UTC, to the second.
-fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc3339_of(secs)
-}
-
-/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn rfc3339_of(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Seconds since the epoch of an RFC 3339 time (`2025-01-01T00:00:00Z`,
-/// fractions and offsets allowed), or why it is not one.
-pub(crate) fn parse_rfc3339(s: &str) -> Result<i64, String> {
-    let bad = || format!("`{s}` is not an RFC 3339 time such as \"2025-01-01T00:00:00Z\"");
-    let re = regex::Regex::new(
-        r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))$",
-    )
-    .map_err(|e| e.to_string())?;
-    let c = re.captures(s.trim()).ok_or_else(bad)?;
-    let n = |i: usize| -> i64 { c.get(i).map_or(0, |m| m.as_str().parse().unwrap_or(0)) };
-    let (year, month, day, hour, min, sec) = (n(1), n(2), n(3), n(4), n(5), n(6));
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > month_days[(month.clamp(1, 12) - 1) as usize]
-        || hour > 23
-        || min > 59
-        || sec > 60
-        || n(9) > 23
-        || n(10) > 59
-    {
-        return Err(bad());
-    }
-    // Days since the epoch from the civil date.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let offset = match c.get(8).map(|m| m.as_str()) {
-        Some("-") => -(n(9) * 3600 + n(10) * 60),
-        Some(_) => n(9) * 3600 + n(10) * 60,
-        None => 0,
-    };
-    Ok(days * 86_400 + hour * 3600 + min * 60 + sec - offset)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,26 +202,5 @@ mod tests {
             panic!("fails")
         };
         assert!(e.contains("fake_name") && !e.contains('\n'), "{e}");
-    }
-
-    #[test]
-    fn rfc3339_round_trips() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(parse_rfc3339("2025-01-01T00:00:00Z"), Ok(1_735_689_600));
-        assert_eq!(
-            parse_rfc3339("2025-01-01T02:00:00+02:00"),
-            Ok(1_735_689_600)
-        );
-        assert_eq!(rfc3339_of(1_735_689_600), "2025-01-01T00:00:00Z");
-        assert_eq!(rfc3339_of(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(parse_rfc3339("2000-02-29T00:00:00.5Z"), Ok(951_782_400));
-        for bad in [
-            "2025-02-30T00:00:00Z",
-            "2025-01-01",
-            "yesterday",
-            "2025-13-01T00:00:00Z",
-        ] {
-            assert!(parse_rfc3339(bad).is_err(), "{bad}");
-        }
     }
 }
