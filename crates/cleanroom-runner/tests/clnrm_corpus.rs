@@ -58,7 +58,7 @@ fn every_file_clnrm_accepts_validates_here() {
         ACCEPTED,
         "the corpus holds clnrm's accepted files"
     );
-    assert!(ACCEPTED <= FOUND);
+    const { assert!(ACCEPTED <= FOUND) };
     let mut invalid = Vec::new();
     let mut warned = 0;
     for f in &files {
