@@ -103,6 +103,27 @@ fn clnrm_project_file_test_passes_with_one_config_warning() {
 }
 
 #[test]
+fn run_and_config_work_beside_clnrm_s_project_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("cleanroom.toml"), clnrm_project(Some("host"))).unwrap();
+    let out = cleanroom(d, &["run", "--backend", "native", "--", "echo", "hi"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(text(&out.stdout), "hi\n");
+    assert_eq!(
+        stderr.matches("is clnrm's project file").count(),
+        1,
+        "{stderr}"
+    );
+    let out = cleanroom(d, &["config", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["image"]["value"], "host");
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
 fn clnrm_default_image_is_named_when_it_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
