@@ -89,8 +89,9 @@ pub fn parse_str(path: &Path, text: &str) -> Result<TestFile, Vec<Problem>> {
     parse_str_with(path, text, &ParseOptions::default())
 }
 
-/// [`parse_str`] with options. A Tera template is rendered first (see
-/// [`crate::template`]); its problems are located in the rendered text.
+/// [`parse_str`] with options. A Tera template (a file holding `{{ … }}`,
+/// `{% … %}` or `{# … #}`) is rendered first, with the environment and the
+/// file's `[vars]`; its problems are located in the rendered text.
 pub fn parse_str_with(
     path: &Path,
     text: &str,
