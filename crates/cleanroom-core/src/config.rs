@@ -688,7 +688,10 @@ impl Config {
             ),
             (
                 "test_timeout_ms",
-                opt(&self.test_timeout.value.map(|d| d.as_millis()), "600000"),
+                opt(
+                    &self.test_timeout.value.map(|d| d.as_millis()),
+                    "none (the runner's default)",
+                ),
                 self.test_timeout.origin.to_string(),
             ),
         ]
