@@ -7,10 +7,10 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{cleanroom_cmd, text};
+use common::{command, text};
 
 fn cleanroom(dir: &Path, args: &[&str]) -> Output {
-    cleanroom_cmd(dir, args)
+    command(dir, args)
         .output()
         .expect("running the cleanroom binary")
 }
@@ -130,7 +130,7 @@ fn clnrm_default_image_is_named_when_it_is_missing() {
     std::fs::write(d.join("cleanroom.toml"), clnrm_project(None)).unwrap();
     std::fs::write(d.join("echo.clnrm.toml"), TEST_FILE).unwrap();
     let home = tempfile::tempdir().unwrap();
-    let out = cleanroom_cmd(d, &["test", "--backend", "native"])
+    let out = command(d, &["test", "--backend", "native"])
         .env("CLEANROOM_HOME", home.path())
         .output()
         .unwrap();
@@ -220,7 +220,7 @@ exporter = "stdout"
 "#,
     )
     .unwrap();
-    let out = cleanroom_cmd(
+    let out = command(
         d,
         &[
             "test",

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cleanroom_cmd, text};
+use common::{command, text};
 
 /// Any case still running after this is a hang.
 const BOUND: Duration = Duration::from_secs(20);
@@ -26,7 +26,7 @@ struct Ended {
 }
 
 fn cleanroom(dir: &Path, args: &[&str]) -> Child {
-    cleanroom_cmd(dir, args)
+    command(dir, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
