@@ -65,10 +65,15 @@ pub enum Command {
     /// Scaffold cleanroom.toml and tests/example.clnrm.toml (never overwrites).
     Init(InitArgs),
     /// Check test files without running them; every problem at file:line:column.
+    #[command(after_help = VALIDATE_AFTER_HELP)]
     Validate(ValidateArgs),
     /// Run the built-in conformance checks against the selected backend.
     SelfTest(SelfTestArgs),
 }
+
+const VALIDATE_AFTER_HELP: &str = "Exit status: 0 when every file is valid (warnings \
+included), 1 when one is not or none was found, 125 when Cleanroom itself failed. \
+Each problem and warning is one line on stderr: FILE:LINE:COLUMN: error|warning: MESSAGE.";
 
 const RUN_AFTER_HELP: &str = "Exit status: the command's own exit code; 128+N when a signal N \
 killed it; 124 when it timed out; 125 when Cleanroom itself failed (bad \
@@ -305,6 +310,10 @@ pub struct ValidateArgs {
     /// Print only problems, not a line per valid file.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Unknown keys and what cannot be honoured are errors, not warnings.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

@@ -46,7 +46,8 @@ fn broken_files_give_file_line_column_and_fail() {
     write(
         d,
         "t/b_key.clnrm.toml",
-        "[[steps]]\ncommand = [\"echo\"]\nexpect_exit_code = 0\n",
+        // One edit from a known key: an error (two edits away is a warning).
+        "[[steps]]\ncommand = [\"echo\"]\nexpected_exit_cod = 0\n",
     );
     write(
         d,
@@ -68,7 +69,7 @@ fn broken_files_give_file_line_column_and_fail() {
     let err = text(&out.stderr);
     for want in [
         "t/a_toml.clnrm.toml:2:8: error: invalid TOML",
-        "t/b_key.clnrm.toml:3:1: error: unknown key `expect_exit_code` in [[steps]]; did you mean `expected_exit_code`?",
+        "t/b_key.clnrm.toml:3:1: error: unknown key `expected_exit_cod` in [[steps]]; did you mean `expected_exit_code`?",
         "t/c_regex.clnrm.toml:3:25: error: `expected_output_regex` is not a valid regex",
         "t/d_service.clnrm.toml:3:11: error: step refers to service `db`, but the test defines no [services]",
         "t/e_cycle.clnrm.toml:4:15: error: cyclic depends_on: a -> b -> a",

@@ -16,6 +16,8 @@ use serde::Serialize;
 
 use crate::choice::BackendChoice;
 use crate::error::{Error, Result};
+use crate::input_file::read_input_file;
+use crate::line_index::LineIndex;
 use crate::ranges;
 use crate::spec::{parse_duration, parse_size, Network, RootFs, SandboxSpec, User, UserNs};
 
@@ -59,7 +61,7 @@ impl fmt::Display for Origin {
 
 /// Every key a config source may set, with the environment variable that
 /// sets it too.
-pub const KEYS: [(&str, &str); 12] = [
+pub const KEYS: [(&str, &str); 14] = [
     ("backend", "CLEANROOM_BACKEND"),
     ("image", "CLEANROOM_IMAGE"),
     ("timeout_ms", "CLEANROOM_TIMEOUT_MS"),
@@ -72,6 +74,9 @@ pub const KEYS: [(&str, &str); 12] = [
     ("strict", "CLEANROOM_STRICT"),
     ("tmpfs_size", "CLEANROOM_TMPFS_SIZE"),
     ("userns", "CLEANROOM_USERNS"),
+    // `cleanroom test`: tests at once, and each whole test's time limit.
+    ("jobs", "CLEANROOM_JOBS"),
+    ("test_timeout_ms", "CLEANROOM_TEST_TIMEOUT_MS"),
 ];
 
 /// One layer of settings as raw strings, before they are checked. Flags,
@@ -79,6 +84,8 @@ pub const KEYS: [(&str, &str); 12] = [
 #[derive(Clone, Debug, Default)]
 pub struct Layer {
     values: BTreeMap<&'static str, (String, Origin)>,
+    /// What reading the source skipped, one line each (a clnrm project file).
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Layer {
@@ -129,15 +136,15 @@ impl Layer {
         Layer::from_env_vars(std::env::vars())
     }
 
-    /// Parses a `cleanroom.toml`: every top-level key must be known.
+    /// Parses a `cleanroom.toml`: every top-level key must be known. clnrm's
+    /// project file (`[project]`, `[containers]`, ...) is recognised: what
+    /// means something here is taken, the rest skipped with one warning.
     pub fn from_config_file(path: &Path, text: &str) -> Result<Layer> {
         let doc = parse_toml(path, text)?;
-        table_layer(path, text, &toml::Value::Table(doc), None, |line| {
-            Origin::File {
-                path: path.to_path_buf(),
-                line,
-            }
-        })
+        if crate::clnrm_project::is_clnrm_project(&doc) {
+            return crate::clnrm_project::clnrm_layer(path, text, &doc);
+        }
+        scalar_keys_layer(path, text, &doc)
     }
 
     /// The `[package.metadata.cleanroom]` table of a `Cargo.toml`, or
@@ -162,7 +169,7 @@ impl Layer {
         Ok(None)
     }
 
-    fn get(&self, key: &str) -> Option<&(String, Origin)> {
+    pub(crate) fn get(&self, key: &str) -> Option<&(String, Origin)> {
         self.values.get(key)
     }
 }
@@ -185,16 +192,14 @@ fn parse_toml(path: &Path, text: &str) -> Result<toml::Table> {
     })
 }
 
-/// The 1-based line and column of byte offset `at` in `text`.
+/// The 1-based line and column of byte offset `at` in `text`, for a single
+/// lookup; to locate many offsets of one text, build a [`LineIndex`] once.
 pub fn line_column(text: &str, at: usize) -> (usize, usize) {
-    let before = &text[..at.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
+    LineIndex::new(text).line_column(at)
 }
 
 /// Finds the line where `key` is assigned, inside `[prefix]` when given.
-fn key_line(text: &str, prefix: Option<&str>, key: &str) -> usize {
+pub(crate) fn key_line(text: &str, prefix: Option<&str>, key: &str) -> usize {
     let mut in_section = prefix.is_none();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -214,6 +219,16 @@ fn key_line(text: &str, prefix: Option<&str>, key: &str) -> usize {
     1
 }
 
+/// The layer of a config file's top-level keys (each must be known).
+pub(crate) fn scalar_keys_layer(path: &Path, text: &str, doc: &toml::Table) -> Result<Layer> {
+    table_layer(path, text, &toml::Value::Table(doc.clone()), None, |line| {
+        Origin::File {
+            path: path.to_path_buf(),
+            line,
+        }
+    })
+}
+
 fn table_layer(
     path: &Path,
     text: &str,
@@ -229,14 +244,20 @@ fn table_layer(
     for (key, value) in table {
         let line = key_line(text, prefix, key);
         let at = format!("{}:{line}", path.display());
-        // `timeout` as a duration string is accepted beside `timeout_ms`.
+        // `timeout` and `test_timeout` as duration strings are accepted
+        // beside their `_ms` forms.
         let (key, value) = match (key.as_str(), value) {
-            ("timeout", toml::Value::String(s)) => {
+            (k @ ("timeout" | "test_timeout"), toml::Value::String(s)) => {
                 let d = parse_duration(s).map_err(|e| Error::Config {
                     origin: at.clone(),
                     message: e.to_string(),
                 })?;
-                ("timeout_ms", d.as_millis().to_string())
+                let ms = if k == "timeout" {
+                    "timeout_ms"
+                } else {
+                    "test_timeout_ms"
+                };
+                (ms, d.as_millis().to_string())
             }
             (k, v) => {
                 let Some(k) = canonical_key(k) else {
@@ -322,8 +343,15 @@ pub struct Config {
     /// Size of each tmpfs; `None`: follows the memory limit, capped.
     pub tmpfs_size: Setting<Option<u64>>,
     pub userns: Setting<UserNs>,
+    /// `cleanroom test`: tests run at once (`None`: one per core).
+    pub jobs: Setting<Option<usize>>,
+    /// `cleanroom test`: each whole test's time limit.
+    #[serde(serialize_with = "opt_millis")]
+    pub test_timeout: Setting<Option<Duration>>,
     /// The files that were read, nearest first.
     pub files: Vec<PathBuf>,
+    /// What reading them skipped (one line each, `WARN: ...`), to show once.
+    pub warnings: Vec<String>,
 }
 
 fn opt_millis<S: serde::Serializer>(
@@ -361,7 +389,7 @@ impl Sources {
             Some(p) => Some(p),
             None => find_upwards(dir, |d| {
                 let p = d.join(CONFIG_FILE);
-                p.is_file().then_some(p)
+                present(&p).then_some(p)
             }),
         };
         if let Some(path) = config_file {
@@ -373,7 +401,7 @@ impl Sources {
         let mut cur = Some(dir);
         while let Some(d) = cur {
             let p = d.join("Cargo.toml");
-            if p.is_file() {
+            if present(&p) {
                 let text = read(&p)?;
                 if let Some(layer) = Layer::from_cargo_toml(&p, &text)? {
                     cargo = Some((p, layer));
@@ -519,7 +547,36 @@ impl Sources {
                 "tmpfs_size",
             )?,
             userns: setting(pick("userns"), defaults.userns, |v| v.parse(), "userns")?,
+            jobs: setting(
+                pick("jobs"),
+                None,
+                |v| match v.trim().parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(Error::InvalidSpec(
+                        "not a positive whole number of tests".into(),
+                    )),
+                },
+                "jobs",
+            )?,
+            test_timeout: setting(
+                pick("test_timeout_ms"),
+                None,
+                |v| {
+                    let ms: u64 = v.trim().parse().map_err(|_| {
+                        Error::InvalidSpec(
+                            "not a whole number of milliseconds (for example 600000)".into(),
+                        )
+                    })?;
+                    Ok(Some(Duration::from_millis(ms)))
+                },
+                "test_timeout_ms",
+            )?,
             files: self.files.clone(),
+            warnings: [self.file.as_ref(), self.cargo.as_ref()]
+                .into_iter()
+                .flatten()
+                .flat_map(|l| l.warnings.iter().cloned())
+                .collect(),
         })
     }
 }
@@ -539,11 +596,19 @@ fn parse_bool(v: &str) -> Result<bool> {
     }
 }
 
+/// A config file's text: only a regular file of bounded size is read; a
+/// FIFO, device, directory or symlink loop in its place is an error naming it.
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::Config {
+    read_input_file(path).map_err(|e| Error::Config {
         origin: path.display().to_string(),
-        message: format!("cannot read: {e}"),
+        message: e.to_string(),
     })
+}
+
+/// Whether anything is at `path` (a dangling symlink, a FIFO and a directory
+/// too), so that reading it reports what is wrong instead of skipping it.
+fn present(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
 }
 
 fn find_upwards(dir: &Path, probe: impl Fn(&Path) -> Option<PathBuf>) -> Option<PathBuf> {
@@ -655,6 +720,19 @@ impl Config {
                 "userns",
                 self.userns.value.to_string(),
                 self.userns.origin.to_string(),
+            ),
+            (
+                "jobs",
+                opt(&self.jobs.value, "one per core"),
+                self.jobs.origin.to_string(),
+            ),
+            (
+                "test_timeout_ms",
+                opt(
+                    &self.test_timeout.value.map(|d| d.as_millis()),
+                    "none (the runner's default)",
+                ),
+                self.test_timeout.origin.to_string(),
             ),
         ]
     }

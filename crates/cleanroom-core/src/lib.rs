@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod choice;
+pub mod clnrm_project;
 pub mod cmd;
 pub mod config;
 pub mod conformance;
@@ -18,6 +19,8 @@ pub mod enforcement;
 pub mod error;
 pub mod hash;
 pub mod image_config;
+pub mod input_file;
+pub mod line_index;
 pub mod output;
 pub mod owner;
 pub mod paths;
@@ -26,6 +29,7 @@ pub mod removed;
 pub mod result;
 pub mod seccomp_policy;
 pub mod spec;
+pub mod time;
 
 pub use backend::{process_alive, Availability, Backend, Logs, Sandbox};
 pub use choice::BackendChoice;

@@ -31,8 +31,8 @@ mod pull;
 mod reference;
 mod safepath;
 mod store;
-mod time;
 mod tree;
+use cleanroom_core::time;
 mod unpack;
 
 pub use archive::docker_archive;

@@ -143,7 +143,24 @@ fn etc_files(spec: &SandboxSpec) -> Vec<(&'static str, Vec<u8>)> {
             "nsswitch.conf",
             b"passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n".to_vec(),
         ),
+        ("os-release", os_release()),
     ]
+}
+
+/// The host's `os-release` (it describes the `/usr` the sandbox runs), read
+/// through the host's `/etc` or `/usr/lib`; a generic one when it has none.
+/// Test files read it to learn what they run on.
+fn os_release() -> Vec<u8> {
+    ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| {
+            let meta = std::fs::metadata(p).ok()?;
+            // A regular file of sane size only: this is read on every plan.
+            (meta.is_file() && meta.len() <= 64 << 10)
+                .then(|| std::fs::read(p).ok())
+                .flatten()
+        })
+        .unwrap_or_else(|| b"NAME=Linux\nID=linux\nPRETTY_NAME=\"Linux\"\n".to_vec())
 }
 
 fn top_entry(dir: &Path, name: &str) -> Option<TopEntry> {

@@ -152,3 +152,22 @@ async fn mount_targets_resolve_inside_the_root() {
     let _ = std::fs::remove_file(&outside);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_rootfs_has_os_release() {
+    // Test files (clnrm's among them) read /etc/os-release to learn what
+    // they run on: the host rootfs's generated /etc carries the host's.
+    let host = ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| "NAME=Linux\nID=linux\nPRETTY_NAME=\"Linux\"\n".to_string());
+    let r = NativeBackend::new()
+        .run(
+            &SandboxSpec::with_rootfs(RootFs::Host),
+            Cmd::from(["cat", "/etc/os-release"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, 0, "{}", r.stderr_lossy());
+    assert_eq!(r.stdout_lossy(), host);
+}

@@ -146,13 +146,30 @@ pub async fn run_once(
     }
 }
 
-/// The test's spec: the configured one, `[sandbox]` on top, the seed exported.
+/// The test's spec: the configured one, `[sandbox]` on top, the seed and
+/// a frozen clock's time exported.
 pub fn test_spec(file: &TestFile, base: &SandboxSpec) -> SandboxSpec {
     let mut spec = file.sandbox.apply(base);
-    if let Some(seed) = file.determinism.seed {
-        spec.env.insert("CLEANROOM_SEED".into(), seed.to_string());
-    }
+    spec.env.extend(determinism_env(file));
     spec
+}
+
+/// `CLEANROOM_SEED` for `seed`; `SOURCE_DATE_EPOCH` for a `freeze_clock`
+/// time (the reproducible-builds convention tools read for "now").
+fn determinism_env(file: &TestFile) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if let Some(seed) = file.determinism.seed {
+        env.push(("CLEANROOM_SEED".to_string(), seed.to_string()));
+    }
+    if let Some((_, secs)) = file
+        .determinism
+        .freeze_clock
+        .as_ref()
+        .and_then(|f| f.time.as_ref())
+    {
+        env.push(("SOURCE_DATE_EPOCH".to_string(), secs.to_string()));
+    }
+    env
 }
 
 async fn body(
@@ -172,19 +189,26 @@ async fn body(
     })?;
     let enforcement = backend.enforcement(&spec);
     warnings.extend(enforcement.warnings());
-    if let Some(at) = &file.determinism.freeze_clock {
-        let msg = format!(
-            "freeze_clock: the {} backend cannot freeze the wall clock (no backend can); time-dependent output is not fixed",
-            backend.name()
-        );
+    warnings.extend(file.warnings.iter().map(|w| format!("WARN: {w}")));
+    if let Some(freeze) = &file.determinism.freeze_clock {
+        let msg = match &freeze.time {
+            Some((time, secs)) => format!(
+                "freeze_clock = {time}: the {} backend cannot freeze the wall clock (no backend can); only SOURCE_DATE_EPOCH={secs} and templates' now_rfc3339() give that time",
+                backend.name()
+            ),
+            None => format!(
+                "freeze_clock: the {} backend cannot freeze the wall clock (no backend can); time-dependent output is not fixed",
+                backend.name()
+            ),
+        };
         if spec.strict {
             return Err(Failure {
                 message: format!("strict mode: {msg}"),
-                location: Some(at.to_string()),
+                location: Some(freeze.at.to_string()),
                 ..Failure::default()
             });
         }
-        warnings.push(format!("WARN: {msg}"));
+        warnings.push(format!("WARN: {}: {msg}", freeze.at));
     }
     if file.assertions.hermetic {
         let missing: Vec<String> = [
@@ -269,10 +293,8 @@ async fn body(
         };
         let mut cmd = Cmd::from(step.command.clone());
         cmd.env = step.env.clone();
-        if let Some(seed) = file.determinism.seed {
-            cmd.env
-                .entry("CLEANROOM_SEED".into())
-                .or_insert(seed.to_string());
+        for (k, v) in determinism_env(file) {
+            cmd.env.entry(k).or_insert(v);
         }
         cmd.workdir = step.workdir.clone();
         cmd.stdin = step.stdin.clone().map(String::into_bytes);
@@ -311,6 +333,13 @@ async fn body(
             stdout_digest: h.finish(),
         });
         if let Some(mut f) = failure {
+            if step.continue_on_failure {
+                warnings.push(format!(
+                    "WARN: {}: step `{}` failed ({}); continue_on_failure = true, so the test goes on",
+                    step.at, step.name, f.message
+                ));
+                continue;
+            }
             f.step = Some(step.name.clone());
             f.command = Some(shown);
             f.location = Some(step.at.to_string());

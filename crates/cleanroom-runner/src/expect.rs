@@ -48,7 +48,11 @@ pub fn check(expect: &Expectations, result: &RunResult) -> Option<Failure> {
             });
         }
     }
-    if let Some(re) = &expect.output_regex {
+    if let Some(p) = &expect.output_regex {
+        let re = match p.regex() {
+            Ok(re) => re,
+            Err(e) => return Some(uncompilable("expected_output_regex", p, &e)),
+        };
         if !re.is_match(&stdout) {
             return Some(Failure {
                 message: format!("stdout does not match expected_output_regex `{re}`"),
@@ -58,7 +62,11 @@ pub fn check(expect: &Expectations, result: &RunResult) -> Option<Failure> {
             });
         }
     }
-    if let Some(re) = &expect.output_not_regex {
+    if let Some(p) = &expect.output_not_regex {
+        let re = match p.regex() {
+            Ok(re) => re,
+            Err(e) => return Some(uncompilable("expected_output_not_regex", p, &e)),
+        };
         if let Some(m) = re.find(&stdout) {
             return Some(Failure {
                 message: format!(
@@ -71,7 +79,11 @@ pub fn check(expect: &Expectations, result: &RunResult) -> Option<Failure> {
             });
         }
     }
-    if let Some(re) = &expect.stderr_regex {
+    if let Some(p) = &expect.stderr_regex {
+        let re = match p.regex() {
+            Ok(re) => re,
+            Err(e) => return Some(uncompilable("expected_stderr_regex", p, &e)),
+        };
         if !re.is_match(&stderr) {
             return Some(Failure {
                 message: format!("stderr does not match expected_stderr_regex `{re}`"),
@@ -82,6 +94,14 @@ pub fn check(expect: &Expectations, result: &RunResult) -> Option<Failure> {
         }
     }
     None
+}
+
+/// A regex whose syntax was fine but which cannot be compiled (too large).
+fn uncompilable(key: &str, p: &crate::pattern::Pattern, why: &str) -> Failure {
+    Failure {
+        message: format!("{key} `{p}` cannot be compiled: {why}"),
+        ..Failure::default()
+    }
 }
 
 fn trim_newline(s: &str) -> &str {

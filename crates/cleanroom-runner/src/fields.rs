@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::problem::{unknown_key, Problems};
+use crate::problem::{is_typo, unknown_key, Problems};
 use crate::tree::{Entry, Node, Spanned};
 
 /// The reader of one file: its problems so far and its directory.
@@ -35,12 +35,37 @@ impl<'a> Reader<'a> {
         self.problems.add(span, message);
     }
 
-    /// Reports every key of `entries` not in `known`.
+    /// Reports every key of `entries` not in `known`: a warning (clnrm
+    /// ignores unknown keys), but a problem when strict or when the key is
+    /// one edit away from a known one (a typo that would silently do nothing).
     pub fn known_keys(&mut self, entries: &[Entry], what: &str, known: &[&str]) {
+        self.known_keys_ignoring(entries, what, known, &[]);
+    }
+
+    /// [`Reader::known_keys`], where the keys in `ignored` are clnrm's own
+    /// that Cleanroom accepts without honouring: warned about as such.
+    pub fn known_keys_ignoring(
+        &mut self,
+        entries: &[Entry],
+        what: &str,
+        known: &[&str],
+        ignored: &[&str],
+    ) {
         for e in entries {
-            if !known.contains(&e.key.value.as_str()) {
-                let msg = unknown_key(what, &e.key.value, known);
+            let key = e.key.value.as_str();
+            if known.contains(&key) {
+                continue;
+            }
+            if ignored.contains(&key) {
+                let msg =
+                    format!("`{key}` in {what} is clnrm's and is not honoured here (ignored)");
+                self.problems.warn(&e.key.span, msg);
+            } else if is_typo(key, known) {
+                let msg = unknown_key(what, key, known);
                 self.problem(&e.key.span, msg);
+            } else {
+                let msg = format!("{} (ignored)", unknown_key(what, key, known));
+                self.problems.warn(&e.key.span, msg);
             }
         }
     }
@@ -176,6 +201,19 @@ impl<'a> Reader<'a> {
             Err(err) => {
                 let detail = err.to_string();
                 let last = detail.lines().last().unwrap_or("").trim().to_string();
+                let msg = format!("`{}` is not a valid regex: {last}", e.key.value);
+                self.problem(&e.value.span, msg);
+                None
+            }
+        }
+    }
+
+    /// An expected-output regex: its syntax checked now, compiled when used.
+    pub fn pattern(&mut self, e: &Entry) -> Option<crate::pattern::Pattern> {
+        let s = self.string(e)?;
+        match crate::pattern::Pattern::parse(&s) {
+            Ok(p) => Some(p),
+            Err(last) => {
                 let msg = format!("`{}` is not a valid regex: {last}", e.key.value);
                 self.problem(&e.value.span, msg);
                 None

@@ -18,12 +18,14 @@
 //! `harness = false` whose `main` does the above and exits non-zero on
 //! failure; this crate's own `tests/clnrm_files.rs` is such a target.
 
+mod clnrm_v1;
 pub mod discover;
 mod exec;
 mod expect;
 mod fields;
 pub mod model;
 mod parse;
+pub mod pattern;
 pub mod problem;
 mod readiness;
 pub mod report;
@@ -31,11 +33,12 @@ mod sandbox_table;
 pub mod scaffold;
 mod services;
 mod suite;
+mod template;
 mod tree;
 
 pub use discover::{discover, Shard};
 pub use model::TestFile;
-pub use parse::{parse_file, parse_str, SUFFIX};
+pub use parse::{parse_file, parse_file_with, parse_str, parse_str_with, ParseOptions, SUFFIX};
 pub use problem::{Location, Problem};
 pub use report::{Failure, Status, StepReport, SuiteReport, TestReport};
 pub use suite::{

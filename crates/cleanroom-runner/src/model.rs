@@ -7,6 +7,7 @@ use std::time::Duration;
 use cleanroom::{Mount, Network, RootFs, Tmpfs, User, UserNs};
 use regex::Regex;
 
+use crate::pattern::Pattern;
 use crate::problem::Location;
 
 /// One test file: one test, its services and its steps.
@@ -17,6 +18,8 @@ pub struct TestFile {
     /// `[test.metadata] name`, or the file name without `.clnrm.toml`.
     pub name: String,
     pub description: Option<String>,
+    /// clnrm's `[meta] version`.
+    pub version: Option<String>,
     /// The whole test's time limit (`[test.metadata] timeout`).
     pub timeout: Option<Duration>,
     /// What `[sandbox]` sets over the configured spec.
@@ -27,6 +30,9 @@ pub struct TestFile {
     pub steps: Vec<Step>,
     pub determinism: Determinism,
     pub assertions: Assertions,
+    /// What does not stop the file but a reader should know (unknown or
+    /// clnrm-only keys, a template left unrendered), each once.
+    pub warnings: Vec<crate::Problem>,
 }
 
 /// The `[sandbox]` table: each field replaces the configured value when set.
@@ -62,8 +68,11 @@ pub struct Located<T> {
 #[derive(Clone, Debug)]
 pub struct Service {
     pub name: String,
-    /// `generic_container` (the only kind there is).
+    /// `generic_container` (the only kind there is; clnrm's plugin types
+    /// run as one).
     pub kind: String,
+    /// clnrm's `plugin = "..."`, for `plugin_should_be_loaded`.
+    pub plugin: Option<String>,
     /// The image; `None` uses the test's own root filesystem.
     pub image: Option<Located<RootFs>>,
     pub env: BTreeMap<String, String>,
@@ -126,6 +135,9 @@ pub struct Step {
     /// Run inside this service's sandbox instead of the test's.
     pub service: Option<String>,
     pub expect: Expectations,
+    /// clnrm's `continue_on_failure`: a failure is reported as a warning and
+    /// the next steps run; the test does not fail for it.
+    pub continue_on_failure: bool,
     pub at: Location,
 }
 
@@ -133,9 +145,9 @@ pub struct Step {
 #[derive(Clone, Debug, Default)]
 pub struct Expectations {
     pub exit_code: i32,
-    pub output_regex: Option<Regex>,
-    pub output_not_regex: Option<Regex>,
-    pub stderr_regex: Option<Regex>,
+    pub output_regex: Option<Pattern>,
+    pub output_not_regex: Option<Pattern>,
+    pub stderr_regex: Option<Pattern>,
     /// Exact stdout (one trailing newline on either side is ignored).
     pub output: Option<String>,
 }
@@ -146,7 +158,17 @@ pub struct Determinism {
     /// Exported to every step as `CLEANROOM_SEED`.
     pub seed: Option<u64>,
     /// Asked to freeze the wall clock: no backend can, and reports say so.
-    pub freeze_clock: Option<Location>,
+    pub freeze_clock: Option<FreezeClock>,
+}
+
+/// `freeze_clock = true` or clnrm's `freeze_clock = "2025-01-01T00:00:00Z"`.
+#[derive(Clone, Debug)]
+pub struct FreezeClock {
+    /// The time asked for, as written, and as seconds since the epoch: it
+    /// is what templates' `now_rfc3339()` return and the steps'
+    /// `SOURCE_DATE_EPOCH`.
+    pub time: Option<(String, i64)>,
+    pub at: Location,
 }
 
 /// clnrm's `[assertions]`, checked after the steps.

@@ -181,7 +181,7 @@ fn unknown_dependency_and_missing_steps() {
     assert_eq!(
         p,
         [
-            "t/x.clnrm.toml:1:1: the test has no [[steps]]; add at least one with a `command`",
+            "t/x.clnrm.toml:1:1: the test has no [[steps]] (or [[scenario]]); add at least one with a `command`",
             "t/x.clnrm.toml:2:15: service `a` depends on unknown service `ghost`; the services are: a",
         ]
     );
@@ -224,4 +224,21 @@ timeout = "soon"
         "{p:?}"
     );
     assert!(p[6].contains("13:11: `timeout`: duration `soon`"), "{p:?}");
+}
+
+#[test]
+fn forty_thousand_steps_parse_and_every_one_is_located() {
+    // Locating each value used to rescan the file (quadratic: 40k steps
+    // took 25 s in release). This only has to finish; the time is measured
+    // in the README, not asserted here.
+    let mut text = String::from("[test.metadata]\nname = \"many\"\n\n");
+    for i in 0..40_000 {
+        text.push_str(&format!(
+            "[[steps]]\nname = \"step {i}\"\ncommand = [\"echo\", \"{i}\"]\nexpected_output_regex = \"^{i}$\"\n\n"
+        ));
+    }
+    let f = parse_str(Path::new("many.clnrm.toml"), &text).unwrap();
+    assert_eq!(f.steps.len(), 40_000);
+    assert_eq!(f.steps[39_999].at.line, 4 + 39_999 * 5);
+    assert_eq!(f.steps[39_999].at.column, 1);
 }

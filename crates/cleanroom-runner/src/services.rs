@@ -19,6 +19,19 @@ const KEYS: &[&str] = &[
     "command",
     "depends_on",
     "wait_for",
+    // clnrm v1.0: the service's command.
+    "args",
+];
+
+/// clnrm's service keys accepted without being honoured (warned about).
+const CLNRM_IGNORED: &[&str] = &[
+    "volumes",
+    "health_check",
+    "username",
+    "password",
+    "strict",
+    "wait_for_span",
+    "wait_for_span_timeout_secs",
 ];
 
 /// How long a service may take to become ready unless `wait_for` says.
@@ -34,32 +47,39 @@ pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> Vec<Service> {
     for s in entries {
         let name = s.key.value.clone();
         let Some(t) = r.table(s) else { continue };
-        r.known_keys(t, &format!("[services.{name}]"), KEYS);
+        r.known_keys_ignoring(t, &format!("[services.{name}]"), KEYS, CLNRM_IGNORED);
         let kind = get(t, "type")
+            .or_else(|| get(t, "plugin"))
             .and_then(|k| {
                 let v = r.string(k)?;
                 if v != "generic_container" {
-                    r.problem(
+                    // clnrm's plugins (surrealdb, otel_collector, ...) are
+                    // containers of their image here, nothing more.
+                    r.problems.warn(
                         &k.value.span,
                         format!(
-                            "service type `{v}` is unknown; the one type is \"generic_container\""
+                            "service type `{v}` is a clnrm plugin; here it runs as a generic_container of its image"
                         ),
                     );
                 }
                 Some(v)
             })
             .unwrap_or_else(|| "generic_container".into());
+        let plugin = get(t, "plugin").and_then(|p| r.string(p));
         let image = get(t, "image").and_then(|i| {
             let root = r.parsed::<cleanroom::RootFs>(i)?;
             Some(located(r, root, &i.value.span))
         });
         let ports = get(t, "ports").map(|p| ports(r, p)).unwrap_or_default();
-        let command = get(t, "command").and_then(|c| r.argv(c, true));
+        let command = get(t, "command")
+            .or_else(|| get(t, "args"))
+            .and_then(|c| r.argv(c, true));
         let wait_for = get(t, "wait_for").and_then(|w| wait_for(r, w));
         deps.push(get(t, "depends_on").map(|d| r.names(d)).unwrap_or_default());
         services.push(Service {
             name,
             kind,
+            plugin,
             image,
             env: get(t, "env").map(|x| r.env(x)).unwrap_or_default(),
             ports,

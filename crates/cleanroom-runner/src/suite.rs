@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::discover::{discover, Shard};
 use crate::exec::{run_once, RunOutcome};
 use crate::model::TestFile;
-use crate::parse::parse_file;
+use crate::parse::{parse_file_with, ParseOptions};
 use crate::report::{Failure, Status, SuiteReport, TestReport};
 
 /// A test's time limit when neither its file nor the options set one.
@@ -122,9 +122,14 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
         .filter(|p| options.shard.is_none_or(|s| s.contains(p)))
         .collect();
 
+    // `--strict` (or `strict = true`) also makes unknown keys errors.
+    let parse_options = ParseOptions {
+        strict: base.strict,
+        env: None,
+    };
     let mut planned: Vec<Planned> = Vec::new();
     for path in selected {
-        let parsed = parse_file(&path);
+        let parsed = parse_file_with(&path, &parse_options);
         let name = match &parsed {
             Ok(f) => f.name.clone(),
             Err(_) => path.display().to_string(),

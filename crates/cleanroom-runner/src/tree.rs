@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use toml_edit::{ImDocument, Item, Value};
+use toml_edit::{Document, Item, Value};
 
 /// A value and where it is in the file.
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ impl Node {
 
 /// Parses `text`; on a syntax error, the message and where it is.
 pub fn parse(text: &str) -> Result<Vec<Entry>, (String, Range<usize>)> {
-    let doc = ImDocument::parse(text).map_err(|e| {
+    let doc = Document::parse(text).map_err(|e| {
         let message: Vec<&str> = e.message().lines().map(str::trim).collect();
         (message.join("; "), e.span().unwrap_or(0..0))
     })?;

@@ -27,7 +27,24 @@ use std::sync::Arc;
 use cleanroom_runner::{report, run_suite_blocking, RunOptions};
 
 fn main() -> ExitCode {
+    // The files directly in tests/data (tests/data/clnrm/ holds clnrm's own
+    // corpus, which only validates here; tests/clnrm_corpus.rs checks it).
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let files: Vec<PathBuf> = match std::fs::read_dir(&data) {
+        Ok(dir) => {
+            let mut files: Vec<PathBuf> = dir
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| cleanroom_runner::is_test_file(p))
+                .collect();
+            files.sort();
+            files
+        }
+        Err(e) => {
+            eprintln!("error: listing {}: {e}", data.display());
+            return ExitCode::FAILURE;
+        }
+    };
     // libtest-style arguments: flags are ignored, a free argument filters.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let backend: Option<Arc<dyn cleanroom::Backend>> = match std::env::var("CLEANROOM_BACKEND") {
@@ -39,7 +56,7 @@ fn main() -> ExitCode {
         filter,
         ..RunOptions::default()
     };
-    match run_suite_blocking(&[data], &options) {
+    match run_suite_blocking(&files, &options) {
         Ok(r) => {
             for t in &r.tests {
                 println!("{}", report::human::line(t));

@@ -35,6 +35,9 @@ impl AutoBackend {
     /// current directory; see [`crate::Config`]), `auto` when none does.
     pub async fn detect() -> Result<Self> {
         let config = cleanroom_core::Config::load_default()?;
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
         AutoBackend::select(config.backend.value, config.image.value.as_deref()).await
     }
 

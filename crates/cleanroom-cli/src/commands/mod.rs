@@ -46,7 +46,12 @@ pub fn load_config(flags: &SandboxArgs, dir: &Path) -> Result<Config> {
         .flag("strict", "--strict", flags.strict.then_some("true"))
         .flag("tmpfs_size", "--tmpfs-size", flags.tmpfs_size.as_deref())
         .flag("userns", "--userns", flags.userns.as_deref());
-    Config::load(dir, layer)
+    let config = Config::load(dir, layer)?;
+    // What reading the files skipped (a clnrm project file), said once.
+    for w in &config.warnings {
+        eprintln!("{w}");
+    }
+    Ok(config)
 }
 
 /// The directory configuration is looked up from.

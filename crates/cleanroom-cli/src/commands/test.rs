@@ -55,10 +55,13 @@ async fn run(args: TestArgs) -> Result<ExitCode> {
     let signalled = Arc::new(AtomicU8::new(EXIT_SIGINT));
     let watcher = tokio::spawn(cancel_on_signals(cancel.clone(), signalled.clone()));
     let progress = Arc::new(human::Progress::new());
+    // Flags over the configuration (`jobs`, `test_timeout`, or clnrm's
+    // `[cli] jobs` and `[test_execution] default_timeout`).
+    let timeout = timeout.or(config.test_timeout.value);
     let options = RunOptions {
         backend: Some(backend.inner()),
         base_spec: Some(spec),
-        jobs: args.jobs.unwrap_or(0),
+        jobs: args.jobs.or(config.jobs.value).unwrap_or(0),
         filter: args.filter.clone(),
         shard,
         fail_fast: args.fail_fast,

@@ -13,15 +13,26 @@ pub fn main(args: ValidateArgs) -> Result<ExitCode> {
         eprintln!("cleanroom: no *.clnrm.toml files to validate");
         return Ok(ExitCode::from(1));
     }
+    let options = cleanroom_runner::ParseOptions {
+        strict: args.strict,
+        env: None,
+    };
     let mut bad = 0usize;
     for file in &files {
-        match cleanroom_runner::parse_file(file) {
+        match cleanroom_runner::parse_file_with(file, &options) {
             Ok(test) => {
+                for w in &test.warnings {
+                    eprintln!("{}: warning: {}", w.location, w.message);
+                }
                 if !args.quiet {
                     say!(
-                        "ok {} ({}: {} step{}, {} service{})",
+                        "ok {} ({}{}: {} step{}, {} service{})",
                         file.display(),
                         test.name,
+                        test.version
+                            .as_deref()
+                            .map(|v| format!(" {v}"))
+                            .unwrap_or_default(),
                         test.steps.len(),
                         if test.steps.len() == 1 { "" } else { "s" },
                         test.services.len(),
