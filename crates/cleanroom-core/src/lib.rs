@@ -7,6 +7,7 @@
 //! the [`conformance`] suite that proves a backend keeps the contract.
 
 pub mod backend;
+pub mod bridge;
 pub mod choice;
 pub mod cmd;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod hash;
 pub mod output;
 pub mod paths;
+pub mod preamble;
 pub mod result;
 pub mod spec;
 
@@ -28,6 +30,7 @@ pub use error::{Error, IoContext, Result};
 pub use output::{
     collect_pump, output_channel, pump, Captured, OutputChunk, OutputSink, Stream, PIPE_GRACE,
 };
+pub use preamble::{Prepared, Warnings};
 pub use result::{exit_code_and_signal, signal_exit_code, RunResult};
 pub use spec::{
     base_environment, parse_duration, parse_size, Mount, Network, PortPublish, RootFs, SandboxSpec,

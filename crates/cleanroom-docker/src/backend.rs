@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use cleanroom_core::{
     async_trait, Availability, Backend, Cmd, Constraint, Enforcement, Error, Network, OutputSink,
-    Result, RootFs, RunResult, Sandbox, SandboxSpec,
+    Prepared, Result, RootFs, RunResult, Sandbox, SandboxSpec,
 };
 
 use crate::cleanup;
@@ -278,20 +278,19 @@ impl Shared {
         Ok(self.info.get_or_init(|| i).clone())
     }
 
-    /// [`EngineBackend::info`] from synchronous code: asks on a thread of its own.
+    /// [`EngineBackend::info`] from synchronous code, through the bridge.
     fn info_blocking(&self) -> Option<EngineInfo> {
         if let Some(i) = self.info.get() {
             return Some(i.clone());
         }
         let ep = self.endpoint().ok()?;
-        let got = crate::own_runtime::block_on_own_thread(move || async move {
+        let got = cleanroom_core::bridge::wait(async move {
             let docker = ep.connect().ok()?;
             tokio::time::timeout(Duration::from_secs(10), fetch_info(&docker, &ep))
                 .await
                 .ok()?
                 .ok()
-        })
-        .flatten()?;
+        })?;
         Some(self.info.get_or_init(|| got).clone())
     }
 
@@ -352,21 +351,26 @@ impl Shared {
         e.restrict_to(spec)
     }
 
-    /// Checks, prepares and starts a container for `spec`.
+    /// The report for `spec` from the engine's `/info`, for containers
+    /// started ahead of a run (the warm pool), outside any preamble.
+    pub(crate) async fn planned(&self, spec: &SandboxSpec) -> Result<Enforcement> {
+        let info = self.info().await?;
+        Ok(self.plan(spec, Some(&info)))
+    }
+
+    /// Starts a container for `spec` whose report, from the preamble or
+    /// [`Shared::planned`], is `enforcement`; the report comes back with
+    /// what the engine actually applied.
     pub(crate) async fn start(
         &self,
         spec: &SandboxSpec,
         main: Option<&Cmd>,
+        mut enforcement: Enforcement,
     ) -> Result<(Container, Enforcement)> {
-        spec.validate()?;
-        if let Some(m) = main {
-            m.validate()?;
-        }
         let image = self.image_for(spec)?;
         let (docker, ep) = self.client()?;
-        let info = self.info().await?;
-        let mut enforcement = self.plan(spec, Some(&info));
-        enforcement.check_strict(spec)?;
+        // Unreachable engines fail here, with the reason and a hint.
+        self.info().await?;
         if !self.ready(&image) {
             self.ensure_image_named(&image, |_| {}).await?;
         }
@@ -496,17 +500,20 @@ impl Backend for EngineBackend {
         self.shared.plan(spec, info.as_ref())
     }
 
-    async fn run_streaming(
+    async fn run_prepared(
         &self,
         spec: &SandboxSpec,
         cmd: Cmd,
         sink: Option<OutputSink>,
+        prepared: Prepared,
     ) -> Result<RunResult> {
-        cmd.validate()?;
         let started = Instant::now();
         let (c, enforcement) = match &self.pool {
-            Some(pool) => pool.take(&self.shared, spec).await?,
-            None => self.shared.start(spec, None).await?,
+            Some(pool) => pool.take(&self.shared, spec, prepared).await?,
+            None => {
+                let e = prepared.into_enforcement();
+                self.shared.start(spec, None, e).await?
+            }
         };
         let res = async {
             let req = exec_request(spec, cmd, sink);
@@ -537,8 +544,16 @@ impl Backend for EngineBackend {
         res
     }
 
-    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
-        let (container, enforcement) = self.shared.start(spec, main.as_ref()).await?;
+    async fn create_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Sandbox>> {
+        let (container, enforcement) = self
+            .shared
+            .start(spec, main.as_ref(), prepared.into_enforcement())
+            .await?;
         Ok(Box::new(EngineSandbox {
             container,
             spec: spec.clone(),

@@ -47,7 +47,6 @@ mod errors;
 mod exec;
 mod image;
 mod info_cache;
-mod own_runtime;
 mod pool;
 mod sandbox;
 

@@ -34,8 +34,8 @@ use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Backend, Cmd, Constraint, Enforcement, Error, Network, OutputSink, Result,
-    RunResult, Sandbox, SandboxSpec,
+    Availability, Backend, Cmd, Constraint, Enforcement, Error, Network, OutputSink, Prepared,
+    Result, RunResult, Sandbox, SandboxSpec,
 };
 
 pub use sandbox::NativeSandbox;
@@ -143,21 +143,10 @@ pub fn default_seccomp() -> std::result::Result<&'static seccomp::Filter, String
         .map_err(Clone::clone)
 }
 
-/// Validates, refuses in strict mode, logs warnings, and resolves the spec
-/// on the host (off the async threads: a tarball may be unpacked).
-async fn prepare(
-    spec: &SandboxSpec,
-    cmd: Option<&Cmd>,
-) -> Result<(Enforcement, Plan, Option<cgroups::Cgroup>)> {
-    spec.validate()?;
-    if let Some(c) = cmd {
-        c.validate()?;
-    }
-    let enforcement = native_enforcement(spec);
-    enforcement.check_strict(spec)?;
-    for w in enforcement.warnings() {
-        tracing::warn!("{w}");
-    }
+/// Resolves the spec on the host (off the async threads: a tarball may be
+/// unpacked) into the init's plan and the sandbox's cgroup. Runs after the
+/// preamble ([`Backend::prepare`]).
+async fn resolve(spec: &SandboxSpec) -> Result<(Plan, Option<cgroups::Cgroup>)> {
     let pod = match &spec.network {
         Network::Pod(id) => sandbox::pod(id),
         _ => None,
@@ -176,7 +165,7 @@ async fn prepare(
     })
     .await
     .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
-    Ok((enforcement, plan, cgroup))
+    Ok((plan, cgroup))
 }
 
 /// Why user namespaces do not work here, and what to change.
@@ -229,13 +218,14 @@ impl Backend for NativeBackend {
         native_enforcement(spec)
     }
 
-    async fn run_streaming(
+    async fn run_prepared(
         &self,
         spec: &SandboxSpec,
         cmd: Cmd,
         sink: Option<OutputSink>,
+        prepared: Prepared,
     ) -> Result<RunResult> {
-        let (enforcement, mut plan, cgroup) = prepare(spec, Some(&cmd)).await?;
+        let (mut plan, cgroup) = resolve(spec).await?;
         // Without published ports, the command travels in the plan and the
         // init starts it the moment it is ready (no round trip). With them,
         // the proxies are in place before the command starts.
@@ -275,7 +265,7 @@ impl Backend for NativeBackend {
         inst.shutdown().await;
         match exit {
             Ok(x) => {
-                let mut r = running.finish(x, enforcement).await;
+                let mut r = running.finish(x, prepared.into_enforcement()).await;
                 r.oom_killed = oom && r.signal == Some(9);
                 Ok(r)
             }
@@ -286,16 +276,22 @@ impl Backend for NativeBackend {
         }
     }
 
-    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
+    async fn create_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Sandbox>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let (enforcement, plan, cgroup) = prepare(spec, main.as_ref()).await?;
+        let (plan, cgroup) = resolve(spec).await?;
         let inst = Instance::start(plan, cgroup).await?;
         let id = format!(
             "native-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let sb = NativeSandbox::start(id, spec.clone(), enforcement, inst, main).await?;
+        let sb =
+            NativeSandbox::start(id, spec.clone(), prepared.into_enforcement(), inst, main).await?;
         Ok(Box::new(sb))
     }
 

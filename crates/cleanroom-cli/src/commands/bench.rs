@@ -11,6 +11,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cleanroom::bridge::wait;
 use cleanroom::{backend_for, Backend, BackendChoice, Cmd, Error, Result, RootFs, SandboxSpec};
 use serde::Serialize;
 
@@ -40,9 +41,8 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
             message: "name one backend to measure (native, podman, docker, local)".into(),
         });
     }
-    let rt = super::runtime()?;
     let backend = backend_for(choice, Some(&args.image))?;
-    let available = rt.block_on(backend.availability());
+    let available = wait(backend.availability());
     if !available.available {
         return Err(Error::Unavailable {
             backend: choice.to_string(),
@@ -102,7 +102,7 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
         Contender::Process(Box::new(anchor_cmd)),
         Contender::Library(&spec),
     ];
-    let mut medians = rt.block_on(rounds(&backend, &library, runs))?.into_iter();
+    let mut medians = wait(rounds(&backend, &library, runs))?.into_iter();
     let mut next = || medians.next().unwrap_or_else(|| Err("not measured".into()));
     let (burst, ours_unlimited, anchor, ours) = (next(), next(), next(), next());
     let (ours, ours_unlimited, burst) = (
@@ -137,7 +137,7 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
             }
             _ => Arc::new(cleanroom::PodmanBackend::new(image).with_warm_pool(2)),
         };
-        let warm_pool = rt.block_on(one_shots(&pooled, &spec, runs))?;
+        let warm_pool = wait(one_shots(&pooled, &spec, runs))?;
         rows.push(with_anchor(
             "one-shot `true` with a warm pool of 2",
             warm_pool,
@@ -145,7 +145,7 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
             None,
         ));
         // Dropping the pool inside the runtime lets it remove its spare containers.
-        rt.block_on(async move {
+        wait(async move {
             let _ = pooled.remove_session().await;
             drop(pooled);
         });
@@ -157,7 +157,7 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
         Contender::Process(Box::new(|| Ok(cli_command(&exe, choice, &unlimited)))),
         Contender::Process(Box::new(anchor_cmd)),
     ];
-    let mut medians = rt.block_on(rounds(&backend, &processes, runs))?.into_iter();
+    let mut medians = wait(rounds(&backend, &processes, runs))?.into_iter();
     let mut next = || medians.next().unwrap_or_else(|| Err("not measured".into()));
     let (cli, cli_unlimited, cli_anchor) = (next(), next(), next());
     let cli = cli.map_err(|e| Error::backend(choice.as_str(), e))?;
@@ -180,7 +180,7 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
     }
 
     // 2. Exec into a warm sandbox.
-    let warm = rt.block_on(warm_execs(&backend, &spec, runs))?;
+    let warm = wait(warm_execs(&backend, &spec, runs))?;
     rows.push(plain(
         "exec `true` into a warm sandbox",
         warm,
@@ -189,7 +189,7 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
     ));
 
     // 3. Throughput with two at a time (this machine has two cores).
-    let per_sec = rt.block_on(throughput(backend.clone(), &spec, runs * 2, 2))?;
+    let per_sec = wait(throughput(backend.clone(), &spec, runs * 2, 2))?;
     rows.push(plain(
         "sandboxes per second (2 at a time)",
         per_sec,
@@ -199,7 +199,7 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
 
     // 4. Idle memory of long-lived sandboxes, where their processes are ours to see.
     if !engine {
-        match rt.block_on(idle_memory(&backend, &spec, 8))? {
+        match wait(idle_memory(&backend, &spec, 8))? {
             Some(kib) => rows.push(plain(
                 "idle memory per long-lived sandbox (PSS)",
                 kib / 1024.0,
@@ -465,7 +465,7 @@ enum Contender<'a> {
     /// Two `Backend::run` calls back to back; the second is timed.
     Burst(&'a SandboxSpec),
     /// A process run to completion (the anchor, or the `cleanroom` CLI).
-    Process(Box<dyn Fn() -> std::result::Result<Command, String> + 'a>),
+    Process(Box<dyn Fn() -> std::result::Result<Command, String> + Send + Sync + 'a>),
 }
 
 /// Runs every contender once per round for `runs` rounds, after one

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cleanroom::bridge::wait;
 use cleanroom::{AutoBackend, Error, Result};
 use cleanroom_runner::report::{human, junit, tap};
 use cleanroom_runner::{run_suite, CancellationToken, RunOptions, Shard, SuiteReport};
@@ -19,7 +20,7 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn main(args: TestArgs) -> Result<ExitCode> {
-    super::runtime()?.block_on(run(args))
+    wait(run(args))
 }
 
 async fn run(args: TestArgs) -> Result<ExitCode> {
