@@ -61,10 +61,8 @@ pub fn drop_all(uid: u32, gid: u32) -> Step {
     }
     // Per thread, as the raw syscalls are: this process has one thread.
     let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
-    set_thread_res_gid(g, g, g)
-        .map_err(|e| format!("switching to gid {gid}: {e}"))?;
-    set_thread_res_uid(u, u, u)
-        .map_err(|e| format!("switching to uid {uid}: {e}"))?;
+    set_thread_res_gid(g, g, g).map_err(|e| format!("switching to gid {gid}: {e}"))?;
+    set_thread_res_uid(u, u, u).map_err(|e| format!("switching to uid {uid}: {e}"))?;
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
