@@ -10,6 +10,7 @@ use crate::cmd::Cmd;
 use crate::enforcement::Enforcement;
 use crate::error::Result;
 use crate::output::OutputSink;
+use crate::preamble::{self, Prepared, Warnings};
 use crate::result::RunResult;
 use crate::spec::SandboxSpec;
 
@@ -67,6 +68,21 @@ pub trait Backend: Send + Sync {
     /// the spec requests. Computed before running; the run's result carries it.
     fn enforcement(&self, spec: &SandboxSpec) -> Enforcement;
 
+    /// The run preamble, once for every run and every new sandbox: checks
+    /// `spec` and `cmd`, computes [`Backend::enforcement`], refuses in strict
+    /// mode, and reports the warnings to `warnings`. [`Backend::run_streaming`]
+    /// and [`Backend::create`] call it; a caller that shows the warnings
+    /// itself calls it with [`Warnings::Caller`] and then
+    /// [`Backend::run_prepared`]. Backends do not override it.
+    fn prepare(
+        &self,
+        spec: &SandboxSpec,
+        cmd: Option<&Cmd>,
+        warnings: Warnings,
+    ) -> Result<Prepared> {
+        preamble::prepare(spec, cmd, |s| self.enforcement(s), warnings)
+    }
+
     /// Runs one command in a fresh sandbox that is gone when this returns.
     async fn run(&self, spec: &SandboxSpec, cmd: Cmd) -> Result<RunResult> {
         self.run_streaming(spec, cmd, None).await
@@ -74,17 +90,44 @@ pub trait Backend: Send + Sync {
 
     /// Like [`Backend::run`], also sending output to `sink` while it runs.
     /// The result still holds output up to the spec's output limit.
+    /// Backends do not override it: it is the preamble, then
+    /// [`Backend::run_prepared`].
     async fn run_streaming(
         &self,
         spec: &SandboxSpec,
         cmd: Cmd,
         sink: Option<OutputSink>,
+    ) -> Result<RunResult> {
+        let prepared = self.prepare(spec, Some(&cmd), Warnings::Log)?;
+        self.run_prepared(spec, cmd, sink, prepared).await
+    }
+
+    /// The backend's own part of [`Backend::run_streaming`], after the
+    /// preamble: `prepared` proves it ran and holds the report for the result.
+    async fn run_prepared(
+        &self,
+        spec: &SandboxSpec,
+        cmd: Cmd,
+        sink: Option<OutputSink>,
+        prepared: Prepared,
     ) -> Result<RunResult>;
 
     /// Starts a long-lived sandbox. With `main`, that command is its main
     /// process and [`Sandbox::logs`] holds its output; without, it idles
-    /// until stopped.
-    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>>;
+    /// until stopped. Backends do not override it: it is the preamble, then
+    /// [`Backend::create_prepared`].
+    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
+        let prepared = self.prepare(spec, main.as_ref(), Warnings::Log)?;
+        self.create_prepared(spec, main, prepared).await
+    }
+
+    /// The backend's own part of [`Backend::create`], after the preamble.
+    async fn create_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Sandbox>>;
 
     /// Removes every sandbox this process created on this backend, running
     /// or not, and says what it removed: for a caller's SIGINT/SIGTERM

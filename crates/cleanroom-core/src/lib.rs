@@ -10,6 +10,7 @@
 //! policy ([`seccomp_policy`]).
 
 pub mod backend;
+pub mod bridge;
 pub mod choice;
 pub mod clnrm_project;
 pub mod cmd;
@@ -24,6 +25,7 @@ pub mod line_index;
 pub mod output;
 pub mod owner;
 pub mod paths;
+pub mod preamble;
 pub mod ranges;
 pub mod removed;
 pub mod result;
@@ -41,6 +43,7 @@ pub use image_config::{ImageConfig, ImageRun};
 pub use output::{
     collect_pump, output_channel, pump, Captured, OutputChunk, OutputSink, Stream, PIPE_GRACE,
 };
+pub use preamble::{Prepared, Warnings};
 pub use removed::{count_by_kind, Removed};
 pub use result::{exit_code_and_signal, signal_exit_code, RunResult};
 pub use spec::{

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use cleanroom_core::{
     async_trait, Availability, Backend, Cmd, Constraint, Enforcement, Error, ImageConfig, ImageRun,
-    Network, OutputSink, Result, RootFs, RunResult, Sandbox, SandboxSpec,
+    Network, OutputSink, Prepared, Result, RootFs, RunResult, Sandbox, SandboxSpec,
 };
 
 use crate::cleanup;
@@ -282,20 +282,19 @@ impl Shared {
         Ok(self.info.get_or_init(|| i).clone())
     }
 
-    /// [`EngineBackend::info`] from synchronous code: asks on a thread of its own.
+    /// [`EngineBackend::info`] from synchronous code, through the bridge.
     fn info_blocking(&self) -> Option<EngineInfo> {
         if let Some(i) = self.info.get() {
             return Some(i.clone());
         }
         let ep = self.endpoint().ok()?;
-        let got = crate::own_runtime::block_on_own_thread(move || async move {
+        let got = cleanroom_core::bridge::wait(async move {
             let docker = ep.connect().ok()?;
             tokio::time::timeout(Duration::from_secs(10), fetch_info(&docker, &ep))
                 .await
                 .ok()?
                 .ok()
-        })
-        .flatten()?;
+        })?;
         Some(self.info.get_or_init(|| got).clone())
     }
 
@@ -360,7 +359,6 @@ impl Shared {
     /// rule of [`cleanroom_core::image_config`]; a named image user is left
     /// to the engine.
     async fn image_run(&self, spec: &SandboxSpec) -> Result<ImageRun> {
-        spec.validate()?;
         let image = self.image_for(spec)?;
         let known = lock_ignoring_poison(&self.image_configs)
             .get(&image)
@@ -380,13 +378,23 @@ impl Shared {
         config.apply(spec, None)
     }
 
-    /// Checks, prepares and starts a container for `spec`.
+    /// The report for `spec` from the engine's `/info`, for containers
+    /// started ahead of a run (the warm pool), outside any preamble.
+    pub(crate) async fn planned(&self, spec: &SandboxSpec) -> Result<Enforcement> {
+        let info = self.info().await?;
+        Ok(self.plan(spec, Some(&info)))
+    }
+
+    /// Starts a container for `spec` whose report, from the preamble or
+    /// [`Shared::planned`], is `enforcement`; the report comes back with
+    /// what the engine actually applied.
     pub(crate) async fn start(
         &self,
         spec: &SandboxSpec,
         main: Option<&Cmd>,
+        enforcement: Enforcement,
     ) -> Result<(Container, Enforcement)> {
-        self.start_as(spec, main, None).await
+        self.start_as(spec, main, None, enforcement).await
     }
 
     /// [`Shared::start`] for a run of an image with a config: the main
@@ -397,16 +405,12 @@ impl Shared {
         spec: &SandboxSpec,
         main: Option<&Cmd>,
         image_run: Option<&ImageRun>,
+        mut enforcement: Enforcement,
     ) -> Result<(Container, Enforcement)> {
-        spec.validate()?;
-        if let Some(m) = main {
-            m.validate()?;
-        }
         let image = self.image_for(spec)?;
         let (docker, ep) = self.client()?;
-        let info = self.info().await?;
-        let mut enforcement = self.plan(spec, Some(&info));
-        enforcement.check_strict(spec)?;
+        // Unreachable engines fail here, with the reason and a hint.
+        self.info().await?;
         if !self.ready(&image) {
             self.ensure_image_named(&image, |_| {}).await?;
         }
@@ -571,11 +575,12 @@ impl Backend for EngineBackend {
         self.shared.plan(spec, info.as_ref())
     }
 
-    async fn run_streaming(
+    async fn run_prepared(
         &self,
         spec: &SandboxSpec,
         cmd: Cmd,
         sink: Option<OutputSink>,
+        prepared: Prepared,
     ) -> Result<RunResult> {
         let started = Instant::now();
         let run = self.shared.image_run(spec).await?;
@@ -583,8 +588,11 @@ impl Backend for EngineBackend {
         cmd.validate()?;
         let spec = &run.spec;
         let (c, enforcement) = match &self.pool {
-            Some(pool) => pool.take(&self.shared, spec).await?,
-            None => self.shared.start_as(spec, None, Some(&run)).await?,
+            Some(pool) => pool.take(&self.shared, spec, prepared).await?,
+            None => {
+                let e = prepared.into_enforcement();
+                self.shared.start_as(spec, None, Some(&run), e).await?
+            }
         };
         let res = async {
             let mut req = exec_request(spec, cmd, sink);
@@ -618,12 +626,22 @@ impl Backend for EngineBackend {
         res
     }
 
-    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
+    async fn create_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Sandbox>> {
         let run = self.shared.image_run(spec).await?;
         let main = main.map(|m| run.main_command(m)).transpose()?;
         let (container, enforcement) = self
             .shared
-            .start_as(&run.spec, main.as_ref(), Some(&run))
+            .start_as(
+                &run.spec,
+                main.as_ref(),
+                Some(&run),
+                prepared.into_enforcement(),
+            )
             .await?;
         Ok(Box::new(EngineSandbox {
             container,

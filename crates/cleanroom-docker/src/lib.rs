@@ -56,7 +56,6 @@ mod errors;
 mod exec;
 mod image;
 mod info_cache;
-mod own_runtime;
 mod pod;
 mod pool;
 mod sandbox;

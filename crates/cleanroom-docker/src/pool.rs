@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use cleanroom_core::{Enforcement, Result, SandboxSpec};
+use cleanroom_core::{Enforcement, Prepared, Result, SandboxSpec};
 
 use crate::backend::Shared;
 use crate::endpoint::Endpoint;
@@ -39,22 +39,29 @@ impl WarmPool {
         lock(&self.idle).values().map(Vec::len).sum()
     }
 
-    /// A started container for `spec`: a warm one when there is one, else
-    /// a fresh one. Either way the pool refills for `spec` in the background.
-    pub async fn take(self: &Arc<Self>, shared: &Arc<Shared>, spec: &SandboxSpec) -> Result<Ready> {
-        spec.validate()?;
+    /// A started container for `spec`, which passed the preamble: a warm
+    /// one when there is one, else a fresh one. Either way the pool refills
+    /// for `spec` in the background.
+    pub async fn take(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        spec: &SandboxSpec,
+        prepared: Prepared,
+    ) -> Result<Ready> {
         let key = key(&shared.image_for(spec)?, spec);
         let warm = lock(&self.idle).get_mut(&key).and_then(Vec::pop);
         self.refill(shared, spec, &key);
         match warm {
             Some((c, e)) => {
+                // What the engine applied to this container may be less than
+                // the preamble's report said.
                 if let Err(err) = e.check_strict(spec) {
                     let _ = c.remove().await;
                     return Err(err);
                 }
                 Ok((c, e))
             }
-            None => shared.start(spec, None).await,
+            None => shared.start(spec, None, prepared.into_enforcement()).await,
         }
     }
 
@@ -66,7 +73,11 @@ impl WarmPool {
             (self.clone(), shared.clone(), spec.clone(), key.to_string());
         tokio::spawn(async move {
             while lock(&pool.idle).get(&key).map_or(0, Vec::len) < pool.size {
-                match shared.start(&spec, None).await {
+                let started = match shared.planned(&spec).await {
+                    Ok(e) => shared.start(&spec, None, e).await,
+                    Err(e) => Err(e),
+                };
+                match started {
                     Ok(ready) => lock(&pool.idle).entry(key.clone()).or_default().push(ready),
                     Err(_) => break,
                 }
@@ -86,8 +97,8 @@ impl Drop for WarmPool {
         if all.is_empty() {
             return;
         }
-        // One thread with its own runtime removes them all at once.
-        crate::own_runtime::block_on_own_thread(move || async move {
+        // One wait removes them all at once, inside or outside a runtime.
+        cleanroom_core::bridge::wait(async move {
             let removals = all
                 .iter()
                 .map(|(ep, id)| crate::sandbox::force_remove(ep, id));

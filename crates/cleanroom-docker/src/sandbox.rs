@@ -202,13 +202,11 @@ impl Drop for Container {
         if self.is_removed() {
             return;
         }
-        // Remove on a thread with its own runtime and connection, so this
-        // works inside or outside any runtime and cannot deadlock one.
+        // Remove over a connection of its own, through the bridge, so this
+        // works inside or outside any runtime, even one shutting down.
         let endpoint = self.endpoint.clone();
         let id = self.id.clone();
-        crate::own_runtime::block_on_own_thread(move || async move {
-            force_remove(&endpoint, &id).await
-        });
+        cleanroom_core::bridge::wait(async move { force_remove(&endpoint, &id).await });
     }
 }
 
@@ -226,7 +224,7 @@ impl Drop for PendingCreate {
             return;
         };
         let name = std::mem::take(&mut self.name);
-        crate::own_runtime::block_on_own_thread(move || async move {
+        cleanroom_core::bridge::wait(async move {
             let Ok(docker) = endpoint.connect() else {
                 return;
             };

@@ -44,4 +44,4 @@ pub use maintenance::{GcReport, RemoveReport, VerifyReport};
 pub use pull::Credentials;
 pub use reference::Reference;
 pub use store::{default_root, Store};
-pub use unpack::{LayerMeta, UnpackedLayer};
+pub use unpack::{unpack_tarball, LayerMeta, UnpackedLayer};

@@ -178,16 +178,8 @@ pub(crate) fn pull_locked(
     creds: &Credentials,
 ) -> Result<Imported> {
     let shown = format!("docker://{reference}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context(|| "starting the runtime for a registry pull".to_owned())?;
-    // A thread of its own, so a caller already inside a tokio runtime can pull too.
-    std::thread::scope(|s| {
-        s.spawn(|| rt.block_on(pull_async(tx, reference, creds, shown.clone())))
-            .join()
-            .unwrap_or_else(|_| Err(Error::backend("image", "the registry pull thread panicked")))
-    })
+    // Through the bridge, so a caller already inside a tokio runtime can pull too.
+    cleanroom_core::bridge::wait(pull_async(tx, reference, creds, shown))
 }
 
 async fn pull_async(

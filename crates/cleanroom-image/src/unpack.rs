@@ -237,6 +237,22 @@ impl Store {
     }
 }
 
+/// Unpacks a plain, gzip or zstd root filesystem tarball (`tar://`) into
+/// the directory `into`, by the same rules as image layers: no entry lands
+/// outside `into`, device nodes are skipped (`/dev` inside is always the
+/// sandbox's own). Says what it skipped or changed.
+pub fn unpack_tarball(tarball: &Path, into: &Path) -> Result<LayerMeta> {
+    let what = format!("rootfs tarball {}", tarball.display());
+    let ctx = || format!("reading {what}");
+    let mut file = BufReader::with_capacity(1 << 20, File::open(tarball).context(ctx)?);
+    let compression =
+        crate::image::Compression::sniff(io::BufRead::fill_buf(&mut file).context(ctx)?);
+    let stream = decompress(file, compression).context(ctx)?;
+    let mut x = Extractor::new(into, &what);
+    x.run(stream)?;
+    Ok(x.finish())
+}
+
 fn is_data_error(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if matches!(source.kind(), io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput | io::ErrorKind::Other))
 }

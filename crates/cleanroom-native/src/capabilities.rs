@@ -2,7 +2,8 @@
 //! any set (effective, permitted, inheritable, ambient, bounding), and
 //! no_new_privs so nothing (setuid binaries, file capabilities) gives any back.
 
-use nix::unistd::{setresgid, setresuid, Gid, Uid};
+use rustix::process::{Gid, Uid};
+use rustix::thread::{set_no_new_privs, set_thread_res_gid, set_thread_res_uid};
 
 use crate::mounts::Step;
 
@@ -58,10 +59,10 @@ pub fn drop_all(uid: u32, gid: u32) -> Step {
             std::io::Error::last_os_error()
         ));
     }
-    setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
-        .map_err(|e| format!("switching to gid {gid}: {e}"))?;
-    setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
-        .map_err(|e| format!("switching to uid {uid}: {e}"))?;
+    // Per thread, as the raw syscalls are: this process has one thread.
+    let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
+    set_thread_res_gid(g, g, g).map_err(|e| format!("switching to gid {gid}: {e}"))?;
+    set_thread_res_uid(u, u, u).map_err(|e| format!("switching to uid {uid}: {e}"))?;
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -76,5 +77,5 @@ pub fn drop_all(uid: u32, gid: u32) -> Step {
             std::io::Error::last_os_error()
         ));
     }
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("setting no_new_privs: {e}"))
+    set_no_new_privs(true).map_err(|e| format!("setting no_new_privs: {e}"))
 }

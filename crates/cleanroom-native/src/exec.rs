@@ -37,7 +37,7 @@ pub struct Exec {
 }
 
 fn pipe_pair(what: &str) -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| Error::io(format!("creating the {what} pipe"), e.into()))
 }
 

@@ -36,7 +36,7 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use cleanroom_core::{
     Availability, Backend, Cmd, Constraint, Enforcement, Error, ImageRun, Network, OutputSink,
-    Result, RunResult, Sandbox, SandboxSpec,
+    Prepared, Result, RunResult, Sandbox, SandboxSpec,
 };
 
 pub use sandbox::NativeSandbox;
@@ -162,22 +162,15 @@ pub fn default_seccomp() -> std::result::Result<&'static seccomp::Filter, String
         .map_err(Clone::clone)
 }
 
-/// Validates, refuses in strict mode, logs warnings, and resolves the spec
-/// on the host (off the async threads: a tarball may be unpacked).
-async fn prepare(
+/// Resolves `run` on the host (off the async threads: a tarball may be
+/// unpacked) into the init's plan and the sandbox's cgroup, and adds the
+/// user mapping the plan chose to the report. Runs after the preamble
+/// ([`Backend::prepare`]).
+async fn resolve(
     run: &ImageRun,
-    cmd: Option<&Cmd>,
+    mut enforcement: Enforcement,
 ) -> Result<(Enforcement, Plan, Option<cgroups::Cgroup>)> {
     let spec = &run.spec;
-    spec.validate()?;
-    if let Some(c) = cmd {
-        c.validate()?;
-    }
-    let enforcement = native_enforcement(spec);
-    enforcement.check_strict(spec)?;
-    for w in enforcement.warnings() {
-        tracing::warn!("{w}");
-    }
     let pod = match &spec.network {
         Network::Pod(id) => sandbox::pod(id),
         _ => None,
@@ -201,7 +194,6 @@ async fn prepare(
     })
     .await
     .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
-    let mut enforcement = enforcement;
     enforcement.user_mapping = Some(plan.user_mapping.clone());
     Ok((enforcement, plan, cgroup))
 }
@@ -268,16 +260,17 @@ impl Backend for NativeBackend {
         native_enforcement(spec)
     }
 
-    async fn run_streaming(
+    async fn run_prepared(
         &self,
         spec: &SandboxSpec,
         cmd: Cmd,
         sink: Option<OutputSink>,
+        prepared: Prepared,
     ) -> Result<RunResult> {
         let run = image_run(spec).await?;
         let cmd = run.main_command(cmd)?;
         let spec = &run.spec;
-        let (enforcement, mut plan, cgroup) = prepare(&run, Some(&cmd)).await?;
+        let (enforcement, mut plan, cgroup) = resolve(&run, prepared.into_enforcement()).await?;
         // Without published ports, the command travels in the plan and the
         // init starts it the moment it is ready (no round trip). With them,
         // the proxies are in place before the command starts.
@@ -324,12 +317,17 @@ impl Backend for NativeBackend {
         }
     }
 
-    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
+    async fn create_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Sandbox>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let run = image_run(spec).await?;
         let main = main.map(|m| run.main_command(m)).transpose()?;
         let spec = &run.spec;
-        let (enforcement, plan, cgroup) = prepare(&run, main.as_ref()).await?;
+        let (enforcement, plan, cgroup) = resolve(&run, prepared.into_enforcement()).await?;
         let inst = Instance::start(plan, cgroup).await?;
         let id = format!(
             "native-{}-{}",

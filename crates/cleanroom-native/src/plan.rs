@@ -134,8 +134,8 @@ impl Plan {
     /// `Network::Pod`, looked up by the caller.
     pub fn new(spec: &SandboxSpec, pod: Option<Pod>) -> Result<Plan> {
         let (mut outer_uid, mut outer_gid) = (
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
         );
         if let Some(p) = &pod {
             (outer_uid, outer_gid) = (p.uid, p.gid);

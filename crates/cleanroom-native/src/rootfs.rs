@@ -1,8 +1,6 @@
 //! Root filesystems, prepared in the caller: the host's own toolchain with a
 //! generated `/etc`, a directory, or a tarball unpacked once into a cache.
 
-use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use cleanroom_core::image_config::Accounts;
@@ -257,7 +255,8 @@ fn unpacked(tar: &Path) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)
         .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-    if let Err(e) = unpack(&tar, &tmp) {
+    // The image store's unpacker: gzip or zstd, safe paths, no device nodes.
+    if let Err(e) = cleanroom_image::unpack_tarball(&tar, &tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -276,35 +275,6 @@ fn unpacked(tar: &Path) -> Result<PathBuf> {
         }
     }
     Ok(dest)
-}
-
-/// Unpacks a plain or gzipped tarball, skipping device nodes and FIFOs
-/// (`/dev` inside is always the sandbox's own).
-fn unpack(tar: &Path, into: &Path) -> Result<()> {
-    let ctx = || format!("unpacking rootfs tarball {}", tar.display());
-    let mut file = BufReader::new(File::open(tar).map_err(|e| Error::io(ctx(), e))?);
-    let mut magic = [0u8; 2];
-    let gz = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
-    let file = BufReader::new(File::open(tar).map_err(|e| Error::io(ctx(), e))?);
-    let reader: Box<dyn Read> = if gz {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_unpack_xattrs(false);
-    archive.set_preserve_ownerships(false);
-    for entry in archive.entries().map_err(|e| Error::io(ctx(), e))? {
-        let mut entry = entry.map_err(|e| Error::io(ctx(), e))?;
-        let kind = entry.header().entry_type();
-        if kind.is_block_special() || kind.is_character_special() || kind.is_fifo() {
-            continue;
-        }
-        entry.unpack_in(into).map_err(|e| Error::io(ctx(), e))?;
-    }
-    Ok(())
 }
 
 /// Removes half-unpacked tarballs whose unpacking process is gone.

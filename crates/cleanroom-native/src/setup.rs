@@ -50,7 +50,9 @@ pub fn run(plan: &Plan) -> Step {
     // 1. A cgroup namespace rooted at the cgroup this process is in now (it
     // may have been created straight into its v2 cgroup, after the first
     // child made the namespaces); then identity and network.
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+    // SAFETY: a new cgroup namespace leaves the file descriptor table as it
+    // is (no UnshareFlags::FILES), so no thread can see a stale one.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
         .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
     namespaces::set_hostname(&plan.hostname)?;
     if let NetPlan::Isolated = plan.network {
@@ -60,13 +62,13 @@ pub fn run(plan: &Plan) -> Step {
     // 2. A private scratch root; the host's root stays at /oldroot.
     mounts::make_private(Path::new("/"))?;
     mounts::tmpfs(Path::new("/tmp"), "mode=0700")?;
-    nix::unistd::chdir("/tmp").map_err(|e| format!("entering the scratch tmpfs: {e}"))?;
+    rustix::process::chdir("/tmp").map_err(|e| format!("entering the scratch tmpfs: {e}"))?;
     for dir in ["newroot", "oldroot", "upper", "lower"] {
         std::fs::create_dir(dir).map_err(|e| format!("creating scratch {dir}: {e}"))?;
     }
-    nix::unistd::pivot_root(".", "oldroot")
+    rustix::process::pivot_root(".", "oldroot")
         .map_err(|e| format!("pivot_root into the scratch tmpfs: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| format!("entering the scratch root: {e}"))?;
+    rustix::process::chdir("/").map_err(|e| format!("entering the scratch root: {e}"))?;
 
     // 3. The root filesystem at /newroot.
     let new = Path::new(NEWROOT);
@@ -116,7 +118,7 @@ pub fn run(plan: &Plan) -> Step {
     }
     // Nothing to create in /dev (its own tmpfs); /dev/shm stays writable.
     remount_read_only("/dev", MsFlags::MS_NOEXEC)?;
-    nix::unistd::chdir(&plan.workdir).map_err(|e| {
+    rustix::process::chdir(&plan.workdir).map_err(|e| {
         format!(
             "entering the working directory {}: {e}",
             plan.workdir.display()

@@ -655,12 +655,13 @@ fn v2_only_child_body() {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     assert!(!own.contains(cg.name()), "{own}");
     cg.kill_all().expect("cgroup.kill");
-    let status = nix::sys::wait::waitpid(pid, None).unwrap();
-    assert!(
-        matches!(
-            status,
-            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
-        ),
+    let child = rustix::process::Pid::from_raw(pid.as_raw()).expect("a child's pid is not 0");
+    let (_, status) = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty())
+        .unwrap()
+        .expect("the child was waited for");
+    assert_eq!(
+        status.terminating_signal(),
+        Some(rustix::process::Signal::KILL.as_raw()),
         "{status:?}"
     );
     cg.remove().expect("remove");

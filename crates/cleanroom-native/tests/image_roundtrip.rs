@@ -24,16 +24,15 @@ fn every_import_format_runs_the_same_on_native() {
     busybox_rootfs(&src);
     let sources = export_every_format(&src, tmp.path());
     let store = Store::open_default().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let native = NativeBackend::new();
     for (source, tag) in &sources {
         let info = store
             .import(source, *tag)
             .unwrap_or_else(|e| panic!("importing {source}: {e}"));
         let spec = SandboxSpec::with_rootfs(RootFs::Image(info.reference.clone()));
-        let r = rt
-            .block_on(native.run(&spec, Cmd::from(["cat", "/etc/os-release"])))
-            .unwrap_or_else(|e| panic!("running in {}: {e}", info.reference));
+        let r =
+            cleanroom_core::bridge::wait(native.run(&spec, Cmd::from(["cat", "/etc/os-release"])))
+                .unwrap_or_else(|e| panic!("running in {}: {e}", info.reference));
         assert!(
             r.success(),
             "{}: {} {}",

@@ -50,18 +50,29 @@ async fn directory_rootfs() {
     check_busybox_root(RootFs::Dir(busybox_rootfs().to_path_buf())).await;
 }
 
+/// A plain and a zstd-compressed tarball each run, and each is unpacked
+/// once (one test, so that no other test adds to the cache meanwhile).
 #[tokio::test(flavor = "multi_thread")]
 async fn tarball_rootfs_is_unpacked_once() {
     let tar = busybox_tarball();
     check_busybox_root(RootFs::Tar(tar.clone())).await;
-    check_busybox_root(RootFs::Tar(tar)).await;
+    check_busybox_root(RootFs::Tar(tar.clone())).await;
+    let zst = tar.with_file_name("root.tar.zst");
+    let packed = zstd::encode_all(std::fs::File::open(&tar).unwrap(), 3).unwrap();
+    std::fs::write(&zst, packed).unwrap();
+    check_busybox_root(RootFs::Tar(zst.clone())).await;
+    check_busybox_root(RootFs::Tar(zst)).await;
     let cache = home().join("cache/native-tar");
     let entries: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert_eq!(entries.len(), 1, "one cache entry expected: {entries:?}");
+    assert_eq!(
+        entries.len(),
+        2,
+        "one cache entry per tarball expected: {entries:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -407,15 +407,11 @@ fn differing_steps(runs: &[RunOutcome]) -> Vec<String> {
         .collect()
 }
 
-/// Runs a suite on a runtime of its own, for callers that are not async
-/// (a `harness = false` test target, a build script).
+/// Runs a suite from synchronous code (a `harness = false` test target, a
+/// build script), inside or outside a tokio runtime, through the
+/// [bridge](cleanroom::bridge).
 pub fn run_suite_blocking(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteReport> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| cleanroom::Error::io("starting the async runtime", e))?;
-    rt.block_on(run_suite(paths, options))
+    cleanroom::bridge::wait(run_suite(paths, options))
 }
 
 /// Whether `path` names a test file.

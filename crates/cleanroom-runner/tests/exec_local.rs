@@ -78,3 +78,42 @@ fn freeze_clock_is_reported_as_not_enforceable() {
         t.warnings
     );
 }
+
+/// `run_suite_blocking` from async code, on either kind of runtime: it
+/// waits through the bridge instead of nesting a runtime (which panicked).
+fn passes_inside_a_runtime(rt: tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rt.block_on(async {
+        run(
+            dir.path(),
+            "echo.clnrm.toml",
+            "[test.metadata]\nname = \"echo\"\n[[steps]]\ncommand = [\"echo\", \"hi\"]\nexpected_output_regex = \"hi\"\n",
+        )
+    });
+    assert_eq!(
+        r.tests[0].status,
+        Status::Passed,
+        "{:?}",
+        r.tests[0].failure
+    );
+}
+
+#[test]
+fn run_suite_blocking_works_inside_a_current_thread_runtime() {
+    passes_inside_a_runtime(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+}
+
+#[test]
+fn run_suite_blocking_works_inside_a_multi_thread_runtime() {
+    passes_inside_a_runtime(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+}

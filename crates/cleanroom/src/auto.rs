@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Backend, BackendChoice, Cmd, Constraint, Enforcement, OutputSink, Result,
-    RunResult, Sandbox, SandboxSpec, Status,
+    Availability, Backend, BackendChoice, Cmd, Constraint, Enforcement, OutputSink, Prepared,
+    Result, RunResult, Sandbox, SandboxSpec, Status,
 };
 use serde::Serialize;
 
@@ -126,17 +126,25 @@ impl Backend for AutoBackend {
         self.inner.enforcement(spec)
     }
 
-    async fn run_streaming(
+    // The preamble runs once, here (its report is the chosen backend's);
+    // the chosen backend does the rest.
+    async fn run_prepared(
         &self,
         spec: &SandboxSpec,
         cmd: Cmd,
         sink: Option<OutputSink>,
+        prepared: Prepared,
     ) -> Result<RunResult> {
-        self.inner.run_streaming(spec, cmd, sink).await
+        self.inner.run_prepared(spec, cmd, sink, prepared).await
     }
 
-    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
-        self.inner.create(spec, main).await
+    async fn create_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Sandbox>> {
+        self.inner.create_prepared(spec, main, prepared).await
     }
 }
 

@@ -1,10 +1,9 @@
 //! The same API for callers outside async code, such as plain `#[test]`
 //! functions.
 //!
-//! Every call runs on one shared background runtime, so sandboxes outlive
-//! the call that made them. Called from inside a tokio runtime, the call
-//! hops to a helper thread instead of nesting runtimes, so it never panics
-//! there.
+//! Every call waits through [`cleanroom_core::bridge::wait`]: it runs on
+//! one shared background runtime, so sandboxes outlive the call that made
+//! them, and it works (never panics) inside a tokio runtime too.
 //!
 //! ```
 //! let result = cleanroom::blocking::AutoBackend::detect()?.run_cmd(["echo", "hello"])?;
@@ -12,41 +11,10 @@
 //! # Ok::<(), cleanroom::Error>(())
 //! ```
 
-use std::future::Future;
 use std::path::Path;
-use std::sync::OnceLock;
 
+use cleanroom_core::bridge::wait;
 use cleanroom_core::{Backend as _, BackendChoice, Cmd, Logs, Result, RunResult, SandboxSpec};
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("cleanroom-blocking")
-            .enable_all()
-            .build()
-            .expect("the OS refused to start the threads of cleanroom's blocking runtime")
-    })
-}
-
-/// Runs `fut` to completion from synchronous code, even when the caller is
-/// itself on a tokio runtime thread.
-pub(crate) fn block_on<F>(fut: F) -> F::Output
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    if tokio::runtime::Handle::try_current().is_ok() {
-        std::thread::scope(|s| {
-            s.spawn(|| runtime().block_on(fut))
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    } else {
-        runtime().block_on(fut)
-    }
-}
 
 /// Runs `cmd` in a fresh sandbox on the detected backend, made to the
 /// configuration seen from the current directory, as for [`crate::run`].
@@ -74,7 +42,7 @@ impl AutoBackend {
     pub fn detect() -> Result<Self> {
         let config = crate::Config::load_default()?;
         let spec = config.spec()?;
-        let inner = block_on(crate::AutoBackend::select(
+        let inner = wait(crate::AutoBackend::select(
             config.backend.value,
             config.image.value.as_deref(),
         ))?;
@@ -84,7 +52,7 @@ impl AutoBackend {
     /// See [`crate::AutoBackend::select`]. [`AutoBackend::run_cmd`] then runs
     /// with the default spec.
     pub fn select(choice: BackendChoice, image: Option<&str>) -> Result<Self> {
-        block_on(crate::AutoBackend::select(choice, image)).map(|inner| AutoBackend {
+        wait(crate::AutoBackend::select(choice, image)).map(|inner| AutoBackend {
             inner,
             spec: SandboxSpec::default(),
         })
@@ -114,12 +82,12 @@ impl AutoBackend {
     /// Runs `cmd` in a fresh sandbox made to `spec`.
     pub fn run(&self, spec: &SandboxSpec, cmd: impl Into<Cmd>) -> Result<RunResult> {
         let cmd = cmd.into();
-        block_on(self.inner.run(spec, cmd))
+        wait(self.inner.run(spec, cmd))
     }
 
     /// Starts a long-lived sandbox; see [`crate::Backend::create`].
     pub fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Sandbox> {
-        block_on(self.inner.create(spec, main)).map(|inner| Sandbox { inner: Some(inner) })
+        wait(self.inner.create(spec, main)).map(|inner| Sandbox { inner: Some(inner) })
     }
 }
 
@@ -141,27 +109,27 @@ impl Sandbox {
 
     pub fn exec(&self, cmd: impl Into<Cmd>) -> Result<RunResult> {
         let cmd = cmd.into();
-        block_on(self.get().exec(cmd))
+        wait(self.get().exec(cmd))
     }
 
     pub fn copy_in(&self, host_path: &Path, sandbox_path: &Path) -> Result<()> {
-        block_on(self.get().copy_in(host_path, sandbox_path))
+        wait(self.get().copy_in(host_path, sandbox_path))
     }
 
     pub fn copy_out(&self, sandbox_path: &Path, host_path: &Path) -> Result<()> {
-        block_on(self.get().copy_out(sandbox_path, host_path))
+        wait(self.get().copy_out(sandbox_path, host_path))
     }
 
     pub fn logs(&self) -> Result<Logs> {
-        block_on(self.get().logs())
+        wait(self.get().logs())
     }
 
     pub fn stop(&self) -> Result<()> {
-        block_on(self.get().stop())
+        wait(self.get().stop())
     }
 
     pub fn remove(&self) -> Result<()> {
-        block_on(self.get().remove())
+        wait(self.get().remove())
     }
 }
 
@@ -170,7 +138,7 @@ impl Drop for Sandbox {
         if let Some(inner) = self.inner.take() {
             // Errors here have nowhere to go; the backend's own Drop is the
             // last line of defence.
-            let _ = block_on(async move {
+            let _ = wait(async move {
                 let r = inner.remove().await;
                 drop(inner);
                 r

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use cleanroom::bridge::wait;
 use cleanroom::BackendReport;
 
 use crate::cli::DoctorArgs;
@@ -12,10 +13,9 @@ pub fn main(args: DoctorArgs) -> cleanroom::Result<ExitCode> {
         Some(i) => Some(i),
         None => cleanroom::Config::load_default()?.image.value,
     };
-    let rt = super::runtime()?;
-    let mut reports = rt.block_on(cleanroom::doctor(image.as_deref()))?;
+    let mut reports = wait(cleanroom::doctor(image.as_deref()))?;
     if args.probe {
-        rt.block_on(probe_engines(&mut reports, image.as_deref()));
+        wait(probe_engines(&mut reports, image.as_deref()));
     }
     if args.json {
         output::json(&reports)?;

@@ -3,24 +3,24 @@
 
 use std::process::ExitCode;
 
+use cleanroom::bridge::wait;
 use cleanroom::{backend_for, count_by_kind, BackendChoice, Removed};
 
 use crate::cli::GcArgs;
 
 pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
-    let rt = super::runtime()?;
     let mut removed: Vec<Removed> = Vec::new();
     let mut failed = false;
     for choice in BackendChoice::AUTO_ORDER {
         let backend = backend_for(choice, None)?;
-        let available = rt.block_on(backend.availability());
+        let available = wait(backend.availability());
         if !available.available {
             if args.verbose_skip {
                 say!("{choice}: skipped ({})", available.reason);
             }
             continue;
         }
-        match rt.block_on(backend.gc()) {
+        match wait(backend.gc()) {
             Ok(items) => removed.extend(items),
             Err(e) => {
                 failed = true;

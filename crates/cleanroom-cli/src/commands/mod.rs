@@ -58,12 +58,3 @@ pub fn load_config(flags: &SandboxArgs, dir: &Path) -> Result<Config> {
 pub fn current_dir() -> Result<std::path::PathBuf> {
     std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))
 }
-
-/// A multi-threaded runtime for one command.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))
-}

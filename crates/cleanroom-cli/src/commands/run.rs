@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use cleanroom::bridge::wait;
 use cleanroom::{
-    output_channel, AutoBackend, Backend, Cmd, Error, Mount, Result, RunResult, SandboxSpec, Stream,
+    output_channel, AutoBackend, Backend, Cmd, Error, Mount, Prepared, Result, RunResult,
+    SandboxSpec, Stream, Warnings,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
@@ -16,33 +18,26 @@ use crate::output;
 const EXIT_TIMED_OUT: u8 = 124;
 
 pub fn main(args: RunArgs) -> Result<ExitCode> {
-    super::runtime()?.block_on(run(args))
+    wait(run(args))
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
     let cwd = super::current_dir()?;
     let config = super::load_config(&args.sandbox, &cwd)?;
     let spec = spec_from(&args, config.spec()?, &cwd)?;
-    spec.validate()?;
-    // An empty command is the image's own (Entrypoint + Cmd); the backend
-    // resolves it and says so when the image has none.
-    let cmd = Cmd::from(args.command.clone());
-    if !cmd.program.is_empty() || !matches!(spec.rootfs, cleanroom::RootFs::Image(_)) {
-        cmd.validate()?;
-    }
     let backend = AutoBackend::select(config.backend.value, config.image.value.as_deref()).await?;
     tracing::info!("backend {}: {}", backend.chosen(), backend.reason());
 
-    let enforcement = backend.enforcement(&spec);
-    enforcement.check_strict(&spec)?;
+    let cmd = Cmd::from(args.command.clone());
+    // The preamble, once; its warnings are ours to print, before any output.
+    let prepared = backend.prepare(&spec, Some(&cmd), Warnings::Caller)?;
     if !args.quiet {
-        for w in enforcement.warnings() {
+        for w in prepared.warnings() {
             eprintln!("{w}");
         }
     }
-
     let result = tokio::select! {
-        r = execute(&backend, &spec, cmd, args.json) => r?,
+        r = execute(&backend, &spec, cmd, prepared, args.json) => r?,
         code = interrupted() => {
             // Dropping the run above tears a native or local sandbox down;
             // engine containers are removed by label.
@@ -65,10 +60,11 @@ async fn execute(
     backend: &AutoBackend,
     spec: &SandboxSpec,
     cmd: Cmd,
+    prepared: Prepared,
     quiet_output: bool,
 ) -> Result<RunResult> {
     if quiet_output {
-        return backend.run(spec, cmd).await;
+        return backend.run_prepared(spec, cmd, None, prepared).await;
     }
     let (sink, mut chunks) = output_channel(64);
     let writer = tokio::spawn(async move {
@@ -90,7 +86,7 @@ async fn execute(
             }
         }
     });
-    let result = backend.run_streaming(spec, cmd, Some(sink)).await;
+    let result = backend.run_prepared(spec, cmd, Some(sink), prepared).await;
     let _ = writer.await;
     result
 }

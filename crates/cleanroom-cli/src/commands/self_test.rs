@@ -4,13 +4,14 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use cleanroom::bridge::wait;
 use cleanroom::conformance::{checks, Harness, Outcome};
 use cleanroom::{AutoBackend, Result};
 
 use crate::cli::SelfTestArgs;
 
 pub fn main(args: SelfTestArgs) -> Result<ExitCode> {
-    super::runtime()?.block_on(run(args))
+    wait(run(args))
 }
 
 async fn run(args: SelfTestArgs) -> Result<ExitCode> {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cleanroom::bridge::wait;
 use cleanroom::{AutoBackend, Error, Result};
 use cleanroom_runner::report::{human, junit, tap};
 use cleanroom_runner::{run_suite, CancellationToken, RunOptions, Shard, SuiteReport};
@@ -22,7 +23,7 @@ const EXIT_SIGINT: u8 = 130;
 const EXIT_SIGTERM: u8 = 143;
 
 pub fn main(args: TestArgs) -> Result<ExitCode> {
-    super::runtime()?.block_on(run(args))
+    wait(run(args))
 }
 
 async fn run(args: TestArgs) -> Result<ExitCode> {

@@ -124,20 +124,15 @@ pub fn checks() -> Vec<Check> {
     checks::all()
 }
 
-/// Runs the check called `name` on a fresh runtime and panics with its
-/// failure message: the body of every test the macro generates.
+/// Runs the check called `name` through the [bridge](crate::bridge) and
+/// panics with its failure message: the body of every test the macro generates.
 pub fn run_check_blocking(name: &str, make: impl FnOnce() -> Harness) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("building a tokio runtime for a conformance check");
     let h = make();
     let check = checks()
         .into_iter()
         .find(|c| c.name == name)
         .unwrap_or_else(|| panic!("no conformance check named `{name}`"));
-    rt.block_on(async {
+    crate::bridge::wait(async {
         let a = h.backend.availability().await;
         if !a.available {
             panic!(

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Cmd, Constraint, Enforcement, Error, Logs, OutputChunk, OutputSink, Result,
-    RunResult, SandboxSpec, Stream,
+    Availability, Cmd, Constraint, Enforcement, Error, Logs, OutputChunk, OutputSink, Prepared,
+    Result, RunResult, SandboxSpec, Stream,
 };
 
 use super::Backend;
@@ -55,18 +55,16 @@ fn unknown_report(name: &str, spec: &SandboxSpec) -> Enforcement {
     e
 }
 
-/// Runs `cmd` made to `spec` through `backend.run_cmd` on a blocking thread.
+/// Runs `cmd` made to `spec` through `backend.run_cmd` on a blocking thread;
+/// `enforcement` is the report from the preamble.
 async fn run_on<B: Backend + Send + Sync + 'static>(
     backend: &Arc<B>,
     spec: &SandboxSpec,
     mut cmd: Cmd,
     sink: Option<OutputSink>,
+    enforcement: Enforcement,
 ) -> Result<RunResult> {
-    spec.validate()?;
-    cmd.validate()?;
     let name = backend.name().to_string();
-    let enforcement = unknown_report(&name, spec);
-    enforcement.check_strict(spec)?;
     for (k, v) in &spec.env {
         cmd.env.entry(k.clone()).or_insert_with(|| v.clone());
     }
@@ -128,21 +126,22 @@ impl<B: Backend + Send + Sync + 'static> crate::Backend for AsyncAdapter<B> {
         unknown_report(self.backend.name(), spec)
     }
 
-    async fn run_streaming(
+    async fn run_prepared(
         &self,
         spec: &SandboxSpec,
         cmd: Cmd,
         sink: Option<OutputSink>,
+        prepared: Prepared,
     ) -> Result<RunResult> {
-        run_on(&self.backend, spec, cmd, sink).await
+        run_on(&self.backend, spec, cmd, sink, prepared.into_enforcement()).await
     }
 
-    async fn create(
+    async fn create_prepared(
         &self,
         spec: &SandboxSpec,
         main: Option<Cmd>,
+        prepared: Prepared,
     ) -> Result<Box<dyn crate::Sandbox>> {
-        spec.validate()?;
         let name = self.backend.name().to_string();
         if let Some(main) = main {
             return Err(Error::Unsupported {
@@ -154,8 +153,7 @@ impl<B: Backend + Send + Sync + 'static> crate::Backend for AsyncAdapter<B> {
                 ),
             });
         }
-        let enforcement = unknown_report(&name, spec);
-        enforcement.check_strict(spec)?;
+        let enforcement = prepared.into_enforcement();
         static NEXT: AtomicU64 = AtomicU64::new(0);
         Ok(Box::new(AsyncAdapterSandbox {
             id: format!(
@@ -211,7 +209,9 @@ impl<B: Backend + Send + Sync + 'static> crate::Sandbox for AsyncAdapterSandbox<
                 id: self.id.clone(),
             });
         }
-        run_on(&self.backend, &self.spec, cmd, sink).await
+        cmd.validate()?;
+        let enforcement = self.enforcement.clone();
+        run_on(&self.backend, &self.spec, cmd, sink, enforcement).await
     }
 
     async fn copy_in(&self, _host_path: &Path, sandbox_path: &Path) -> Result<()> {

@@ -9,7 +9,7 @@ use cleanroom_core::{Backend as _, Cmd, Config, Error, Result, RootFs, RunResult
 use cleanroom_docker::{Engine, EngineBackend};
 
 use super::Backend;
-use crate::blocking::block_on;
+use cleanroom_core::bridge::wait;
 
 /// The spec `run_cmd` runs with: the configuration's, on `rootfs`.
 fn configured_spec(rootfs: RootFs) -> Result<SandboxSpec> {
@@ -108,7 +108,7 @@ impl<E: EngineKind> ContainerBackend<E> {
 
     /// Whether the engine answers (a ping and its `/info`, within seconds).
     pub fn is_available(&self) -> bool {
-        block_on(self.inner.availability()).available
+        wait(self.inner.availability()).available
     }
 
     /// Makes sure the engine has the image: nothing to do when it is there;
@@ -116,7 +116,7 @@ impl<E: EngineKind> ContainerBackend<E> {
     /// opt-in). When that fails, the error names the image and the ways to
     /// load it by hand.
     pub fn ensure_image(&self) -> Result<()> {
-        block_on(self.inner.ensure_image()).map_err(|e| match e {
+        wait(self.inner.ensure_image()).map_err(|e| match e {
             Error::Image { reference, message } => {
                 let engine = E::ENGINE.name();
                 Error::Image {
@@ -144,7 +144,7 @@ impl<E: EngineKind> ContainerBackend<E> {
     /// means this handle's image).
     pub fn run(&self, spec: &SandboxSpec, cmd: impl Into<Cmd>) -> Result<RunResult> {
         let cmd = cmd.into();
-        block_on(self.inner.run(spec, cmd))
+        wait(self.inner.run(spec, cmd))
     }
 
     /// The async backend underneath.
@@ -195,7 +195,7 @@ impl LocalBackend {
     /// Runs `cmd` made to `spec` (whose rootfs must be `host`).
     pub fn run(&self, spec: &SandboxSpec, cmd: impl Into<Cmd>) -> Result<RunResult> {
         let cmd = cmd.into();
-        block_on(self.inner.run(spec, cmd))
+        wait(self.inner.run(spec, cmd))
     }
 }
 

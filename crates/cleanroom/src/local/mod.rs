@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Backend, Cmd, Constraint, Enforcement, Error, OutputSink, Removed, Result,
-    RunResult, Sandbox, SandboxSpec,
+    Availability, Backend, Cmd, Constraint, Enforcement, Error, OutputSink, Prepared, Removed,
+    Result, RunResult, Sandbox, SandboxSpec,
 };
 
 pub use sandbox::LocalSandbox;
@@ -91,18 +91,6 @@ pub(crate) fn local_enforcement(spec: &SandboxSpec) -> Enforcement {
         );
     }
     e.restrict_to(spec)
-}
-
-/// Prepares a run: validates, refuses in strict mode, and logs the warnings.
-pub(crate) fn plan(spec: &SandboxSpec, cmd: &Cmd) -> Result<Enforcement> {
-    spec.validate()?;
-    cmd.validate()?;
-    let enforcement = local_enforcement(spec);
-    enforcement.check_strict(spec)?;
-    for w in enforcement.warnings() {
-        tracing::warn!("{w}");
-    }
-    Ok(enforcement)
 }
 
 /// Temporary directories are named `cleanroom-local-<owner pid>-...` so
@@ -225,13 +213,13 @@ impl Backend for LocalBackend {
         local_enforcement(spec)
     }
 
-    async fn run_streaming(
+    async fn run_prepared(
         &self,
         spec: &SandboxSpec,
         mut cmd: Cmd,
         sink: Option<OutputSink>,
+        prepared: Prepared,
     ) -> Result<RunResult> {
-        let enforcement = plan(spec, &cmd)?;
         let tmp = fresh_workdir()?;
         let cwd = match &cmd.workdir {
             Some(w) => host_path(spec, tmp.path(), w),
@@ -251,13 +239,23 @@ impl Backend for LocalBackend {
             },
             sink,
         )?;
-        let result = started.finish(timeout, enforcement).await;
+        let result = started.finish(timeout, prepared.into_enforcement()).await;
         drop(tmp);
         result
     }
 
-    async fn create(&self, spec: &SandboxSpec, main: Option<Cmd>) -> Result<Box<dyn Sandbox>> {
-        Ok(Box::new(LocalSandbox::start(spec.clone(), main)?))
+    async fn create_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Sandbox>> {
+        let enforcement = prepared.into_enforcement();
+        Ok(Box::new(LocalSandbox::start(
+            spec.clone(),
+            main,
+            enforcement,
+        )?))
     }
 
     async fn gc(&self) -> Result<Vec<Removed>> {

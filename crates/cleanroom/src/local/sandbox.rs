@@ -14,7 +14,7 @@ use cleanroom_core::{
 use rustix::process::Pid;
 
 use super::process::{self, kill_group, Launch};
-use super::{environment, fresh_workdir, host_path, local_enforcement, plan};
+use super::{environment, fresh_workdir, host_path};
 
 /// See the module docs. Dropping it kills everything it started and
 /// deletes its directory.
@@ -35,8 +35,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LocalSandbox {
-    pub(crate) fn start(spec: SandboxSpec, main: Option<Cmd>) -> Result<Self> {
-        let enforcement = plan(&spec, main.as_ref().unwrap_or(&Cmd::new("true")))?;
+    /// A new sandbox for `spec`, which passed the preamble with the report
+    /// `enforcement`.
+    pub(crate) fn start(
+        spec: SandboxSpec,
+        main: Option<Cmd>,
+        enforcement: Enforcement,
+    ) -> Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = fresh_workdir()?;
         let sandbox = LocalSandbox {
@@ -179,7 +184,7 @@ impl Sandbox for LocalSandbox {
         let timeout = cmd.timeout.or(self.spec.timeout);
         let started = self.launch(cmd, sink)?;
         let pgid = started.pgid;
-        let result = started.finish(timeout, local_enforcement(&self.spec)).await;
+        let result = started.finish(timeout, self.enforcement.clone()).await;
         forget_group(&self.groups, pgid);
         result
     }

@@ -1,0 +1,193 @@
+//! Timing one-shot runs, execs and throughput: medians over repeated
+//! runs, contenders taking turns round by round.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cleanroom::{Backend, Cmd, Error, Result, SandboxSpec};
+
+pub(super) fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+pub(super) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn check(r: &cleanroom::RunResult, what: &str) -> Result<()> {
+    if r.success() {
+        Ok(())
+    } else {
+        Err(Error::backend(
+            r.backend.clone(),
+            format!(
+                "{what} failed during the benchmark: {}; stderr: {}",
+                r.status_line(),
+                r.stderr_lossy().trim()
+            ),
+        ))
+    }
+}
+
+/// One checked one-shot `true` through `backend`; its time in ms.
+pub(super) async fn time_true(backend: &Arc<dyn Backend>, spec: &SandboxSpec) -> Result<f64> {
+    let start = Instant::now();
+    let r = backend.run(spec, Cmd::new("true")).await?;
+    let took = ms(start.elapsed());
+    check(&r, "`true`")?;
+    Ok(took)
+}
+
+pub(super) async fn one_shots(
+    backend: &Arc<dyn Backend>,
+    spec: &SandboxSpec,
+    runs: usize,
+) -> Result<f64> {
+    // One unmeasured run warms caches (a tarball unpack, an image lookup).
+    time_true(backend, spec).await?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        times.push(time_true(backend, spec).await?);
+    }
+    Ok(median(times))
+}
+
+pub(super) async fn warm_execs(
+    backend: &Arc<dyn Backend>,
+    spec: &SandboxSpec,
+    runs: usize,
+) -> Result<f64> {
+    let sandbox = backend.create(spec, None).await?;
+    check(&sandbox.exec(Cmd::new("true")).await?, "exec `true`")?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = sandbox.exec(Cmd::new("true")).await?;
+        times.push(ms(t.elapsed()));
+        check(&r, "exec `true`")?;
+    }
+    sandbox.remove().await?;
+    Ok(median(times))
+}
+
+pub(super) async fn throughput(
+    backend: Arc<dyn Backend>,
+    spec: &SandboxSpec,
+    total: usize,
+    parallel: usize,
+) -> Result<f64> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..parallel {
+        let backend = backend.clone();
+        let spec = spec.clone();
+        let share = total / parallel + usize::from(worker < total % parallel);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..share {
+                check(&backend.run(&spec, Cmd::new("true")).await?, "`true`")?;
+            }
+            Ok::<(), Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .map_err(|e| Error::backend("bench", format!("a worker panicked: {e}")))??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// One way to run a one-shot `true`, timed once per round.
+pub(super) enum Contender<'a> {
+    /// A `Backend::run` call in this process.
+    Library(&'a SandboxSpec),
+    /// Two `Backend::run` calls back to back; the second is timed.
+    Burst(&'a SandboxSpec),
+    /// A process run to completion (the anchor, or the `cleanroom` CLI).
+    Process(Box<dyn Fn() -> std::result::Result<Command, String> + Send + Sync + 'a>),
+}
+
+/// Runs every contender once per round for `runs` rounds, after one
+/// unmeasured round that warms caches (a tarball unpack, an image lookup,
+/// the page cache). A process contender that fails drops out with its
+/// error; a library one ends the benchmark. Medians in milliseconds.
+pub(super) async fn rounds(
+    backend: &Arc<dyn Backend>,
+    contenders: &[Contender<'_>],
+    runs: usize,
+) -> Result<Vec<std::result::Result<f64, String>>> {
+    let mut times: Vec<std::result::Result<Vec<f64>, String>> = contenders
+        .iter()
+        .map(|_| Ok(Vec::with_capacity(runs)))
+        .collect();
+    for round in 0..=runs {
+        for (contender, slot) in contenders.iter().zip(times.iter_mut()) {
+            if slot.is_err() {
+                continue;
+            }
+            let took = match contender {
+                Contender::Burst(spec) => {
+                    time_true(backend, spec).await?;
+                    time_true(backend, spec).await?
+                }
+                Contender::Library(spec) => time_true(backend, spec).await?,
+                Contender::Process(make) => match make().and_then(|mut c| time_once(&mut c)) {
+                    Ok(took) => took,
+                    Err(e) => {
+                        *slot = Err(e);
+                        continue;
+                    }
+                },
+            };
+            if let (Ok(list), true) = (slot.as_mut(), round > 0) {
+                list.push(took);
+            }
+        }
+    }
+    Ok(times.into_iter().map(|t| t.map(median)).collect())
+}
+
+pub(super) fn bench_error(e: String) -> Error {
+    Error::backend("bench", e)
+}
+
+/// Runs `c` once to completion with no input or output; its wall time in ms.
+fn time_once(c: &mut Command) -> std::result::Result<f64, String> {
+    let start = Instant::now();
+    let out = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{:?}: {e}", c.get_program()))?;
+    let took = ms(start.elapsed());
+    if out.status.success() {
+        Ok(took)
+    } else {
+        Err(format!(
+            "{:?} failed: {}",
+            c.get_program(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
