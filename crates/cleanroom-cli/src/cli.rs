@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::field_flags::{SandboxArgs, TestSettingArgs};
+
 const ABOUT: &str = "Run commands and tests hermetically.
 
 Cleanroom runs a command in a sandbox: its own filesystem view (read-only
@@ -82,58 +84,6 @@ flag value, backend not available, strict mode refused, stdout not writable); \
 
 Warnings (WARN: ...) on stderr name each requested protection the backend \
 cannot enforce; --strict turns them into an error before anything runs.";
-
-/// The sandbox settings shared by every command that makes sandboxes.
-#[derive(Debug, Args, Clone, Default)]
-pub struct SandboxArgs {
-    /// Backend: auto, native, podman, docker or local [env: CLEANROOM_BACKEND].
-    #[arg(long, value_name = "BACKEND")]
-    pub backend: Option<String>,
-
-    /// Image or root filesystem: `host`, an image name, file://DIR or tar://FILE [env: CLEANROOM_IMAGE].
-    #[arg(long, value_name = "IMAGE")]
-    pub image: Option<String>,
-
-    /// Kill the command (and everything it started) after this long: 500ms, 30s, 2m [env: CLEANROOM_TIMEOUT_MS].
-    #[arg(long, allow_negative_numbers = true, value_name = "DURATION")]
-    pub timeout: Option<String>,
-
-    /// Memory limit: 512M, 2G [env: CLEANROOM_MEMORY].
-    #[arg(long, allow_negative_numbers = true, value_name = "SIZE")]
-    pub memory: Option<String>,
-
-    /// CPU limit in cores, fractions allowed [env: CLEANROOM_CPUS].
-    #[arg(long, allow_negative_numbers = true, value_name = "CORES")]
-    pub cpus: Option<String>,
-
-    /// Maximum number of processes and threads [env: CLEANROOM_PIDS].
-    #[arg(long, allow_negative_numbers = true, value_name = "N")]
-    pub pids: Option<String>,
-
-    /// Network: none (loopback only, the default), host, or pod:SANDBOX_ID [env: CLEANROOM_NETWORK].
-    #[arg(long, value_name = "NETWORK")]
-    pub network: Option<String>,
-
-    /// User inside as UID or UID:GID (default 1000:1000) [env: CLEANROOM_USER].
-    #[arg(long, allow_negative_numbers = true, value_name = "UID[:GID]")]
-    pub user: Option<String>,
-
-    /// Working directory inside (default /workdir, a fresh tmpfs) [env: CLEANROOM_WORKDIR].
-    #[arg(long, value_name = "PATH")]
-    pub workdir: Option<String>,
-
-    /// Fail before running when the backend cannot enforce everything asked for [env: CLEANROOM_STRICT].
-    #[arg(long)]
-    pub strict: bool,
-
-    /// Size of each tmpfs (/tmp, the working directory, /dev/shm): 256M; default the memory limit, at most 1G (/dev/shm 64M) [env: CLEANROOM_TMPFS_SIZE].
-    #[arg(long, value_name = "SIZE")]
-    pub tmpfs_size: Option<String>,
-
-    /// User namespace: auto (never host root, the default) or identity (the caller's own ids: host root for a root caller) [env: CLEANROOM_USERNS].
-    #[arg(long, value_name = "auto|identity")]
-    pub userns: Option<String>,
-}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -269,17 +219,12 @@ pub struct TestArgs {
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
 
-    /// Tests run at once (default: the number of cores).
-    #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub settings: TestSettingArgs,
 
     /// Start no more tests after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
-
-    /// Time limit of each whole test unless its file sets one (default 10m).
-    #[arg(long, value_name = "DURATION")]
-    pub test_timeout: Option<String>,
 
     /// Run every test N times and fail those whose output differs between runs.
     #[arg(long, value_name = "N", default_value_t = 1)]

@@ -21,6 +21,7 @@ macro_rules! say {
 
 mod cli;
 mod commands;
+mod field_flags;
 mod output;
 mod usage;
 

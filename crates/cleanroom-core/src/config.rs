@@ -16,10 +16,10 @@ use serde::Serialize;
 
 use crate::choice::BackendChoice;
 use crate::error::{Error, Result};
+use crate::fields::{Field, FIELDS};
 use crate::input_file::read_input_file;
 use crate::line_index::LineIndex;
-use crate::ranges;
-use crate::spec::{parse_duration, parse_size, Network, RootFs, SandboxSpec, User, UserNs};
+use crate::spec::{Network, RootFs, SandboxSpec, User, UserNs};
 
 /// The file name searched for from the working directory upwards.
 pub const CONFIG_FILE: &str = "cleanroom.toml";
@@ -59,26 +59,6 @@ impl fmt::Display for Origin {
     }
 }
 
-/// Every key a config source may set, with the environment variable that
-/// sets it too.
-pub const KEYS: [(&str, &str); 14] = [
-    ("backend", "CLEANROOM_BACKEND"),
-    ("image", "CLEANROOM_IMAGE"),
-    ("timeout_ms", "CLEANROOM_TIMEOUT_MS"),
-    ("memory", "CLEANROOM_MEMORY"),
-    ("cpus", "CLEANROOM_CPUS"),
-    ("pids", "CLEANROOM_PIDS"),
-    ("network", "CLEANROOM_NETWORK"),
-    ("user", "CLEANROOM_USER"),
-    ("workdir", "CLEANROOM_WORKDIR"),
-    ("strict", "CLEANROOM_STRICT"),
-    ("tmpfs_size", "CLEANROOM_TMPFS_SIZE"),
-    ("userns", "CLEANROOM_USERNS"),
-    // `cleanroom test`: tests at once, and each whole test's time limit.
-    ("jobs", "CLEANROOM_JOBS"),
-    ("test_timeout_ms", "CLEANROOM_TEST_TIMEOUT_MS"),
-];
-
 /// One layer of settings as raw strings, before they are checked. Flags,
 /// the environment and each file produce one.
 #[derive(Clone, Debug, Default)]
@@ -89,10 +69,10 @@ pub struct Layer {
 }
 
 impl Layer {
-    /// Sets `key` (one of [`KEYS`]) to `value` from `origin`.
+    /// Sets `key` (a [`FIELDS`] key) to `value` from `origin`.
     ///
     /// # Panics
-    /// When `key` is not one of [`KEYS`]: that is a bug in the caller.
+    /// When `key` is not a [`FIELDS`] key: that is a bug in the caller.
     pub fn set(&mut self, key: &str, value: impl Into<String>, origin: Origin) -> &mut Self {
         let key = canonical_key(key).unwrap_or_else(|| panic!("`{key}` is not a config key"));
         self.values.insert(key, (value.into(), origin));
@@ -113,17 +93,27 @@ impl Layer {
         self
     }
 
+    /// A field's flag given on the command line as `raw` (a duration for
+    /// a field in milliseconds).
+    pub fn field_flag(&mut self, field: &Field, raw: &str) -> Result<&mut Self> {
+        let value = field.from_duration_form(raw).map_err(|e| Error::Config {
+            origin: format!("flag {}", field.flag_name()),
+            message: e.to_string(),
+        })?;
+        Ok(self.flag(field.key, &field.flag_name(), Some(value)))
+    }
+
     /// The layer of `CLEANROOM_*` variables in `vars` (empty values count as unset).
     pub fn from_env_vars(vars: impl IntoIterator<Item = (String, String)>) -> Layer {
         let vars: BTreeMap<String, String> = vars.into_iter().collect();
         let mut layer = Layer::default();
-        for (key, var) in KEYS {
-            if let Some(v) = vars.get(var).filter(|v| !v.trim().is_empty()) {
+        for field in FIELDS {
+            if let Some(v) = vars.get(field.env).filter(|v| !v.trim().is_empty()) {
                 layer.set(
-                    key,
+                    field.key,
                     v.clone(),
                     Origin::Env {
-                        var: var.to_string(),
+                        var: field.env.to_string(),
                     },
                 );
             }
@@ -175,7 +165,7 @@ impl Layer {
 }
 
 fn canonical_key(key: &str) -> Option<&'static str> {
-    KEYS.iter().map(|(k, _)| *k).find(|k| *k == key)
+    FIELDS.iter().map(|f| f.key).find(|k| *k == key)
 }
 
 fn parse_toml(path: &Path, text: &str) -> Result<toml::Table> {
@@ -244,22 +234,19 @@ fn table_layer(
     for (key, value) in table {
         let line = key_line(text, prefix, key);
         let at = format!("{}:{line}", path.display());
-        // `timeout` and `test_timeout` as duration strings are accepted
-        // beside their `_ms` forms.
-        let (key, value) = match (key.as_str(), value) {
-            (k @ ("timeout" | "test_timeout"), toml::Value::String(s)) => {
-                let d = parse_duration(s).map_err(|e| Error::Config {
+        // A duration string (`timeout = "30s"`) is accepted beside a
+        // field's key in milliseconds.
+        let duration_field = FIELDS.iter().find(|f| f.duration_key == Some(key.as_str()));
+        let (key, value) = match (duration_field, value) {
+            (Some(field), toml::Value::String(s)) => {
+                let ms = field.from_duration_form(s).map_err(|e| Error::Config {
                     origin: at.clone(),
                     message: e.to_string(),
                 })?;
-                let ms = if k == "timeout" {
-                    "timeout_ms"
-                } else {
-                    "test_timeout_ms"
-                };
-                (ms, d.as_millis().to_string())
+                (field.key, ms)
             }
-            (k, v) => {
+            (_, v) => {
+                let k = key.as_str();
                 let Some(k) = canonical_key(k) else {
                     return Err(Error::Config {
                         origin: at,
@@ -290,7 +277,7 @@ fn table_layer(
 }
 
 fn unknown_key_message(key: &str) -> String {
-    let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+    let known: Vec<&str> = FIELDS.iter().map(|f| f.key).collect();
     let closest = known
         .iter()
         .map(|k| (edit_distance(key, k), *k))
@@ -424,175 +411,19 @@ impl Sources {
             .chain([self.file.as_ref(), self.cargo.as_ref()])
             .flatten()
             .collect();
-        let pick = |key: &str| layers.iter().find_map(|l| l.get(key)).cloned();
-        let defaults = SandboxSpec::default();
-
-        fn setting<T>(
-            raw: Option<(String, Origin)>,
-            default: T,
-            parse: impl Fn(&str) -> Result<T>,
-            key: &str,
-        ) -> Result<Setting<T>> {
-            match raw {
-                None => Ok(Setting {
-                    value: default,
-                    origin: Origin::Default,
-                }),
-                Some((v, origin)) => match parse(&v) {
-                    Ok(value) => Ok(Setting { value, origin }),
-                    Err(e) => Err(Error::Config {
-                        origin: origin.to_string(),
-                        message: format!("{key} = `{v}`: {}", strip_prefix(&e)),
-                    }),
-                },
+        let mut config = Config::defaults();
+        for field in FIELDS {
+            if let Some((raw, origin)) = layers.iter().find_map(|l| l.get(field.key)) {
+                field.set_checked(&mut config, raw, origin.clone())?;
             }
         }
-
-        Ok(Config {
-            backend: setting(
-                pick("backend"),
-                BackendChoice::Auto,
-                |v| {
-                    BackendChoice::parse(v, "config").map_err(|_| {
-                        Error::InvalidSpec(
-                            "unknown backend; choose one of: auto, native, podman, docker, local"
-                                .into(),
-                        )
-                    })
-                },
-                "backend",
-            )?,
-            image: setting(
-                pick("image"),
-                None,
-                |v| {
-                    v.parse::<RootFs>()?;
-                    Ok(Some(v.trim().to_string()))
-                },
-                "image",
-            )?,
-            timeout: setting(
-                pick("timeout_ms"),
-                None,
-                |v| {
-                    let ms: u64 = v.trim().parse().map_err(|_| {
-                        Error::InvalidSpec(
-                            "not a whole number of milliseconds (for example 30000)".into(),
-                        )
-                    })?;
-                    ranges::timeout(Duration::from_millis(ms)).map(Some)
-                },
-                "timeout_ms",
-            )?,
-            memory: setting(
-                pick("memory"),
-                None,
-                |v| {
-                    let bytes = parse_size(v).map_err(|e| {
-                        Error::InvalidSpec(format!(
-                            "{}; a memory limit is {}",
-                            strip_prefix(&e),
-                            ranges::MEMORY_RANGE
-                        ))
-                    })?;
-                    ranges::memory(bytes).map(Some)
-                },
-                "memory",
-            )?,
-            cpus: setting(
-                pick("cpus"),
-                None,
-                |v| match v.trim().parse::<f64>() {
-                    Ok(c) => ranges::cpus(c).map(Some),
-                    _ => Err(Error::InvalidSpec(
-                        "not a positive number of cores (for example 1.5)".into(),
-                    )),
-                },
-                "cpus",
-            )?,
-            pids: setting(
-                pick("pids"),
-                None,
-                |v| match v.trim().parse::<i64>() {
-                    Ok(n) => ranges::pids(n).map(Some),
-                    _ => Err(Error::InvalidSpec(format!(
-                        "not a whole number of processes from 1 to {}",
-                        ranges::MAX_PIDS
-                    ))),
-                },
-                "pids",
-            )?,
-            network: setting(
-                pick("network"),
-                defaults.network.clone(),
-                |v| v.trim().parse(),
-                "network",
-            )?,
-            user: setting(pick("user"), defaults.user, |v| v.trim().parse(), "user")?,
-            workdir: setting(
-                pick("workdir"),
-                defaults.workdir.clone(),
-                |v| {
-                    let p = PathBuf::from(v.trim());
-                    ranges::target("workdir", &p)?;
-                    Ok(p)
-                },
-                "workdir",
-            )?,
-            strict: setting(pick("strict"), false, parse_bool, "strict")?,
-            tmpfs_size: setting(
-                pick("tmpfs_size"),
-                None,
-                |v| parse_size(v).map(Some),
-                "tmpfs_size",
-            )?,
-            userns: setting(pick("userns"), defaults.userns, |v| v.parse(), "userns")?,
-            jobs: setting(
-                pick("jobs"),
-                None,
-                |v| match v.trim().parse::<usize>() {
-                    Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => Err(Error::InvalidSpec(
-                        "not a positive whole number of tests".into(),
-                    )),
-                },
-                "jobs",
-            )?,
-            test_timeout: setting(
-                pick("test_timeout_ms"),
-                None,
-                |v| {
-                    let ms: u64 = v.trim().parse().map_err(|_| {
-                        Error::InvalidSpec(
-                            "not a whole number of milliseconds (for example 600000)".into(),
-                        )
-                    })?;
-                    Ok(Some(Duration::from_millis(ms)))
-                },
-                "test_timeout_ms",
-            )?,
-            files: self.files.clone(),
-            warnings: [self.file.as_ref(), self.cargo.as_ref()]
-                .into_iter()
-                .flatten()
-                .flat_map(|l| l.warnings.iter().cloned())
-                .collect(),
-        })
-    }
-}
-
-fn strip_prefix(e: &Error) -> String {
-    match e {
-        Error::InvalidSpec(m) => m.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn parse_bool(v: &str) -> Result<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(Error::InvalidSpec("not true or false".into())),
+        config.files = self.files.clone();
+        config.warnings = [self.file.as_ref(), self.cargo.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l.warnings.iter().cloned())
+            .collect();
+        Ok(config)
     }
 }
 
@@ -628,113 +459,56 @@ impl Config {
         Config::load(&dir, Layer::default())
     }
 
+    /// Every setting at its default.
+    pub fn defaults() -> Config {
+        fn default<T>(value: T) -> Setting<T> {
+            Setting {
+                value,
+                origin: Origin::Default,
+            }
+        }
+        let spec = SandboxSpec::default();
+        Config {
+            backend: default(BackendChoice::Auto),
+            image: default(None),
+            timeout: default(None),
+            memory: default(None),
+            cpus: default(None),
+            pids: default(None),
+            network: default(spec.network),
+            user: default(spec.user),
+            workdir: default(spec.workdir),
+            strict: default(false),
+            tmpfs_size: default(None),
+            userns: default(spec.userns),
+            jobs: default(None),
+            test_timeout: default(None),
+            files: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// The spec these settings describe.
     pub fn spec(&self) -> Result<SandboxSpec> {
-        let rootfs = match &self.image.value {
-            Some(i) => i.parse()?,
-            None => RootFs::Host,
-        };
-        Ok(SandboxSpec {
-            rootfs,
-            timeout: self.timeout.value,
-            memory: self.memory.value,
-            cpus: self.cpus.value,
-            pids: self.pids.value,
-            network: self.network.value.clone(),
-            user: self.user.value,
-            workdir: self.workdir.value.clone(),
-            strict: self.strict.value,
-            tmpfs_size: self.tmpfs_size.value,
-            userns: self.userns.value,
-            ..SandboxSpec::default()
-        })
+        if let Some(i) = &self.image.value {
+            i.parse::<RootFs>()?;
+        }
+        let mut spec = SandboxSpec::default();
+        for apply in FIELDS.iter().filter_map(|f| f.apply) {
+            apply(self, &mut spec);
+        }
+        Ok(spec)
     }
 
     /// `(key, value, origin)` for every setting, for `cleanroom config`.
     pub fn rows(&self) -> Vec<(&'static str, String, String)> {
-        fn opt<T: fmt::Display>(v: &Option<T>, none: &str) -> String {
-            v.as_ref()
-                .map(|x| x.to_string())
-                .unwrap_or_else(|| none.to_string())
-        }
-        vec![
-            (
-                "backend",
-                self.backend.value.to_string(),
-                self.backend.origin.to_string(),
-            ),
-            (
-                "image",
-                opt(&self.image.value, "host (no image: the host rootfs)"),
-                self.image.origin.to_string(),
-            ),
-            (
-                "timeout_ms",
-                opt(&self.timeout.value.map(|d| d.as_millis()), "none"),
-                self.timeout.origin.to_string(),
-            ),
-            (
-                "memory",
-                opt(&self.memory.value, "unlimited"),
-                self.memory.origin.to_string(),
-            ),
-            (
-                "cpus",
-                opt(&self.cpus.value, "unlimited"),
-                self.cpus.origin.to_string(),
-            ),
-            (
-                "pids",
-                opt(&self.pids.value, "unlimited"),
-                self.pids.origin.to_string(),
-            ),
-            (
-                "network",
-                self.network.value.to_string(),
-                self.network.origin.to_string(),
-            ),
-            (
-                "user",
-                self.user.value.to_string(),
-                self.user.origin.to_string(),
-            ),
-            (
-                "workdir",
-                self.workdir.value.display().to_string(),
-                self.workdir.origin.to_string(),
-            ),
-            (
-                "strict",
-                self.strict.value.to_string(),
-                self.strict.origin.to_string(),
-            ),
-            (
-                "tmpfs_size",
-                opt(
-                    &self.tmpfs_size.value,
-                    "default (the memory limit, at most 1 GiB; /dev/shm at most 64 MiB)",
-                ),
-                self.tmpfs_size.origin.to_string(),
-            ),
-            (
-                "userns",
-                self.userns.value.to_string(),
-                self.userns.origin.to_string(),
-            ),
-            (
-                "jobs",
-                opt(&self.jobs.value, "one per core"),
-                self.jobs.origin.to_string(),
-            ),
-            (
-                "test_timeout_ms",
-                opt(
-                    &self.test_timeout.value.map(|d| d.as_millis()),
-                    "none (the runner's default)",
-                ),
-                self.test_timeout.origin.to_string(),
-            ),
-        ]
+        FIELDS
+            .iter()
+            .map(|f| {
+                let (value, origin) = (f.show)(self);
+                (f.key, value, origin.to_string())
+            })
+            .collect()
     }
 }
 

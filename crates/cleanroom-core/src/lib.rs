@@ -18,6 +18,7 @@ pub mod config;
 pub mod conformance;
 pub mod enforcement;
 pub mod error;
+pub mod fields;
 pub mod hash;
 pub mod image_config;
 pub mod input_file;

@@ -53,6 +53,20 @@ pub fn memory(bytes: u64) -> Result<u64> {
     }
 }
 
+/// The allowed tmpfs sizes, as messages say them.
+pub const TMPFS_SIZE_RANGE: &str = "from 4KiB to 1PiB";
+
+/// A tmpfs size in bytes: 4 KiB (one page) to 1 PiB.
+pub fn tmpfs_size(bytes: u64) -> Result<u64> {
+    if (4 << 10..=MAX_MEMORY).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(Error::InvalidSpec(format!(
+            "tmpfs size must be {TMPFS_SIZE_RANGE}, not {bytes} bytes"
+        )))
+    }
+}
+
 /// A CPU limit in cores: 0.01 to 1024.
 pub fn cpus(c: f64) -> Result<f64> {
     if c.is_finite() && (MIN_CPUS..=MAX_CPUS).contains(&c) {

@@ -10,7 +10,7 @@ pub fn main(args: ConfigArgs) -> cleanroom::Result<ExitCode> {
         Some(d) => d,
         None => super::current_dir()?,
     };
-    let config = super::load_config(&args.sandbox, &dir)?;
+    let config = super::load_config(&args.sandbox.given, &dir)?;
     if args.json {
         output::json(&config)?;
         return Ok(ExitCode::SUCCESS);

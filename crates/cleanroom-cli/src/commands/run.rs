@@ -23,7 +23,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
     let cwd = super::current_dir()?;
-    let config = super::load_config(&args.sandbox, &cwd)?;
+    let config = super::load_config(&args.sandbox.given, &cwd)?;
     let spec = spec_from(&args, config.spec()?, &cwd)?;
     let backend = AutoBackend::select(config.backend.value, config.image.value.as_deref()).await?;
     tracing::info!("backend {}: {}", backend.chosen(), backend.reason());

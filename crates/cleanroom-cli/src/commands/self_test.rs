@@ -16,7 +16,7 @@ pub fn main(args: SelfTestArgs) -> Result<ExitCode> {
 
 async fn run(args: SelfTestArgs) -> Result<ExitCode> {
     let cwd = super::current_dir()?;
-    let config = super::load_config(&args.sandbox, &cwd)?;
+    let config = super::load_config(&args.sandbox.given, &cwd)?;
     let spec = config.spec()?;
     let backend = AutoBackend::select(config.backend.value, config.image.value.as_deref()).await?;
     say!(

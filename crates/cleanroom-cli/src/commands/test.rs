@@ -28,24 +28,13 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
 
 async fn run(args: TestArgs) -> Result<ExitCode> {
     let cwd = super::current_dir()?;
-    let config = super::load_config(&args.sandbox, &cwd)?;
+    let flags = [&args.sandbox.given[..], &args.settings.given[..]].concat();
+    let config = super::load_config(&flags, &cwd)?;
     let spec = config.spec()?;
     let backend = AutoBackend::select(config.backend.value, config.image.value.as_deref()).await?;
     tracing::info!("backend {}: {}", backend.chosen(), backend.reason());
 
     let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
-    let timeout = args
-        .test_timeout
-        .as_deref()
-        .map(|t| {
-            cleanroom::parse_duration(t)
-                .and_then(cleanroom::ranges::timeout)
-                .map_err(|e| Error::Config {
-                    origin: "flag --test-timeout".into(),
-                    message: e.to_string(),
-                })
-        })
-        .transpose()?;
     if args.repeat == 0 {
         return Err(Error::Config {
             origin: "flag --repeat".into(),
@@ -56,13 +45,14 @@ async fn run(args: TestArgs) -> Result<ExitCode> {
     let signalled = Arc::new(AtomicU8::new(EXIT_SIGINT));
     let watcher = tokio::spawn(cancel_on_signals(cancel.clone(), signalled.clone()));
     let progress = Arc::new(human::Progress::new());
-    // Flags over the configuration (`jobs`, `test_timeout`, or clnrm's
-    // `[cli] jobs` and `[test_execution] default_timeout`).
-    let timeout = timeout.or(config.test_timeout.value);
+    // `--jobs` and `--test-timeout` are in the configuration, over the
+    // files' `jobs`, `test_timeout` (or clnrm's `[cli] jobs` and
+    // `[test_execution] default_timeout`).
+    let timeout = config.test_timeout.value;
     let options = RunOptions {
         backend: Some(backend.inner()),
         base_spec: Some(spec),
-        jobs: args.jobs.or(config.jobs.value).unwrap_or(0),
+        jobs: config.jobs.value.unwrap_or(0),
         filter: args.filter.clone(),
         shard,
         fail_fast: args.fail_fast,

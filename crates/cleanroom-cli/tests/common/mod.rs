@@ -10,8 +10,8 @@ use std::process::Command;
 pub fn command(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cleanroom"));
     c.args(args).current_dir(dir);
-    for (_, var) in cleanroom::config::KEYS {
-        c.env_remove(var);
+    for field in cleanroom::fields::FIELDS {
+        c.env_remove(field.env);
     }
     c.env_remove("CLEANROOM_CONFIG");
     c
