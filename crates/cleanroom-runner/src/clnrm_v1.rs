@@ -83,16 +83,27 @@ pub(crate) fn read_limits(r: &mut Reader<'_>, e: &Entry, sandbox: &mut SandboxOv
                 &e.key.span,
                 "`cpu_millicores` must be at least 1 (1000 is one core)",
             );
-        } else if sandbox.cpus.is_none() {
-            sandbox.cpus = Some(f64::from(m) / 1000.0);
+        } else if sandbox.get("cpus").is_none() {
+            let cpus = (f64::from(m) / 1000.0).to_string();
+            limit(r, e, sandbox, "cpus", cpus);
         }
     }
     if let Some(mb) = get(t, "memory_mb").and_then(|x| r.uint::<u32>(x)) {
         if mb == 0 {
             r.problem(&e.key.span, "`memory_mb` must be at least 1");
-        } else if sandbox.memory.is_none() {
-            sandbox.memory = Some(u64::from(mb) << 20);
+        } else if sandbox.get("memory").is_none() {
+            limit(r, e, sandbox, "memory", (u64::from(mb) << 20).to_string());
         }
+    }
+}
+
+/// Sets the `[sandbox]` setting `key` from a `[limits]` value, checked.
+fn limit(r: &mut Reader<'_>, e: &Entry, sandbox: &mut SandboxOverrides, key: &str, raw: String) {
+    let Some(field) = cleanroom::fields::Field::by_sandbox_key(key) else {
+        return;
+    };
+    if let Err(err) = sandbox.set(field, raw) {
+        r.problem(&e.key.span, crate::fields::strip(&err));
     }
 }
 
@@ -255,8 +266,9 @@ all = "OK"
         assert_eq!(f.steps[0].service.as_deref(), Some("db"));
         assert_eq!(f.steps[0].timeout.map(|t| t.as_secs()), Some(5));
         assert_eq!(f.steps[1].name, "nested: inner");
-        assert_eq!(f.sandbox.cpus, Some(0.5));
-        assert_eq!(f.sandbox.memory, Some(256 << 20));
+        let spec = f.sandbox.apply(&cleanroom::SandboxSpec::default());
+        assert_eq!(spec.cpus, Some(0.5));
+        assert_eq!(spec.memory, Some(256 << 20));
         let w: Vec<String> = f.warnings.iter().map(|w| w.to_string()).collect();
         assert!(w.iter().any(|w| w.contains("`otel`")), "{w:?}");
         assert!(w.iter().any(|w| w.contains("`expect`")), "{w:?}");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cleanroom::{Mount, Network, RootFs, Tmpfs, User, UserNs};
+use cleanroom::{Mount, RootFs, Tmpfs};
 use regex::Regex;
 
 use crate::pattern::Pattern;
@@ -39,22 +39,15 @@ pub struct TestFile {
 #[derive(Clone, Debug, Default)]
 pub struct SandboxOverrides {
     pub rootfs: Option<Located<RootFs>>,
-    pub user: Option<User>,
     pub env: BTreeMap<String, String>,
-    pub workdir: Option<PathBuf>,
     pub mounts: Vec<Mount>,
     pub tmpfs: Vec<Tmpfs>,
-    pub network: Option<Network>,
     pub read_only_root: Option<bool>,
     pub hostname: Option<String>,
-    pub memory: Option<u64>,
-    pub cpus: Option<f64>,
-    pub pids: Option<u64>,
-    pub timeout: Option<Duration>,
     pub output_limit: Option<u64>,
-    pub strict: Option<bool>,
-    pub tmpfs_size: Option<u64>,
-    pub userns: Option<UserNs>,
+    /// The settings of [`cleanroom::fields::FIELDS`] the table sets, each
+    /// as written (checked when read), in the order they apply.
+    pub settings: Vec<(&'static cleanroom::fields::Field, String)>,
 }
 
 /// A value and the place in the file that set it, for errors found while running.

@@ -111,8 +111,9 @@ expected_stderr_regex = "^$"
 "#;
     let f = parse_str(Path::new("x.clnrm.toml"), text).unwrap();
     assert_eq!(f.name, "x");
-    assert_eq!(f.sandbox.memory, Some(256 << 20));
-    assert_eq!(f.sandbox.pids, Some(64));
+    let spec = f.sandbox.apply(&cleanroom::SandboxSpec::default());
+    assert_eq!(spec.memory, Some(256 << 20));
+    assert_eq!(spec.pids, Some(64));
     let names: Vec<&str> = f.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["web", "api"], "dependencies start first");
     assert!(matches!(
@@ -241,4 +242,32 @@ fn forty_thousand_steps_parse_and_every_one_is_located() {
     assert_eq!(f.steps.len(), 40_000);
     assert_eq!(f.steps[39_999].at.line, 4 + 39_999 * 5);
     assert_eq!(f.steps[39_999].at.column, 1);
+}
+
+/// Every setting a test's `[sandbox]` may set, from the table: it reaches
+/// the spec, and an out-of-range value is a problem at its line.
+#[test]
+fn every_sandbox_setting_of_the_table_reaches_the_spec_or_is_refused() {
+    let file = |key: &str, raw: &str| {
+        format!("[sandbox]\n{key} = \"{raw}\"\n\n[[steps]]\ncommand = \"true\"\n")
+    };
+    let base = cleanroom::SandboxSpec::default();
+    for field in cleanroom::fields::FIELDS {
+        let Some(key) = field.sandbox_key else {
+            continue;
+        };
+        let s = &field.samples;
+        let spec_of = |raw: &str| {
+            let f = parse_str(Path::new("x.clnrm.toml"), &file(key, raw)).unwrap();
+            f.sandbox.apply(&base)
+        };
+        let (valid, other) = (spec_of(s.valid), spec_of(s.other));
+        assert_ne!(valid, other, "{key}");
+        let mut want = base.clone();
+        field.apply_raw(&mut want, s.valid).unwrap();
+        assert_eq!(valid, want, "{key}");
+        let p = problems(&file(key, s.invalid));
+        let at = format!("t/x.clnrm.toml:2:{}: `{key}`", key.len() + 4);
+        assert!(p.len() == 1 && p[0].starts_with(&at), "{key}: {p:?}");
+    }
 }

@@ -1,8 +1,9 @@
 //! The `[sandbox]` table: any field of a [`cleanroom::SandboxSpec`], set
 //! over the configured spec for this one test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use cleanroom::fields::{Field, FIELDS};
 use cleanroom::{Mount, SandboxSpec, Tmpfs};
 
 use crate::fields::{get, Reader};
@@ -10,25 +11,17 @@ use crate::model::SandboxOverrides;
 use crate::parse::located;
 use crate::tree::{Entry, Node};
 
-const KEYS: &[&str] = &[
+/// The `[sandbox]` keys that are not settings of [`FIELDS`] (those come
+/// from the table: each field's `sandbox_key`).
+const OWN_KEYS: &[&str] = &[
     "image",
     "rootfs",
-    "user",
     "env",
-    "workdir",
     "mounts",
     "tmpfs",
-    "network",
     "read_only_root",
     "hostname",
-    "memory",
-    "cpus",
-    "pids",
-    "timeout",
     "output_limit",
-    "strict",
-    "tmpfs_size",
-    "userns",
 ];
 
 pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> SandboxOverrides {
@@ -36,7 +29,12 @@ pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> SandboxOverrides {
     let Some(t) = r.table(e) else {
         return s;
     };
-    r.known_keys(t, "[sandbox]", KEYS);
+    let keys: Vec<&str> = OWN_KEYS
+        .iter()
+        .copied()
+        .chain(FIELDS.iter().filter_map(|f| f.sandbox_key))
+        .collect();
+    r.known_keys(t, "[sandbox]", &keys);
     for key in ["image", "rootfs"] {
         if let Some(i) = get(t, key) {
             if let Some(root) = r.parsed::<cleanroom::RootFs>(i) {
@@ -44,45 +42,31 @@ pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> SandboxOverrides {
             }
         }
     }
-    s.user = get(t, "user").and_then(|x| r.parsed(x));
     s.env = get(t, "env").map(|x| r.env(x)).unwrap_or_default();
-    s.workdir = get(t, "workdir").and_then(|x| target(r, x, "workdir"));
-    s.network = get(t, "network").and_then(|x| r.parsed(x));
     s.read_only_root = get(t, "read_only_root").and_then(|x| r.bool(x));
     s.hostname = get(t, "hostname").and_then(|x| {
         let h = r.string(x);
         r.in_range(x, h, |h| cleanroom::ranges::hostname(&h).map(|()| h))
     });
-    s.memory = get(t, "memory").and_then(|x| {
-        let m = r.size(x);
-        r.in_range(x, m, cleanroom::ranges::memory)
-    });
-    s.cpus = get(t, "cpus").and_then(|x| {
-        let c = match &x.value.value {
-            Node::Float(f) => Some(*f),
-            Node::Int(i) => Some(*i as f64),
-            _ => {
-                r.problem(
-                    &x.value.span,
-                    "`cpus` is a positive number of cores, e.g. 1.5",
-                );
-                None
+    s.output_limit = get(t, "output_limit").and_then(|x| r.size(x));
+    for field in FIELDS {
+        let Some(x) = field.sandbox_key.and_then(|k| get(t, k)) else {
+            continue;
+        };
+        let raw = match &x.value.value {
+            Node::Str(v) => v.clone(),
+            Node::Int(i) => i.to_string(),
+            Node::Float(f) => f.to_string(),
+            Node::Bool(b) => b.to_string(),
+            other => {
+                let msg = format!("a string, number or boolean, not {}", other.kind());
+                r.report::<()>(x, Err(msg));
+                continue;
             }
         };
-        r.in_range(x, c, cleanroom::ranges::cpus)
-    });
-    s.pids = get(t, "pids").and_then(|x| match &x.value.value {
-        Node::Int(i) => {
-            let checked = cleanroom::ranges::pids(*i).map_err(|err| crate::fields::strip(&err));
-            r.report(x, checked)
-        }
-        _ => r.uint::<u64>(x),
-    });
-    s.timeout = get(t, "timeout").and_then(|x| r.duration(x));
-    s.output_limit = get(t, "output_limit").and_then(|x| r.size(x));
-    s.strict = get(t, "strict").and_then(|x| r.bool(x));
-    s.tmpfs_size = get(t, "tmpfs_size").and_then(|x| r.size(x));
-    s.userns = get(t, "userns").and_then(|x| r.parsed(x));
+        let checked = s.set(field, raw).map_err(|err| crate::fields::strip(&err));
+        r.report(x, checked);
+    }
     if let Some(m) = get(t, "mounts") {
         s.mounts = mounts(r, m);
     }
@@ -90,14 +74,6 @@ pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> SandboxOverrides {
         s.tmpfs = tmpfs(r, m);
     }
     s
-}
-
-/// A path inside the sandbox something is mounted on (see [`cleanroom::ranges::target`]).
-fn target(r: &mut Reader<'_>, e: &Entry, what: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(r.string(e)?);
-    r.in_range(e, Some(p), |p| {
-        cleanroom::ranges::target(what, &p).map(|()| p)
-    })
 }
 
 /// `"SRC:DST[:ro|rw]"` strings or `{ source, target, read_only }` tables;
@@ -184,43 +160,45 @@ fn tmpfs(r: &mut Reader<'_>, e: &Entry) -> Vec<Tmpfs> {
 }
 
 impl SandboxOverrides {
+    /// Sets `field` from `raw` (as its `[sandbox]` key takes it), checked.
+    pub fn set(&mut self, field: &'static Field, raw: String) -> cleanroom::Result<()> {
+        field.apply_raw(&mut SandboxSpec::default(), &raw)?;
+        self.settings.retain(|(f, _)| f.key != field.key);
+        self.settings.push((field, raw));
+        Ok(())
+    }
+
+    /// The text `[sandbox]` gave the setting with this key, if any.
+    pub fn get(&self, sandbox_key: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .find(|(f, _)| f.sandbox_key == Some(sandbox_key))
+            .map(|(_, raw)| raw.as_str())
+    }
+
     /// `base` (the configured spec) with this table's values on top.
     pub fn apply(&self, base: &SandboxSpec) -> SandboxSpec {
         let mut s = base.clone();
         if let Some(r) = &self.rootfs {
             s.rootfs = r.value.clone();
         }
-        if let Some(u) = self.user {
-            s.user = u;
+        for (field, raw) in &self.settings {
+            // Each was checked by `set` when the file was read.
+            if let Err(e) = field.apply_raw(&mut s, raw) {
+                unreachable!("`{}` = `{raw}` was checked when read: {e}", field.key);
+            }
         }
         s.env.extend(self.env.clone());
-        if let Some(w) = &self.workdir {
-            s.workdir = w.clone();
-        }
         s.mounts.extend(self.mounts.clone());
         s.tmpfs.extend(self.tmpfs.clone());
-        if let Some(n) = &self.network {
-            s.network = n.clone();
-        }
         if let Some(v) = self.read_only_root {
             s.read_only_root = v;
         }
         if let Some(h) = &self.hostname {
             s.hostname = h.clone();
         }
-        s.memory = self.memory.or(s.memory);
-        s.cpus = self.cpus.or(s.cpus);
-        s.pids = self.pids.or(s.pids);
-        s.timeout = self.timeout.or(s.timeout);
         if let Some(o) = self.output_limit {
             s.output_limit = o;
-        }
-        if let Some(v) = self.strict {
-            s.strict = v;
-        }
-        s.tmpfs_size = self.tmpfs_size.or(s.tmpfs_size);
-        if let Some(u) = self.userns {
-            s.userns = u;
         }
         s
     }
