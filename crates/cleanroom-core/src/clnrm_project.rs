@@ -209,8 +209,11 @@ security_level = "medium"
             Some("cleanroom-busybox:latest")
         );
         assert_eq!(config.image.origin.to_string(), "/p/cleanroom.toml:11");
-        assert_eq!(config.timeout.value.map(|d| d.as_secs()), Some(60));
-        assert_eq!(config.timeout.origin.to_string(), "/p/cleanroom.toml:22");
+        assert_eq!(config.sandbox.timeout.map(|d| d.as_secs()), Some(60));
+        assert_eq!(
+            config.origin("timeout_ms").to_string(),
+            "/p/cleanroom.toml:22"
+        );
         assert_eq!(config.test_timeout.value.map(|d| d.as_secs()), Some(300));
         assert_eq!(config.jobs.value, Some(4));
         assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);

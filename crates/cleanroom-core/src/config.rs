@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::fields::{Field, FIELDS};
 use crate::input_file::read_input_file;
 use crate::line_index::LineIndex;
-use crate::spec::{Network, RootFs, SandboxSpec, User, UserNs};
+use crate::spec::{RootFs, SandboxSpec};
 
 /// The file name searched for from the working directory upwards.
 pub const CONFIG_FILE: &str = "cleanroom.toml";
@@ -312,44 +312,45 @@ pub struct Setting<T> {
     pub origin: Origin,
 }
 
-/// The effective configuration.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The effective configuration. The settings of [`FIELDS`] that land in
+/// the spec live in [`Config::sandbox`], with where each came from in
+/// [`Config::origin`]; the others have a field of their own.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub backend: Setting<BackendChoice>,
     /// The image (or rootfs: `host`, `file://DIR`, `tar://FILE`); `None` is the host rootfs.
     pub image: Setting<Option<String>>,
-    #[serde(serialize_with = "opt_millis")]
-    pub timeout: Setting<Option<Duration>>,
-    pub memory: Setting<Option<u64>>,
-    pub cpus: Setting<Option<f64>>,
-    pub pids: Setting<Option<u64>>,
-    pub network: Setting<Network>,
-    pub user: Setting<User>,
-    pub workdir: Setting<PathBuf>,
-    pub strict: Setting<bool>,
-    /// Size of each tmpfs; `None`: follows the memory limit, capped.
-    pub tmpfs_size: Setting<Option<u64>>,
-    pub userns: Setting<UserNs>,
     /// `cleanroom test`: tests run at once (`None`: one per core).
     pub jobs: Setting<Option<usize>>,
     /// `cleanroom test`: each whole test's time limit.
-    #[serde(serialize_with = "opt_millis")]
     pub test_timeout: Setting<Option<Duration>>,
+    /// The spec settings' values (the root filesystem comes from `image`).
+    pub sandbox: SandboxSpec,
+    /// Where each spec setting that is not at its default came from, by key.
+    pub origins: BTreeMap<&'static str, Origin>,
     /// The files that were read, nearest first.
     pub files: Vec<PathBuf>,
     /// What reading them skipped (one line each, `WARN: ...`), to show once.
     pub warnings: Vec<String>,
 }
 
-fn opt_millis<S: serde::Serializer>(
-    s: &Setting<Option<Duration>>,
-    ser: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    Setting {
-        value: s.value.map(|d| d.as_millis() as u64),
-        origin: s.origin.clone(),
+/// `cleanroom config --json`: each field as `{value, origin}`, then the files.
+impl Serialize for Config {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = ser.serialize_map(Some(FIELDS.len() + 2))?;
+        for field in FIELDS {
+            let (_, origin) = (field.show)(self);
+            let setting = Setting {
+                value: (field.json)(self),
+                origin: origin.clone(),
+            };
+            map.serialize_entry(field.duration_key.unwrap_or(field.key), &setting)?;
+        }
+        map.serialize_entry("files", &self.files)?;
+        map.serialize_entry("warnings", &self.warnings)?;
+        map.end()
     }
-    .serialize(ser)
 }
 
 /// The sources a [`Config`] is built from, highest precedence first.
@@ -467,37 +468,34 @@ impl Config {
                 origin: Origin::Default,
             }
         }
-        let spec = SandboxSpec::default();
         Config {
             backend: default(BackendChoice::Auto),
             image: default(None),
-            timeout: default(None),
-            memory: default(None),
-            cpus: default(None),
-            pids: default(None),
-            network: default(spec.network),
-            user: default(spec.user),
-            workdir: default(spec.workdir),
-            strict: default(false),
-            tmpfs_size: default(None),
-            userns: default(spec.userns),
             jobs: default(None),
             test_timeout: default(None),
+            sandbox: SandboxSpec::default(),
+            origins: BTreeMap::new(),
             files: Vec::new(),
             warnings: Vec::new(),
         }
     }
 
+    /// Where the spec setting `key` came from.
+    pub fn origin(&self, key: &str) -> &Origin {
+        static DEFAULT: Origin = Origin::Default;
+        self.origins.get(key).unwrap_or(&DEFAULT)
+    }
+
     /// The spec these settings describe.
     pub fn spec(&self) -> Result<SandboxSpec> {
-        if let Some(i) = &self.image.value {
-            i.parse::<RootFs>()?;
-        }
-        let mut spec = SandboxSpec::default();
-        for apply in FIELDS.iter().filter_map(|f| f.apply) {
-            apply(self, &mut spec);
-        }
-        Ok(spec)
+        let rootfs = match &self.image.value {
+            Some(i) => i.parse()?,
+            None => RootFs::Host,
+        };
+        Ok(SandboxSpec {
+            rootfs,
+            ..self.sandbox.clone()
+        })
     }
 
     /// `(key, value, origin)` for every setting, for `cleanroom config`.
@@ -515,6 +513,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::{Network, UserNs};
 
     fn env(pairs: &[(&str, &str)]) -> Layer {
         Layer::from_env_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -550,13 +549,13 @@ mod tests {
             c.backend.origin.to_string(),
             "environment CLEANROOM_BACKEND"
         );
-        assert_eq!(c.timeout.value, Some(Duration::from_millis(5000)));
-        assert_eq!(c.timeout.origin.to_string(), "cleanroom.toml:3");
-        assert_eq!(c.memory.value, Some(64 << 20));
-        assert_eq!(c.memory.origin.to_string(), "Cargo.toml:6");
+        assert_eq!(c.sandbox.timeout, Some(Duration::from_millis(5000)));
+        assert_eq!(c.origin("timeout_ms").to_string(), "cleanroom.toml:3");
+        assert_eq!(c.sandbox.memory, Some(64 << 20));
+        assert_eq!(c.origin("memory").to_string(), "Cargo.toml:6");
         // An empty variable counts as unset, so Cargo.toml's value shows through.
-        assert_eq!(c.pids.value, Some(10));
-        assert_eq!(c.network.origin, Origin::Default);
+        assert_eq!(c.sandbox.pids, Some(10));
+        assert_eq!(c.origin("network"), &Origin::Default);
     }
 
     #[test]

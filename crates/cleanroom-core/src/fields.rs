@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::choice::BackendChoice;
+use serde::Serialize;
+
 use crate::config::{Config, Origin, Setting};
 use crate::error::{Error, Result};
 use crate::ranges;
@@ -59,8 +61,10 @@ pub struct Field {
     pub set: fn(&mut Config, &str, Origin) -> Result<()>,
     /// The value as `cleanroom config` shows it, and where it came from.
     pub show: fn(&Config) -> (String, &Origin),
-    /// Puts the config's value into a spec (`None`: not a spec field).
-    pub apply: Option<fn(&Config, &mut SandboxSpec)>,
+    /// The value in `cleanroom config --json`.
+    pub json: fn(&Config) -> Json,
+    /// Whether the value lands in the [`SandboxSpec`] (else the caller uses it).
+    pub in_spec: bool,
     pub samples: Samples,
 }
 
@@ -114,11 +118,10 @@ impl Field {
     /// `spec` with this field set from `raw` (in the `[sandbox]` key's form).
     pub fn apply_raw(&self, spec: &mut SandboxSpec, raw: &str) -> Result<()> {
         let mut config = Config::defaults();
+        config.sandbox = spec.clone();
         let raw = self.from_duration_form(raw)?;
         (self.set)(&mut config, &raw, Origin::Default)?;
-        if let Some(apply) = self.apply {
-            apply(&config, spec);
-        }
+        *spec = config.sandbox;
         Ok(())
     }
 }
@@ -135,6 +138,37 @@ fn opt<T: fmt::Display>(v: &Option<T>, none: &str) -> String {
     v.as_ref()
         .map(|x| x.to_string())
         .unwrap_or_else(|| none.to_string())
+}
+
+/// A value as `cleanroom config --json` writes it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Int(u64),
+    Float(f64),
+    Str(String),
+}
+
+fn millis_json(d: Option<Duration>) -> Json {
+    d.map_or(Json::Null, |d| Json::Int(d.as_millis() as u64))
+}
+
+fn int_json(n: Option<u64>) -> Json {
+    n.map_or(Json::Null, Json::Int)
+}
+
+/// Stores a spec field's value and where it came from.
+fn put(
+    c: &mut Config,
+    key: &'static str,
+    origin: Origin,
+    f: impl FnOnce(&mut SandboxSpec),
+) -> Result<()> {
+    f(&mut c.sandbox);
+    c.origins.insert(key, origin);
+    Ok(())
 }
 
 fn set<T>(slot: &mut Setting<T>, value: T, origin: Origin) -> Result<()> {
@@ -193,7 +227,8 @@ pub static FIELDS: &[Field] = &[
             set(&mut c.backend, b, o)
         },
         show: |c| (c.backend.value.to_string(), &c.backend.origin),
-        apply: None,
+        json: |c| Json::Str(c.backend.value.to_string()),
+        in_spec: false,
         samples: Samples {
             valid: "local",
             other: "docker",
@@ -222,15 +257,8 @@ pub static FIELDS: &[Field] = &[
             let v = opt(&c.image.value, "host (no image: the host rootfs)");
             (v, &c.image.origin)
         },
-        apply: Some(|c, s| {
-            // Checked when set: a value that got here parses.
-            s.rootfs = c
-                .image
-                .value
-                .as_deref()
-                .and_then(|i| i.parse().ok())
-                .unwrap_or(RootFs::Host);
-        }),
+        json: |c| c.image.value.clone().map_or(Json::Null, Json::Str),
+        in_spec: true,
         samples: Samples {
             valid: "busybox",
             other: "alpine",
@@ -244,12 +272,16 @@ pub static FIELDS: &[Field] = &[
         duration_key: Some("timeout"),
         sandbox_key: Some("timeout"),
         help: "Kill the command (and everything it started) after this long: 500ms, 30s, 2m",
-        set: |c, v, o| set(&mut c.timeout, Some(millis(v, "30000")?), o),
-        show: |c| {
-            let v = opt(&c.timeout.value.map(|d| d.as_millis()), "none");
-            (v, &c.timeout.origin)
+        set: |c, v, o| {
+            let d = millis(v, "30000")?;
+            put(c, "timeout_ms", o, |s| s.timeout = Some(d))
         },
-        apply: Some(|c, s| s.timeout = c.timeout.value),
+        show: |c| {
+            let v = opt(&c.sandbox.timeout.map(|d| d.as_millis()), "none");
+            (v, c.origin("timeout_ms"))
+        },
+        json: |c| millis_json(c.sandbox.timeout),
+        in_spec: true,
         samples: Samples {
             valid: "5000",
             other: "7000",
@@ -264,11 +296,12 @@ pub static FIELDS: &[Field] = &[
         sandbox_key: Some("memory"),
         help: "Memory limit: 512M, 2G",
         set: |c, v, o| {
-            let bytes = size(v, "a memory limit", ranges::MEMORY_RANGE)?;
-            set(&mut c.memory, Some(ranges::memory(bytes)?), o)
+            let bytes = ranges::memory(size(v, "a memory limit", ranges::MEMORY_RANGE)?)?;
+            put(c, "memory", o, |s| s.memory = Some(bytes))
         },
-        show: |c| (opt(&c.memory.value, "unlimited"), &c.memory.origin),
-        apply: Some(|c, s| s.memory = c.memory.value),
+        show: |c| (opt(&c.sandbox.memory, "unlimited"), c.origin("memory")),
+        json: |c| int_json(c.sandbox.memory),
+        in_spec: true,
         samples: Samples {
             valid: "64M",
             other: "128M",
@@ -286,10 +319,12 @@ pub static FIELDS: &[Field] = &[
             let n = v.trim().parse::<f64>().map_err(|_| {
                 Error::InvalidSpec("not a positive number of cores (for example 1.5)".into())
             })?;
-            set(&mut c.cpus, Some(ranges::cpus(n)?), o)
+            let n = ranges::cpus(n)?;
+            put(c, "cpus", o, |s| s.cpus = Some(n))
         },
-        show: |c| (opt(&c.cpus.value, "unlimited"), &c.cpus.origin),
-        apply: Some(|c, s| s.cpus = c.cpus.value),
+        show: |c| (opt(&c.sandbox.cpus, "unlimited"), c.origin("cpus")),
+        json: |c| c.sandbox.cpus.map_or(Json::Null, Json::Float),
+        in_spec: true,
         samples: Samples {
             valid: "1.5",
             other: "2",
@@ -310,10 +345,12 @@ pub static FIELDS: &[Field] = &[
                     ranges::MAX_PIDS
                 ))
             })?;
-            set(&mut c.pids, Some(ranges::pids(n)?), o)
+            let n = ranges::pids(n)?;
+            put(c, "pids", o, |s| s.pids = Some(n))
         },
-        show: |c| (opt(&c.pids.value, "unlimited"), &c.pids.origin),
-        apply: Some(|c, s| s.pids = c.pids.value),
+        show: |c| (opt(&c.sandbox.pids, "unlimited"), c.origin("pids")),
+        json: |c| int_json(c.sandbox.pids),
+        in_spec: true,
         samples: Samples {
             valid: "64",
             other: "128",
@@ -327,9 +364,13 @@ pub static FIELDS: &[Field] = &[
         duration_key: None,
         sandbox_key: Some("network"),
         help: "Network: none (loopback only, the default), host, or pod:SANDBOX_ID",
-        set: |c, v, o| set(&mut c.network, v.trim().parse()?, o),
-        show: |c| (c.network.value.to_string(), &c.network.origin),
-        apply: Some(|c, s| s.network = c.network.value.clone()),
+        set: |c, v, o| {
+            let n = v.trim().parse()?;
+            put(c, "network", o, |s| s.network = n)
+        },
+        show: |c| (c.sandbox.network.to_string(), c.origin("network")),
+        json: |c| Json::Str(c.sandbox.network.to_string()),
+        in_spec: true,
         samples: Samples {
             valid: "host",
             other: "pod:abc",
@@ -343,9 +384,13 @@ pub static FIELDS: &[Field] = &[
         duration_key: None,
         sandbox_key: Some("user"),
         help: "User inside as UID or UID:GID (default 1000:1000)",
-        set: |c, v, o| set(&mut c.user, v.trim().parse()?, o),
-        show: |c| (c.user.value.to_string(), &c.user.origin),
-        apply: Some(|c, s| s.user = c.user.value),
+        set: |c, v, o| {
+            let u = v.trim().parse()?;
+            put(c, "user", o, |s| s.user = u)
+        },
+        show: |c| (c.sandbox.user.to_string(), c.origin("user")),
+        json: |c| Json::Str(c.sandbox.user.to_string()),
+        in_spec: true,
         samples: Samples {
             valid: "0:0",
             other: "2000:2000",
@@ -362,10 +407,11 @@ pub static FIELDS: &[Field] = &[
         set: |c, v, o| {
             let p = PathBuf::from(v.trim());
             ranges::target("workdir", &p)?;
-            set(&mut c.workdir, p, o)
+            put(c, "workdir", o, |s| s.workdir = p)
         },
-        show: |c| (c.workdir.value.display().to_string(), &c.workdir.origin),
-        apply: Some(|c, s| s.workdir = c.workdir.value.clone()),
+        show: |c| (c.sandbox.workdir.display().to_string(), c.origin("workdir")),
+        json: |c| Json::Str(c.sandbox.workdir.display().to_string()),
+        in_spec: true,
         samples: Samples {
             valid: "/src",
             other: "/build",
@@ -382,9 +428,13 @@ pub static FIELDS: &[Field] = &[
         duration_key: None,
         sandbox_key: Some("strict"),
         help: "Fail before running when the backend cannot enforce everything asked for",
-        set: |c, v, o| set(&mut c.strict, parse_bool(v)?, o),
-        show: |c| (c.strict.value.to_string(), &c.strict.origin),
-        apply: Some(|c, s| s.strict = c.strict.value),
+        set: |c, v, o| {
+            let b = parse_bool(v)?;
+            put(c, "strict", o, |s| s.strict = b)
+        },
+        show: |c| (c.sandbox.strict.to_string(), c.origin("strict")),
+        json: |c| Json::Bool(c.sandbox.strict),
+        in_spec: true,
         samples: Samples {
             valid: "true",
             other: "false",
@@ -401,16 +451,18 @@ pub static FIELDS: &[Field] = &[
                default the memory limit, at most 1G (/dev/shm 64M)",
         set: |c, v, o| {
             let bytes = size(v, "a tmpfs size", ranges::TMPFS_SIZE_RANGE)?;
-            set(&mut c.tmpfs_size, Some(ranges::tmpfs_size(bytes)?), o)
+            let bytes = ranges::tmpfs_size(bytes)?;
+            put(c, "tmpfs_size", o, |s| s.tmpfs_size = Some(bytes))
         },
         show: |c| {
             let v = opt(
-                &c.tmpfs_size.value,
+                &c.sandbox.tmpfs_size,
                 "default (the memory limit, at most 1 GiB; /dev/shm at most 64 MiB)",
             );
-            (v, &c.tmpfs_size.origin)
+            (v, c.origin("tmpfs_size"))
         },
-        apply: Some(|c, s| s.tmpfs_size = c.tmpfs_size.value),
+        json: |c| int_json(c.sandbox.tmpfs_size),
+        in_spec: true,
         samples: Samples {
             valid: "8M",
             other: "16M",
@@ -425,9 +477,13 @@ pub static FIELDS: &[Field] = &[
         sandbox_key: Some("userns"),
         help: "User namespace: auto (never host root, the default) or identity \
                (the caller's own ids: host root for a root caller)",
-        set: |c, v, o| set(&mut c.userns, v.parse()?, o),
-        show: |c| (c.userns.value.to_string(), &c.userns.origin),
-        apply: Some(|c, s| s.userns = c.userns.value),
+        set: |c, v, o| {
+            let u = v.parse()?;
+            put(c, "userns", o, |s| s.userns = u)
+        },
+        show: |c| (c.sandbox.userns.to_string(), c.origin("userns")),
+        json: |c| Json::Str(c.sandbox.userns.to_string()),
+        in_spec: true,
         samples: Samples {
             valid: "identity",
             other: "auto",
@@ -452,7 +508,8 @@ pub static FIELDS: &[Field] = &[
             )),
         },
         show: |c| (opt(&c.jobs.value, "one per core"), &c.jobs.origin),
-        apply: None,
+        json: |c| int_json(c.jobs.value.map(|n| n as u64)),
+        in_spec: false,
         samples: Samples {
             valid: "2",
             other: "3",
@@ -477,7 +534,8 @@ pub static FIELDS: &[Field] = &[
             );
             (v, &c.test_timeout.origin)
         },
-        apply: None,
+        json: |c| millis_json(c.test_timeout.value),
+        in_spec: false,
         samples: Samples {
             valid: "60000",
             other: "120000",

@@ -91,7 +91,7 @@ fn every_field_by_flag_env_and_file_with_precedence_and_range() {
         assert_eq!(origin, "default", "{}", field.key);
 
         // The value reaches the spec.
-        if let Some(apply) = field.apply {
+        if field.in_spec {
             let spec_of = |raw: &str| {
                 let c = Sources {
                     flags: flag(field, raw),
@@ -99,10 +99,7 @@ fn every_field_by_flag_env_and_file_with_precedence_and_range() {
                 }
                 .resolve()
                 .unwrap();
-                let mut spec = SandboxSpec::default();
-                apply(&c, &mut spec);
-                assert_eq!(c.spec().unwrap(), spec, "{}", field.key);
-                format!("{spec:?}")
+                c.spec().unwrap()
             };
             assert_ne!(spec_of(s.valid), spec_of(s.other), "{}", field.key);
         }
