@@ -223,10 +223,13 @@ fn run_ok(mut cmd: Command, what: &str) -> Duration {
     started.elapsed()
 }
 
-/// Processes whose command line contains `needle`, as `pid cmdline`.
-fn processes_with(needle: &str) -> Vec<String> {
+/// Processes running a command of the test's (`sleep 0.MARKER` or
+/// `sleep 3MARKER`), as `pid cmdline`: the marker as it stands in the
+/// commands, not any number that contains it (engines name containers and
+/// cgroups with long hex and decimal ids).
+fn marked_processes(marker: &str) -> Vec<String> {
     let out = Command::new("pgrep")
-        .args(["-a", "-f", needle])
+        .args(["-a", "-f", &format!("sleep (0\\.|3){marker}")])
         .output()
         .unwrap_or_else(|e| panic!("running pgrep: {e}"));
     String::from_utf8_lossy(&out.stdout)
@@ -386,11 +389,7 @@ fn kill_at_random_points(index: usize, section: &Section, rng: &mut Rng) -> Vec<
     // Before any further start: the engines and the kernel clean up alone.
     report(
         "processes still running",
-        // The marker as it stands in the commands, not any number that
-        // contains it (an engine's monitor names containers by pid).
-        settle(Duration::from_secs(10), || {
-            processes_with(&format!("sleep (0\\.|3){}", env.marker))
-        }),
+        settle(Duration::from_secs(10), || marked_processes(&env.marker)),
     );
     if let Some(engine) = section.engine {
         report(
@@ -425,7 +424,7 @@ fn kill_at_random_points(index: usize, section: &Section, rng: &mut Rng) -> Vec<
             }),
         );
     }
-    report("processes left", processes_with(&env.marker));
+    report("processes left", marked_processes(&env.marker));
     report(
         "mounts left",
         mounts_with(&env.home.display().to_string())

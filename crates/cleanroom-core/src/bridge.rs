@@ -22,7 +22,8 @@
 //! inside the future instead.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
@@ -69,9 +70,72 @@ where
     }
 }
 
+/// Clean-ups still running in the background, and a signal when one ends.
+static CLEANUPS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+fn cleanups_running() -> std::sync::MutexGuard<'static, usize> {
+    CLEANUPS.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs the blocking clean-up `f` (removing a cgroup, reaping a process) in
+/// the background, on the current runtime's blocking threads, and counts it
+/// until it ends, so that [`drain`] can wait for it before the process exits.
+/// Call from inside a tokio runtime.
+pub fn spawn_cleanup(f: impl FnOnce() + Send + 'static) {
+    *cleanups_running() += 1;
+    tokio::task::spawn_blocking(move || {
+        /// Counts the clean-up as ended however `f` ends, panics included.
+        struct Ended;
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                *cleanups_running() -= 1;
+                CLEANUPS.1.notify_all();
+            }
+        }
+        let _ended = Ended;
+        f();
+    });
+}
+
+/// Waits, at most `limit`, for the clean-ups [`spawn_cleanup`] started.
+/// A short-lived process calls it before it exits: the bridge's runtime
+/// lives as long as the process, so nothing else waits for them, and a
+/// clean-up cut off by the exit leaves its cgroup behind. Returns whether
+/// every clean-up ended.
+pub fn drain(limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut running = cleanups_running();
+    while *running > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        running = CLEANUPS
+            .1
+            .wait_timeout(running, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::wait;
+
+    #[test]
+    fn drain_waits_for_background_cleanups() {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        wait(async move {
+            super::spawn_cleanup(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        });
+        assert!(super::drain(std::time::Duration::from_secs(10)));
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    }
 
     /// A future that needs the runtime's timer and spawns a task, as the
     /// backends' futures do.

@@ -248,9 +248,10 @@ impl Instance {
             }
             match cgroup {
                 // The cgroup can go only once the first child has left it,
-                // and a caller must not exit before: its runtime waits.
+                // and a caller must not exit before: its runtime waits, or
+                // a short-lived one calls `cleanroom_core::bridge::drain`.
                 Some(cg) => {
-                    tokio::task::spawn_blocking(move || {
+                    cleanroom_core::bridge::spawn_cleanup(move || {
                         spawn::reap(pid, Duration::from_secs(5));
                         remove_cgroup(Some(cg));
                     });
@@ -269,7 +270,7 @@ impl Instance {
         reap_async(pid, Duration::from_secs(5)).await;
         // Every process of the sandbox is gone; the empty cgroup is removed
         // in the background.
-        tokio::task::spawn_blocking(move || remove_cgroup(cgroup));
+        cleanroom_core::bridge::spawn_cleanup(move || remove_cgroup(cgroup));
     }
 
     /// Whether the kernel's OOM killer ended a process for the memory limit.

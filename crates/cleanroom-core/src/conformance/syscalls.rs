@@ -7,8 +7,7 @@
 //! child, a read of the session keyring's id, a `bpf` call with no
 //! attributes.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::PathBuf;
 
 use super::checks::{check, expect, host_dir, own_ns, reported_not_enforced, set_mode, sh, show};
 use super::{Check, CheckFuture, CheckResult, Harness, Outcome};
@@ -54,34 +53,38 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The helper, compiled once per test process with the host's C compiler
-/// (statically, so any image runs it), in a directory of its own.
-fn helper_dir() -> Result<&'static Path, String> {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = host_dir("syscall-probe")?;
-        let src = dir.join("probe.c");
-        std::fs::write(&src, HELPER_C).map_err(|e| format!("writing {}: {e}", src.display()))?;
-        let out = std::process::Command::new("cc")
-            .args(["-static", "-Os", "-o"])
-            .arg(dir.join("probe"))
-            .arg(&src)
-            .output()
-            .map_err(|e| {
-                format!("running `cc` for the syscall probe: {e}; install gcc and libc6-dev")
-            })?;
-        if !out.status.success() {
-            return Err(format!(
-                "`cc -static` of the syscall probe failed (install libc6-dev): {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        set_mode(&dir, 0o755)?;
-        Ok(dir)
-    })
-    .as_ref()
-    .map(PathBuf::as_path)
-    .map_err(Clone::clone)
+/// The helper's directory on the host, removed when the check is done.
+struct HelperDir(PathBuf);
+
+impl Drop for HelperDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The helper, compiled for one check with the host's C compiler
+/// (statically, so any image runs it), in a directory of its own that the
+/// check removes: nothing of the suite stays in the host's temp directory.
+fn helper_dir() -> Result<HelperDir, String> {
+    let dir = HelperDir(host_dir("syscall-probe")?);
+    let src = dir.0.join("probe.c");
+    std::fs::write(&src, HELPER_C).map_err(|e| format!("writing {}: {e}", src.display()))?;
+    let out = std::process::Command::new("cc")
+        .args(["-static", "-Os", "-o"])
+        .arg(dir.0.join("probe"))
+        .arg(&src)
+        .output()
+        .map_err(|e| {
+            format!("running `cc` for the syscall probe: {e}; install gcc and libc6-dev")
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "`cc -static` of the syscall probe failed (install libc6-dev): {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    set_mode(&dir.0, 0o755)?;
+    Ok(dir)
 }
 
 /// A shell line that stops the script unless it runs in a sandbox: the
@@ -156,7 +159,8 @@ async fn helper_refused(h: &Harness, call: &str) -> CheckResult {
         return reported_not_enforced(h, &spec, Constraint::Seccomp).await;
     }
     let dir = helper_dir()?;
-    spec.mounts.push(Mount::read_only(dir, HELPER_DIR));
+    spec.mounts
+        .push(Mount::read_only(dir.0.clone(), HELPER_DIR));
     let run = match call {
         "ptrace" => format!("sleep 100 & p=$!; {HELPER_DIR}/probe ptrace $p; rc=$?; kill $p"),
         _ => format!("{HELPER_DIR}/probe {call}; rc=$?"),
