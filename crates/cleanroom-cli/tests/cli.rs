@@ -1,23 +1,8 @@
 //! The `cleanroom` binary end to end, as a user runs it.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn cleanroom(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cleanroom"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CLEANROOM_BACKEND")
-        .env_remove("CLEANROOM_IMAGE")
-        .env_remove("CLEANROOM_TIMEOUT_MS")
-        .env_remove("CLEANROOM_CONFIG")
-        .output()
-        .expect("running the cleanroom binary")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{cleanroom, text};
 
 #[test]
 fn run_passes_output_through_and_exits_with_the_commands_code() {

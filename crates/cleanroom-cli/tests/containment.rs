@@ -2,21 +2,11 @@
 //! a result (JSON, exit 137), tmpfs sizes follow the flags and the report.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn cleanroom(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cleanroom"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CLEANROOM_BACKEND")
-        .env_remove("CLEANROOM_IMAGE")
-        .env_remove("CLEANROOM_TIMEOUT_MS")
-        .env_remove("CLEANROOM_CONFIG")
-        .env_remove("CLEANROOM_TMPFS_SIZE")
-        .env_remove("CLEANROOM_USERNS")
-        .output()
-        .expect("running the cleanroom binary")
-}
+mod common;
+
+use common::cleanroom;
 
 /// `cleanroom run --backend native ARGS`.
 fn run_native(dir: &Path, args: &[&str]) -> Output {

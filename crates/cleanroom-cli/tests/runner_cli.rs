@@ -7,13 +7,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{command as cmd, native_available, text};
-
-fn cleanroom(dir: &Path, args: &[&str]) -> Output {
-    cmd(dir, args)
-        .output()
-        .expect("running the cleanroom binary")
-}
+use common::{cleanroom, command as cmd, native_available, text};
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);

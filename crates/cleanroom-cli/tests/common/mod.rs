@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The `cleanroom` binary run in `dir` with `args`, none of the caller's
 /// `CLEANROOM_*` settings leaking in.
@@ -15,6 +15,13 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
     }
     c.env_remove("CLEANROOM_CONFIG");
     c
+}
+
+/// [`command`] run to its end.
+pub fn cleanroom(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args)
+        .output()
+        .expect("running the cleanroom binary")
 }
 
 pub fn text(b: &[u8]) -> String {
