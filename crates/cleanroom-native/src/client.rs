@@ -251,7 +251,7 @@ impl Instance {
                 // and a caller must not exit before: its runtime waits, or
                 // a short-lived one calls `cleanroom_core::bridge::drain`.
                 Some(cg) => {
-                    cleanroom_core::bridge::spawn_cleanup(move || {
+                    spawn_cleanup(move || {
                         spawn::reap(pid, Duration::from_secs(5));
                         remove_cgroup(Some(cg));
                     });
@@ -270,7 +270,7 @@ impl Instance {
         reap_async(pid, Duration::from_secs(5)).await;
         // Every process of the sandbox is gone; the empty cgroup is removed
         // in the background.
-        cleanroom_core::bridge::spawn_cleanup(move || remove_cgroup(cgroup));
+        spawn_cleanup(move || remove_cgroup(cgroup));
     }
 
     /// Whether the kernel's OOM killer ended a process for the memory limit.
@@ -307,6 +307,27 @@ async fn reap_async(pid: Pid, grace: Duration) {
             let _ = tokio::task::spawn_blocking(move || spawn::reap(pid, grace)).await;
         }
     }
+}
+
+/// Runs a sandbox's clean-up in the background, and makes sure the process
+/// waits for it when it exits: a caller's runtime may outlive the call (the
+/// bridge's lives as long as the process), and a clean-up cut off by the
+/// exit leaves the sandbox's cgroup behind.
+fn spawn_cleanup(f: impl FnOnce() + Send + 'static) {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        extern "C" fn drain_at_exit() {
+            cleanroom_core::bridge::drain(Duration::from_secs(10));
+        }
+        // SAFETY: `drain_at_exit` is a plain `extern "C" fn` with no
+        // arguments that never unwinds (drain does not panic) and touches
+        // only statics that live until the process ends. A failure to
+        // register (out of slots) only loses the wait at exit.
+        unsafe {
+            libc::atexit(drain_at_exit);
+        }
+    });
+    cleanroom_core::bridge::spawn_cleanup(f);
 }
 
 fn remove_cgroup(cgroup: Option<crate::cgroups::Cgroup>) {
