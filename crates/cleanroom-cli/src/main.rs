@@ -57,12 +57,6 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::main(args),
         Command::SelfTest(args) => commands::self_test::main(args),
     };
-    // Sandboxes' cgroups are removed in the background once their run
-    // ended: this process must not exit before (the runtime they run on
-    // lives as long as the process).
-    if !cleanroom::bridge::drain(std::time::Duration::from_secs(10)) {
-        eprintln!("cleanroom: a sandbox's clean-up did not finish in 10 s; `cleanroom gc` removes what it left");
-    }
     let code = match outcome {
         Ok(code) => code,
         Err(e) => {

@@ -98,9 +98,9 @@ pub fn spawn_cleanup(f: impl FnOnce() + Send + 'static) {
 }
 
 /// Waits, at most `limit`, for the clean-ups [`spawn_cleanup`] started.
-/// A short-lived process calls it before it exits: the bridge's runtime
-/// lives as long as the process, so nothing else waits for them, and a
-/// clean-up cut off by the exit leaves its cgroup behind. Returns whether
+/// The native backend calls it when the process exits (`atexit`): the
+/// bridge's runtime lives as long as the process, so nothing else waits for
+/// them, and a clean-up cut off by the exit leaves its cgroup behind. Returns whether
 /// every clean-up ended.
 pub fn drain(limit: Duration) -> bool {
     let deadline = Instant::now() + limit;

@@ -248,8 +248,8 @@ impl Instance {
             }
             match cgroup {
                 // The cgroup can go only once the first child has left it,
-                // and a caller must not exit before: its runtime waits, or
-                // a short-lived one calls `cleanroom_core::bridge::drain`.
+                // and a caller must not exit before: `spawn_cleanup` makes
+                // the process wait for it when it exits.
                 Some(cg) => {
                     spawn_cleanup(move || {
                         spawn::reap(pid, Duration::from_secs(5));
@@ -317,11 +317,19 @@ fn spawn_cleanup(f: impl FnOnce() + Send + 'static) {
     static AT_EXIT: std::sync::Once = std::sync::Once::new();
     AT_EXIT.call_once(|| {
         extern "C" fn drain_at_exit() {
-            cleanroom_core::bridge::drain(Duration::from_secs(10));
+            if !cleanroom_core::bridge::drain(Duration::from_secs(10)) {
+                // Not `eprintln!`: a panic must not unwind out of an
+                // `extern "C"` function.
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    b"cleanroom: a sandbox's clean-up did not finish in 10 s; \
+                      `cleanroom gc` removes what it left\n",
+                );
+            }
         }
         // SAFETY: `drain_at_exit` is a plain `extern "C" fn` with no
-        // arguments that never unwinds (drain does not panic) and touches
-        // only statics that live until the process ends. A failure to
+        // arguments that never unwinds (drain and the write do not panic)
+        // and touches only statics that live until the process ends. A failure to
         // register (out of slots) only loses the wait at exit.
         unsafe {
             libc::atexit(drain_at_exit);
