@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::cmd::Cmd;
+use crate::detached::{DetachOptions, Detached, SandboxInfo};
 use crate::enforcement::Enforcement;
 use crate::error::Result;
 use crate::output::OutputSink;
@@ -128,6 +129,51 @@ pub trait Backend: Send + Sync {
         main: Option<Cmd>,
         prepared: Prepared,
     ) -> Result<Box<dyn Sandbox>>;
+
+    /// Starts a named sandbox that outlives this process (`cleanroom
+    /// create`, `run -d`): with `main`, that command is its main process and
+    /// the sandbox is `exited` when it ends; without, its init idles until
+    /// stopped. Backends do not override it: it is the preamble, then
+    /// [`Backend::create_detached_prepared`].
+    async fn create_detached(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        options: DetachOptions,
+    ) -> Result<Box<dyn Detached>> {
+        crate::detached::validate_name(&options.name)?;
+        let prepared = self.prepare(spec, main.as_ref(), Warnings::Log)?;
+        self.create_detached_prepared(spec, main, options, prepared)
+            .await
+    }
+
+    /// The backend's own part of [`Backend::create_detached`]. A backend
+    /// that cannot hold a sandbox without a process of ours keeps this
+    /// default, which refuses and names the backends that can.
+    async fn create_detached_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        options: DetachOptions,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Detached>> {
+        let _ = (spec, main, options, prepared);
+        Err(crate::detached::unsupported(self.name()))
+    }
+
+    /// The named sandboxes this backend holds for this user: running ones,
+    /// and with `all` also exited and dead ones.
+    async fn list(&self, all: bool) -> Result<Vec<SandboxInfo>> {
+        let _ = all;
+        Ok(Vec::new())
+    }
+
+    /// A handle on the named sandbox, or `None` when this backend holds
+    /// none by that name.
+    async fn attach(&self, name: &str) -> Result<Option<Box<dyn Detached>>> {
+        let _ = name;
+        Ok(None)
+    }
 
     /// Removes every sandbox this process created on this backend, running
     /// or not, and says what it removed: for a caller's SIGINT/SIGTERM

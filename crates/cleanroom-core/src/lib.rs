@@ -16,6 +16,7 @@ pub mod clnrm_project;
 pub mod cmd;
 pub mod config;
 pub mod conformance;
+pub mod detached;
 pub mod enforcement;
 pub mod error;
 pub mod fields;
@@ -38,6 +39,9 @@ pub use backend::{process_alive, Availability, Backend, Logs, Sandbox};
 pub use choice::BackendChoice;
 pub use cmd::Cmd;
 pub use config::{Config, Layer, Origin, Setting};
+pub use detached::{
+    DetachOptions, Detached, ExecStdio, LogOptions, SandboxInfo, SandboxState, Stats,
+};
 pub use enforcement::{Constraint, Enforcement, Entry, Status};
 pub use error::{Error, IoContext, Result};
 pub use image_config::{ImageConfig, ImageRun};
