@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cleanroom_core::{Error, Result};
-use nix::unistd::Pid;
+use rustix::process::Pid;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
@@ -243,7 +243,7 @@ impl Instance {
             let ended = tokio::time::timeout(Duration::from_secs(5), init.readable()).await;
             if ended.is_err() {
                 // Killing the first child kills the init (its death signal).
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 let _ = init.readable().await;
             }
             match cgroup {
@@ -301,7 +301,7 @@ async fn reap_async(pid: Pid, grace: Duration) {
                 spawn::pidfd_kill(afd.get_ref());
                 let _ = afd.readable().await;
             }
-            let _ = nix::sys::wait::waitpid(pid, None);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         }
         None => {
             let _ = tokio::task::spawn_blocking(move || spawn::reap(pid, grace)).await;
@@ -350,7 +350,7 @@ fn remove_cgroup(cgroup: Option<crate::cgroups::Cgroup>) {
 /// sure to be that process: a child of our first child.
 fn watch_init(pid: u64, first: Pid) -> Option<OwnedFd> {
     let pid = i32::try_from(pid).ok().filter(|p| *p > 0)?;
-    let fd = spawn::pidfd_open(Pid::from_raw(pid))?;
+    let fd = spawn::pidfd_open(Pid::from_raw(pid)?)?;
     // Taken after the pidfd: if the pid was reused before it, the parent
     // is not our first child and the pidfd is dropped; if the init died
     // after it, the pidfd simply reports that.
@@ -362,13 +362,13 @@ fn watch_init(pid: u64, first: Pid) -> Option<OwnedFd> {
         .nth(1)?
         .parse()
         .ok()?;
-    (ppid == first.as_raw()).then_some(fd)
+    (ppid == first.as_raw_pid()).then_some(fd)
 }
 
 /// Kills the first child (its death signal kills the init, and with it the
 /// whole sandbox) and reaps it in the background.
 fn kill_and_reap(pid: Pid) {
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     spawn::reap_in_background(pid);
 }
 

@@ -23,7 +23,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use nix::unistd::Pid;
+use rustix::process::Pid;
 
 /// The child's stack: lazily backed, so only the pages it touches cost memory.
 struct Stack {
@@ -181,7 +181,12 @@ pub unsafe fn vfork_with<F: FnOnce(libc::pid_t, io::Result<()>) -> i32>(
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(Pid::from_raw(pid))
+    child_pid(pid)
+}
+
+/// The pid `clone` returned in the parent: always positive there.
+fn child_pid(raw: libc::pid_t) -> io::Result<Pid> {
+    Pid::from_raw(raw).ok_or_else(|| io::Error::other(format!("clone returned pid {raw}")))
 }
 
 /// The kernel's `struct clone_args` (version 2, with `cgroup`).
@@ -261,7 +266,7 @@ unsafe fn clone3_into<F: FnOnce(libc::pid_t, io::Result<()>) -> i32>(
     if ret < 0 {
         return Err(io::Error::from_raw_os_error(-ret as i32));
     }
-    Ok(Pid::from_raw(ret as libc::pid_t))
+    child_pid(ret as libc::pid_t)
 }
 
 /// Elsewhere the cgroup is joined by writing `cgroup.procs` instead.

@@ -282,6 +282,7 @@ fn start(msg: &Msg, fds: Vec<OwnedFd>) -> Step<Pid> {
     };
     match started {
         Ok(child) => {
+            let child = Pid::from_raw(child.as_raw_pid());
             // Also set here, so a kill of the group can never miss it
             // (after its `execve` the call fails, harmlessly).
             let _ = nix::unistd::setpgid(child, child);
