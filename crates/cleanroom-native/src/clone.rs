@@ -33,21 +33,17 @@ struct Stack {
 
 impl Stack {
     fn new(size: usize) -> io::Result<Stack> {
+        use rustix::mm::{MapFlags, ProtFlags};
         // SAFETY: an anonymous private mapping at an address of the kernel's
         // choosing; no existing memory is affected.
         let base = unsafe {
-            libc::mmap(
+            rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-                -1,
-                0,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::STACK,
             )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         Ok(Stack { base, size })
     }
 
@@ -64,7 +60,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `new`; the child that
         // used it has exec'd or exited (CLONE_VFORK) before this runs.
-        unsafe { libc::munmap(self.base, self.size) };
+        let _ = unsafe { rustix::mm::munmap(self.base, self.size) };
     }
 }
 

@@ -56,28 +56,16 @@ pub(crate) struct MountAttr {
 /// Attaches the detached mount tree `tree` (see [`crate::idmap::detached`])
 /// on `target` (`move_mount`).
 pub fn attach(tree: &std::os::fd::OwnedFd, target: &Path) -> Step {
-    use std::os::fd::AsRawFd;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    use rustix::mount::{move_mount, MoveMountFlags};
     let c = cpath(target)?;
-    // SAFETY: move_mount from our descriptor (empty path) to a valid C
-    // string; the kernel only reads them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(fail(
-            format!("attaching a host path on {}", target.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    move_mount(
+        tree,
+        c"",
+        rustix::fs::CWD,
+        c.as_c_str(),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| fail(format!("attaching a host path on {}", target.display()), e))
 }
 
 /// Makes the mount at `target` and every mount below it read-only, nosuid

@@ -118,6 +118,10 @@ fn exit(code: i32) -> ! {
 /// Makes `target` a copy of `fd` (`dup2`), both descriptors this process
 /// holds by number only: neither is closed here.
 fn dup_onto(fd: RawFd, target: RawFd) {
+    // Already there (dup2 would do nothing; rustix may use dup3, which refuses).
+    if fd == target {
+        return;
+    }
     // SAFETY: `fd` is open for the duration of the call; `target` is only
     // named as dup2's destination, and `ManuallyDrop` keeps it from being
     // closed when this wrapper goes away.
@@ -212,8 +216,8 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     }
     if let NetPlan::Join(pod) = &plan.network {
         // Joined: the descriptors are not needed in the sandbox.
-        // SAFETY: as before this change, the numbers are closed behind
-        // their OwnedFds, which the init never drops (it `_exit`s).
+        // SAFETY: closes the numbers behind their OwnedFds, which are
+        // never dropped: the init takes the plan over and ends in `_exit`.
         unsafe {
             rustix::io::close(pod.net.as_raw_fd());
             rustix::io::close(pod.user.as_raw_fd());
@@ -376,17 +380,13 @@ pub fn probe_userns() -> std::result::Result<(), String> {
     // threads of the caller keep running meanwhile).
     let uid_map = format!("1000 {uid} 1\n");
     let gid_map = format!("1000 {gid} 1\n");
+    // Raw system calls (a C string path: no allocation); the descriptor
+    // is closed as it is dropped.
     let write = |path: &std::ffi::CStr, text: &[u8]| -> bool {
-        // SAFETY: open/write/close with a valid C string and buffer.
-        unsafe {
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return false;
-            }
-            let n = libc::write(fd, text.as_ptr().cast(), text.len());
-            libc::close(fd);
-            n == text.len() as isize
-        }
+        let flags = rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC;
+        rustix::fs::open(path, flags, rustix::fs::Mode::empty())
+            .and_then(|fd| rustix::io::write(&fd, text))
+            .is_ok_and(|n| n == text.len())
     };
     let child = |_, _| {
         let ok = write(c"/proc/self/setgroups", b"deny")
