@@ -25,6 +25,7 @@
 
 mod checks;
 mod config_image;
+mod detached;
 mod probe;
 mod syscalls;
 
@@ -167,7 +168,8 @@ macro_rules! conformance_tests {
             seccomp, network_none, pid_namespace, hostname, umask, pids_limit,
             memory_limit, memory_limit_tmpfs, tmpfs_sizes, strict_mode, enforcement_report,
             streaming, long_lived, same_bytes, no_new_namespaces, no_mount, no_ptrace, no_keyctl,
-            no_bpf, image_config);
+            no_bpf, image_config, detached_lifecycle, detached_main_exits,
+            detached_parallel_execs, detached_name_race);
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
         $(
