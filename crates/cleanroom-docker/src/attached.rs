@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
+use cleanroom_core::detached::EXIT_TIMED_OUT;
 use cleanroom_core::terminal::{self, RawMode};
 use cleanroom_core::{Error, ExecStdio, Result};
 use futures_util::StreamExt;
@@ -22,10 +23,6 @@ use tokio::sync::mpsc;
 use crate::detached::EngineDetached;
 use crate::errors::engine_error;
 use crate::exec::{kill_group, ExecRequest, WRAPPER};
-
-/// The exit code reported when `--timeout` ended the command, as
-/// `timeout(1)` does.
-pub const EXIT_TIMED_OUT: i32 = 124;
 
 /// Runs `req` in `h` on this process's stdin (with `stdio.stdin`), stdout
 /// and stderr, and returns its exit code.

@@ -68,7 +68,6 @@ mod sandbox;
 pub mod seccomp_profile;
 mod stats;
 
-pub use attached::EXIT_TIMED_OUT;
 pub use backend::{DockerBackend, EngineBackend, EngineInfo, PodmanBackend, DEFAULT_IMAGE};
 pub use cleanup::list_labelled;
 pub use container::{session, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID, LABEL_SESSION};

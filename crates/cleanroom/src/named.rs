@@ -83,23 +83,29 @@ pub async fn create_on(
     options: DetachOptions,
 ) -> Result<Box<dyn Detached>> {
     validate_name(&options.name)?;
+    check_name_free(&options.name, backend.name()).await?;
+    backend.create_detached(spec, main, options).await
+}
+
+/// Fails if a backend other than `creating_on` holds a sandbox called
+/// `name` (one that does not answer holds none).
+pub async fn check_name_free(name: &str, creating_on: &str) -> Result<()> {
     for other in named_backends(BackendChoice::Auto)? {
-        if other.name() == backend.name() {
+        if other.name() == creating_on {
             continue;
         }
-        if let Ok(Some(h)) = other.attach(&options.name).await {
+        if let Ok(Some(h)) = other.attach(name).await {
             return Err(Error::Config {
-                origin: format!("sandbox `{}`", options.name),
+                origin: format!("sandbox `{name}`"),
                 message: format!(
                     "the name is already in use (by a sandbox on the {} backend); choose \
-                     another or remove it with `cleanroom rm {}`",
-                    h.info().backend,
-                    options.name
+                     another or remove it with `cleanroom rm {name}`",
+                    h.info().backend
                 ),
             });
         }
     }
-    backend.create_detached(spec, main, options).await
+    Ok(())
 }
 
 /// Creates a named sandbox on the configured backend (see
