@@ -364,6 +364,55 @@ fn tty_shell(backend: &str) {
     assert_eq!(std::fs::read_to_string(status.path()).unwrap().trim(), "3");
 }
 
+/// A sandbox whose creator died between the engine's create and its start
+/// (made here by hand: a created container with a sandbox's labels and an
+/// old record) shows as `dead` in `ps -a`, and `gc` removes it, saying so.
+fn gc_removes_dead(engine: &str) {
+    let name = unique(engine, "dead");
+    let _remove = Remove(name.clone());
+    create(engine, &name);
+    let container = format!("cleanroom-{name}");
+    let engine_cli = |args: &[&str]| {
+        let out = std::process::Command::new(engine)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running `{engine}`: {e}"));
+        assert!(
+            out.status.success(),
+            "{engine} {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let labels = engine_cli(&["inspect", "--format", "{{json .Config.Labels}}", &container]);
+    let mut labels: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(labels.trim()).expect("labels as JSON");
+    ok(&["rm", "-f", &name]);
+    let mut record: serde_json::Value =
+        serde_json::from_str(labels["io.cleanroom.record"].as_str().unwrap()).unwrap();
+    record["created"] = 0.into();
+    labels.insert("io.cleanroom.record".into(), record.to_string().into());
+    let mut args = vec!["create".to_string(), "--name".into(), container.clone()];
+    for (k, v) in &labels {
+        args.push("--label".into());
+        args.push(format!("{k}={}", v.as_str().unwrap()));
+    }
+    args.extend([IMAGE.to_string(), "true".into()]);
+    engine_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let entry = ps_entry(true, &name).expect("ps -a lists the unstarted sandbox");
+    assert_eq!(entry["state"], "dead", "{entry}");
+    let said = ok(&["gc"]);
+    assert!(
+        said.contains(&format!("removed dead {engine} sandbox `{name}`")),
+        "gc did not say it removed {name}:\n{said}"
+    );
+    assert!(
+        ps_entry(true, &name).is_none(),
+        "ps -a still lists {name} after gc"
+    );
+}
+
 macro_rules! per_backend {
     ($($backend:ident),*) => {
         $(
@@ -394,6 +443,16 @@ macro_rules! per_backend {
 }
 
 per_backend!(docker, podman, native);
+
+#[test]
+fn docker_gc_removes_dead_sandboxes() {
+    gc_removes_dead("docker");
+}
+
+#[test]
+fn podman_gc_removes_dead_sandboxes() {
+    gc_removes_dead("podman");
+}
 
 #[test]
 fn local_refuses_in_one_line_naming_the_backends_that_can() {
