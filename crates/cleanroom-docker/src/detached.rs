@@ -40,7 +40,8 @@ use crate::sandbox::{exec_request, read_back_limits_of, run_result};
 
 /// The uid of the user who made it: `ps` and name lookups see only their own.
 pub const LABEL_UID: &str = "io.cleanroom.uid";
-/// The [`Record`] as JSON.
+/// What a later process needs to exec in the sandbox (its spec, report
+/// and image user), as JSON.
 pub const LABEL_RECORD: &str = "io.cleanroom.record";
 /// Label keys under these prefixes are ours; `--label` may not set them.
 const RESERVED_PREFIXES: [&str; 2] = ["io.cleanroom.", "cleanroom."];
