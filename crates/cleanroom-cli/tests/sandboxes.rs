@@ -186,6 +186,16 @@ fn acceptance(backend: &str) {
         "outside the sandbox's root",
     );
 
+    // stats from the sandbox's cgroup, or the reason there are none.
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&["stats", "--no-stream", "--json", &name])).unwrap();
+    let reading = &stats[0];
+    assert_eq!(reading["name"], name.as_str());
+    assert!(
+        reading["pids"].as_u64().is_some_and(|p| p >= 1) || reading["unavailable"].is_string(),
+        "stats: {reading}"
+    );
+
     refused(&["rm", &name], "is running");
     assert_eq!(ok(&["stop", "-t", "5", &name]).trim(), name);
     assert!(
@@ -205,6 +215,35 @@ fn acceptance(backend: &str) {
 
     assert_eq!(ok(&["rm", &name]).trim(), name);
     assert_no_trace(backend, &name, &id);
+}
+
+/// `run -d`: the command is the main process; `logs -f` follows it to its
+/// end, and `ps -a` then shows its exit code.
+fn run_detached(backend: &str) {
+    let name = unique(backend, "main");
+    let _remove = Remove(name.clone());
+    let mut args = vec!["run", "-d", "--name", &name];
+    args.extend(backend_flags(backend));
+    args.extend(["--", "sh", "-c", "echo one; sleep 1; echo two >&2; exit 3"]);
+    assert_eq!(ok(&args).trim(), name);
+    let out = run(&["logs", "-f", &name]);
+    assert!(out.status.success(), "logs -f: {}", text(&out.stderr));
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        ("one\n".into(), "two\n".into())
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let entry = ps_entry(true, &name).expect("ps -a lists it");
+        if entry["state"] == "exited" {
+            assert_eq!(entry["code"], 3, "{entry}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {entry}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ok(&["logs", "--tail", "1", &name]), "");
+    ok(&["rm", &name]);
 }
 
 fn parallel_execs(backend: &str) {
@@ -345,9 +384,10 @@ fn tty_shell(backend: &str) {
         "echo $((6*7)); stty size; tty",
         "Enter",
     ]);
-    let shown = pane("42");
+    // The answer, the pane's size seen inside, and a terminal device.
+    pane("42");
     pane("24 80");
-    assert!(shown.contains("/dev/pts/"), "no terminal inside:\n{shown}");
+    pane("/dev/pts/");
     tmux(&["send-keys", "-t", &session, "exit 3", "Enter"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_to_string(status.path())
@@ -420,6 +460,10 @@ macro_rules! per_backend {
                 #[test]
                 fn acceptance() {
                     super::acceptance(stringify!($backend));
+                }
+                #[test]
+                fn run_detached_keeps_logs_and_exit_code() {
+                    super::run_detached(stringify!($backend));
                 }
                 #[test]
                 fn sixteen_parallel_execs() {

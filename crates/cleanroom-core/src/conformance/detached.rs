@@ -185,6 +185,18 @@ async fn lifecycle(h: &Harness, name: &str) -> CheckResult {
         let back = std::fs::read(&dst).map_err(|e| format!("reading {}: {e}", dst.display()))?;
         expect(back == b"copied\xffin", || {
             format!("copy_out gave {back:?}")
+        })?;
+        // A symlink inside comes out as a symlink, never as what it names.
+        let r = exec(sb.as_ref(), sh("ln -s /etc/hostname /tmp/link")).await?;
+        expect(r.success(), || format!("ln -s: {}", show(&r)))?;
+        let link = host.join("link");
+        sb.copy_out(std::path::Path::new("/tmp/link"), &link)
+            .await
+            .map_err(|e| format!("copy_out of a symlink: {e}"))?;
+        let target = std::fs::read_link(&link)
+            .map_err(|e| format!("{} should be a symlink: {e}", link.display()))?;
+        expect(target == std::path::Path::new("/etc/hostname"), || {
+            format!("the copied symlink points at {}", target.display())
         })
     }
     .await;
