@@ -404,13 +404,11 @@ fn tty_shell(backend: &str) {
     assert_eq!(std::fs::read_to_string(status.path()).unwrap().trim(), "3");
 }
 
-/// A sandbox whose creator died between the engine's create and its start
-/// (made here by hand: a created container with a sandbox's labels and an
-/// old record) shows as `dead` in `ps -a`, and `gc` removes it, saying so.
-fn gc_removes_dead(engine: &str) {
-    let name = unique(engine, "dead");
-    let _remove = Remove(name.clone());
-    create(engine, &name);
+/// Makes, by hand, a created (never started) container for `name` with a
+/// sandbox's labels whose record `edit` changes: what a creator that died
+/// between the engine's create and start, or another Cleanroom, leaves.
+fn forge(engine: &str, name: &str, edit: impl Fn(&mut serde_json::Value)) {
+    create(engine, name);
     let container = format!("cleanroom-{name}");
     let engine_cli = |args: &[&str]| {
         let out = std::process::Command::new(engine)
@@ -427,19 +425,26 @@ fn gc_removes_dead(engine: &str) {
     let labels = engine_cli(&["inspect", "--format", "{{json .Config.Labels}}", &container]);
     let mut labels: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(labels.trim()).expect("labels as JSON");
-    ok(&["rm", "-f", &name]);
+    ok(&["rm", "-f", name]);
     let mut record: serde_json::Value =
         serde_json::from_str(labels["io.cleanroom.record"].as_str().unwrap()).unwrap();
-    record["created"] = 0.into();
+    edit(&mut record);
     labels.insert("io.cleanroom.record".into(), record.to_string().into());
-    let mut args = vec!["create".to_string(), "--name".into(), container.clone()];
+    let mut args = vec!["create".to_string(), "--name".into(), container];
     for (k, v) in &labels {
         args.push("--label".into());
         args.push(format!("{k}={}", v.as_str().unwrap()));
     }
     args.extend([IMAGE.to_string(), "true".into()]);
     engine_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
 
+/// A sandbox whose creator died between the engine's create and its start
+/// shows as `dead` in `ps -a`, and `gc` removes it, saying so.
+fn gc_removes_dead(engine: &str) {
+    let name = unique(engine, "dead");
+    let _remove = Remove(name.clone());
+    forge(engine, &name, |record| record["created"] = 0.into());
     let entry = ps_entry(true, &name).expect("ps -a lists the unstarted sandbox");
     assert_eq!(entry["state"], "dead", "{entry}");
     let said = ok(&["gc"]);
@@ -451,6 +456,23 @@ fn gc_removes_dead(engine: &str) {
         ps_entry(true, &name).is_none(),
         "ps -a still lists {name} after gc"
     );
+}
+
+/// A sandbox another version of Cleanroom made is refused by name, with
+/// that version and how to remove it.
+fn other_version_is_named(engine: &str) {
+    let name = unique(engine, "other");
+    forge(engine, &name, |record| {
+        record["version"] = 99.into();
+        record["made_by"] = "9.9.9".into();
+    });
+    refused(
+        &["exec", &name, "--", "true"],
+        "was created by cleanroom 9.9.9",
+    );
+    let _ = std::process::Command::new(engine)
+        .args(["rm", "-f", &format!("cleanroom-{name}")])
+        .output();
 }
 
 macro_rules! per_backend {
@@ -496,6 +518,16 @@ fn docker_gc_removes_dead_sandboxes() {
 #[test]
 fn podman_gc_removes_dead_sandboxes() {
     gc_removes_dead("podman");
+}
+
+#[test]
+fn docker_sandbox_of_another_version_is_named() {
+    other_version_is_named("docker");
+}
+
+#[test]
+fn podman_sandbox_of_another_version_is_named() {
+    other_version_is_named("podman");
 }
 
 #[test]

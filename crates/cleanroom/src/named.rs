@@ -44,13 +44,17 @@ pub async fn attach(name: &str) -> Result<Box<dyn Detached>> {
 
 /// [`attach`] on the backends `only` selects. A backend that does not
 /// answer (an engine that is not running) holds nothing; when `only` names
-/// one, its error is the answer.
+/// one, its error is the answer, as is a backend's refusal of a sandbox it
+/// holds (one another version of Cleanroom made).
 pub async fn attach_on(name: &str, only: BackendChoice) -> Result<Box<dyn Detached>> {
     validate_name(name)?;
     for backend in named_backends(only)? {
         match backend.attach(name).await {
             Ok(Some(handle)) => return Ok(handle),
             Ok(None) => {}
+            // It holds the name but cannot serve it (made by another
+            // version): that is the answer, not "no such sandbox".
+            Err(e @ Error::Config { .. }) => return Err(e),
             Err(e) if only != BackendChoice::Auto => return Err(e),
             Err(e) => tracing::debug!("{}: looking up `{name}`: {e}", backend.name()),
         }

@@ -39,21 +39,24 @@ impl EngineDetached {
         docker: &Docker,
         engine: Engine,
         c: ContainerInspectResponse,
-    ) -> Option<Self> {
+    ) -> Option<Result<Self>> {
         let config = c.config.unwrap_or_default();
         let labels = config.labels.unwrap_or_default();
         let name = labels.get(NAME_LABEL)?.clone();
         if labels.get(LABEL_UID) != Some(&current_uid().to_string()) {
             return None;
         }
-        let record: Record = serde_json::from_str(labels.get(LABEL_RECORD)?).ok()?;
+        let record = match Record::read(labels.get(LABEL_RECORD)?) {
+            Ok(r) => r,
+            Err(made_by) => return Some(Err(other_version(engine, &name, &made_by))),
+        };
         let user_labels = labels
             .iter()
             .filter(|(k, _)| !RESERVED_PREFIXES.iter().any(|p| k.starts_with(p)))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let id = c.id.unwrap_or_default();
-        Some(EngineDetached {
+        Some(Ok(EngineDetached {
             docker: docker.clone(),
             engine,
             info: SandboxInfo {
@@ -68,7 +71,7 @@ impl EngineDetached {
             },
             id,
             record,
-        })
+        }))
     }
 
     fn name(&self) -> &str {
@@ -167,6 +170,20 @@ impl EngineDetached {
 
     pub(crate) fn engine(&self) -> Engine {
         self.engine
+    }
+}
+
+/// The error for a sandbox whose record another version of Cleanroom wrote.
+fn other_version(engine: Engine, name: &str, made_by: &str) -> Error {
+    Error::Config {
+        origin: format!("sandbox `{name}`"),
+        message: format!(
+            "was created by cleanroom {made_by}; this is cleanroom {}, which cannot use it: \
+             remove it with `{} rm -f {}` and create it again",
+            env!("CARGO_PKG_VERSION"),
+            engine.name(),
+            super::container_name(name)
+        ),
     }
 }
 

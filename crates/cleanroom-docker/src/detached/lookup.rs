@@ -49,7 +49,11 @@ async fn list_handles(docker: &Docker, engine: Engine, all: bool) -> Result<Vec<
     for got in inspected {
         // Removed since the listing: not there any more.
         if let Some(c) = got? {
-            handles.extend(EngineDetached::from_inspect(docker, engine, c));
+            // One another version made stays out of the list (`attach`
+            // says why); the rest are listed.
+            if let Some(Ok(h)) = EngineDetached::from_inspect(docker, engine, c) {
+                handles.push(h);
+            }
         }
     }
     handles.sort_by(|a, b| a.info.name.cmp(&b.info.name));
@@ -74,7 +78,9 @@ pub(super) async fn find(
     };
     // A container of that name made by someone else, or by another user,
     // is not this user's sandbox.
-    Ok(EngineDetached::from_inspect(docker, engine, c).filter(|h| h.info.name == name))
+    EngineDetached::from_inspect(docker, engine, c)
+        .transpose()
+        .map(|h| h.filter(|h| h.info.name == name))
 }
 
 /// Inspects container `id`; `None` when there is none. Podman briefly

@@ -56,6 +56,9 @@ pub(super) const UNSTARTED_GRACE_SECS: u64 = 60;
 pub(crate) struct Record {
     /// Bumped when the fields change meaning.
     pub(super) version: u32,
+    /// The Cleanroom version that wrote it, for the error of another.
+    #[serde(default)]
+    pub(super) made_by: String,
     /// The spec under the image's config.
     pub(super) spec: SandboxSpec,
     pub(super) enforcement: Enforcement,
@@ -70,6 +73,23 @@ pub(crate) struct Record {
 }
 
 const RECORD_VERSION: u32 = 1;
+
+impl Record {
+    /// The record in `label`, or, when another version of Cleanroom wrote
+    /// it in a form this one does not read, that version.
+    pub(super) fn read(label: &str) -> std::result::Result<Record, String> {
+        match serde_json::from_str::<Record>(label) {
+            Ok(r) if r.version == RECORD_VERSION => Ok(r),
+            _ => {
+                let raw: serde_json::Value = serde_json::from_str(label).unwrap_or_default();
+                Err(raw["made_by"]
+                    .as_str()
+                    .filter(|v| !v.is_empty())
+                    .map_or_else(|| "of another version".to_string(), str::to_string))
+            }
+        }
+    }
+}
 
 /// The container a sandbox name maps to.
 pub fn container_name(name: &str) -> String {
@@ -116,6 +136,7 @@ pub(crate) async fn create(
     };
     let record = Record {
         version: RECORD_VERSION,
+        made_by: env!("CARGO_PKG_VERSION").to_string(),
         spec: spec.clone(),
         enforcement: prepared.into_enforcement(),
         image: image.clone(),
@@ -248,6 +269,13 @@ fn labels(options: &DetachOptions, record: &Record) -> Result<HashMap<String, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_of_another_version_names_it() {
+        let other = r#"{"version": 99, "made_by": "9.9.9"}"#;
+        assert_eq!(Record::read(other).unwrap_err(), "9.9.9");
+        assert_eq!(Record::read("{}").unwrap_err(), "of another version");
+    }
 
     #[test]
     fn reserved_label_keys_are_refused() {
