@@ -5,6 +5,10 @@
 //! picks a backend (`native`, `podman`, `docker` or `local`) automatically or
 //! by name, and offers the same API to async and to blocking callers.
 //!
+//! Named sandboxes outlive the process that made them: [`create_detached`]
+//! (or [`Backend::create_detached`] on a chosen backend) makes one, and
+//! [`attach`] reaches it by name from any later process; see [`named`].
+//!
 //! Users of the original synchronous API find it as it was in [`backend`]
 //! (`AutoBackend::detect()?.run_cmd(["echo", "hello"])`, `DockerBackend`,
 //! `PodmanBackend`, `LocalBackend`, the two-method `Backend` trait) and
