@@ -200,6 +200,18 @@ pub fn not_found(name: &str) -> Error {
     }
 }
 
+/// The error for a command sent to a sandbox that is not running.
+pub fn not_running(info: &SandboxInfo) -> Error {
+    Error::Config {
+        origin: format!("sandbox `{}`", info.name),
+        message: format!(
+            "is {}, not running; commands run only in a running sandbox (`cleanroom rm {}` \
+             removes it)",
+            info.state, info.name
+        ),
+    }
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()

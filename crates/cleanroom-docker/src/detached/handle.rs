@@ -9,7 +9,7 @@ use bollard::query_parameters::{
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use cleanroom_core::detached::{current_uid, not_found, NAME_LABEL};
+use cleanroom_core::detached::{current_uid, not_found, not_running, NAME_LABEL};
 use cleanroom_core::{
     async_trait, Cmd, Detached, Error, ExecStdio, LogOptions, OutputChunk, OutputSink, Result,
     RunResult, SandboxInfo, SandboxSpec, SandboxState, Stats, Stream,
@@ -104,6 +104,8 @@ impl EngineDetached {
             crate::pod::check_leader(&self.docker, leader, pid).await?;
         }
         let spec = &self.record.spec;
+        // The report stays as labelled at create; what matters here is that
+        // strict mode refuses a limit the engine did not keep.
         let mut enforcement = self.record.enforcement.clone();
         read_back_limits_of(&self.docker, engine, &self.id, spec, &mut enforcement).await?;
         if self.engine == Engine::Podman && !spec.read_only_root {
@@ -128,15 +130,15 @@ impl EngineDetached {
         )
         .await
         {
-            Err(Error::SandboxGone { .. }) => Err(self.not_running().await),
+            Err(Error::SandboxGone { .. }) => Err(self.why_not_running().await),
             other => other,
         }
     }
 
     /// Why a command cannot run in it now.
-    async fn not_running(&self) -> Error {
+    async fn why_not_running(&self) -> Error {
         match find(&self.docker, self.engine, self.name()).await {
-            Ok(Some(now)) if now.id == self.id => not_running_error(&now.info),
+            Ok(Some(now)) if now.id == self.id => not_running(&now.info),
             Ok(_) => not_found(self.name()),
             Err(e) => e,
         }
@@ -187,18 +189,6 @@ fn other_version(engine: Engine, name: &str, made_by: &str) -> Error {
     }
 }
 
-/// The one-line error for a command sent to a sandbox that is not running.
-pub(crate) fn not_running_error(info: &SandboxInfo) -> Error {
-    Error::Config {
-        origin: format!("sandbox `{}`", info.name),
-        message: format!(
-            "is {}, not running; commands run only in a running sandbox (`cleanroom rm {}` \
-             removes it)",
-            info.state, info.name
-        ),
-    }
-}
-
 #[async_trait]
 impl Detached for EngineDetached {
     fn info(&self) -> &SandboxInfo {
@@ -222,7 +212,7 @@ impl Detached for EngineDetached {
         cmd.validate()?;
         let req = self.request(cmd, None);
         match crate::attached::exec_attached(self, req, stdio).await {
-            Err(Error::SandboxGone { .. }) => Err(self.not_running().await),
+            Err(Error::SandboxGone { .. }) => Err(self.why_not_running().await),
             other => other,
         }
     }

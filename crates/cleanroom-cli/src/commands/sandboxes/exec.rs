@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cleanroom::bridge::wait;
-use cleanroom::detached::EXIT_TIMED_OUT;
+use cleanroom::detached::{not_running, EXIT_TIMED_OUT};
 use cleanroom::spec::parse_duration;
 use cleanroom::{Cmd, Error, ExecStdio, Result, SandboxState};
 
@@ -21,14 +21,7 @@ async fn exec(args: ExecArgs) -> Result<ExitCode> {
     let sandbox = super::find(&args.name, &args.lookup).await?;
     let info = sandbox.info();
     if info.state != SandboxState::Running {
-        return Err(Error::Config {
-            origin: format!("sandbox `{}`", info.name),
-            message: format!(
-                "is {}, not running; commands run only in a running sandbox (`cleanroom rm {}` \
-                 removes it)",
-                info.state, info.name
-            ),
-        });
+        return Err(not_running(info));
     }
     if args.interactive || args.tty {
         let stdio = ExecStdio {
