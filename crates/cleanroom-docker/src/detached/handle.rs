@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use super::lookup::{find, state_of, NEVER_STARTED};
 use super::{Record, LABEL_RECORD, LABEL_UID, RESERVED_PREFIXES};
 use crate::endpoint::Engine;
-use crate::errors::{engine_error, is_not_found};
+use crate::errors::{engine_error, is_gone};
 use crate::exec::{run_exec, ExecOutput, ExecRequest, KillMode};
 use crate::sandbox::{exec_request, read_back_limits_of, run_result};
 
@@ -252,7 +252,7 @@ impl Detached for EngineDetached {
                 }
                 Ok(bollard::container::LogOutput::StdErr { message }) => (Stream::Stderr, message),
                 Ok(_) => continue,
-                Err(e) if is_not_found(&e) => return Err(not_found(self.name())),
+                Err(e) if is_gone(&e) => return Err(not_found(self.name())),
                 Err(e) => {
                     return Err(engine_error(self.engine.name(), "", "reading logs", e));
                 }
@@ -280,7 +280,7 @@ impl Detached for EngineDetached {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) if is_not_found(&e) => Err(not_found(self.name())),
+            Err(e) if is_gone(&e) => Err(not_found(self.name())),
             Err(e) => Err(Error::backend(
                 self.engine.name(),
                 format!("stopping sandbox `{}`: {e}", self.name()),
@@ -308,7 +308,7 @@ impl Detached for EngineDetached {
             .build();
         match self.docker.remove_container(&self.id, Some(opts)).await {
             Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) if is_gone(&e) => Ok(()),
             Err(e) => Err(Error::backend(
                 self.engine.name(),
                 format!("removing sandbox `{}`: {e}", self.name()),

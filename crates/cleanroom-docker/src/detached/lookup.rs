@@ -13,7 +13,7 @@ use super::handle::EngineDetached;
 use super::{container_name, LABEL_UID, UNSTARTED_GRACE_SECS};
 use crate::backend::Shared;
 use crate::endpoint::Engine;
-use crate::errors::{engine_error, is_not_found};
+use crate::errors::{engine_error, is_gone};
 
 /// Every named sandbox of this user on the engine: running ones, and with
 /// `all` the rest.
@@ -95,7 +95,7 @@ pub(super) async fn inspect(
     loop {
         match docker.inspect_container(id, None).await {
             Ok(c) => return Ok(Some(c)),
-            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) if is_gone(&e) => return Ok(None),
             Err(bollard::errors::Error::JsonDataError { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
