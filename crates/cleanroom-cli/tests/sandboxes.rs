@@ -461,7 +461,17 @@ fn gc_removes_dead(engine: &str) {
 /// A sandbox another version of Cleanroom made is refused by name, with
 /// that version and how to remove it.
 fn other_version_is_named(engine: &str) {
+    /// Removes the container through the engine (Cleanroom refuses it).
+    struct EngineRemove<'a>(&'a str, String);
+    impl Drop for EngineRemove<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(self.0)
+                .args(["rm", "-f", &self.1])
+                .output();
+        }
+    }
     let name = unique(engine, "other");
+    let _remove = EngineRemove(engine, format!("cleanroom-{name}"));
     forge(engine, &name, |record| {
         record["version"] = 99.into();
         record["made_by"] = "9.9.9".into();
@@ -470,9 +480,6 @@ fn other_version_is_named(engine: &str) {
         &["exec", &name, "--", "true"],
         "was created by cleanroom 9.9.9",
     );
-    let _ = std::process::Command::new(engine)
-        .args(["rm", "-f", &format!("cleanroom-{name}")])
-        .output();
 }
 
 macro_rules! per_backend {
