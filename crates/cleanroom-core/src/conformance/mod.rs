@@ -16,6 +16,10 @@
 //! ));
 //! ```
 //!
+//! The `detached_*` checks are the lifecycle of named sandboxes (`create`,
+//! `exec`, `ps`, `stop`, `rm`): an isolating backend must hold them, and one
+//! that is not must refuse in one line naming those that can.
+//!
 //! An isolating backend's test file also imports the config test image
 //! [`CONFIG_IMAGE`] first (built from [`config_image_rootfs_tar`] and
 //! [`config_image_config`]), which the `image_config` check runs. The
