@@ -181,6 +181,34 @@ fn acceptance(backend: &str) {
     let back = host.path().join("back.txt");
     ok(&["cp", &format!("{name}:/tmp/in.txt"), back.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied\n");
+    // A directory, modes kept both ways.
+    let dir = host.path().join("d");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub/f"), "deep\n").unwrap();
+    let mode = |p: &Path, m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(&dir.join("sub/f"), 0o600);
+    ok(&["cp", dir.to_str().unwrap(), &format!("{name}:/tmp/d")]);
+    assert_eq!(
+        ok(&[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "cat /tmp/d/sub/f; stat -c %a /tmp/d/sub/f"
+        ]),
+        "deep\n600\n"
+    );
+    let dir_back = host.path().join("d-back");
+    ok(&["cp", &format!("{name}:/tmp/d"), dir_back.to_str().unwrap()]);
+    let meta = std::fs::metadata(dir_back.join("sub/f")).expect("the directory came back");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
     refused(
         &["cp", src.to_str().unwrap(), &format!("{name}:../../etc/x")],
         "outside the sandbox's root",
