@@ -416,6 +416,22 @@ fn tty_shell(backend: &str) {
     pane("42");
     pane("24 80");
     pane("/dev/pts/");
+    // A resized terminal resizes the one inside (SIGWINCH).
+    // (The resize reaches the engine a moment after the keys may.)
+    tmux(&["resize-window", "-t", &session, "-x", "100", "-y", "30"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        tmux(&["send-keys", "-t", &session, "clear; stty size", "Enter"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let shown = tmux(&["capture-pane", "-p", "-t", &session]);
+        if shown.contains("30 100") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resize never arrived:\n{shown}"
+        );
+    }
     tmux(&["send-keys", "-t", &session, "exit 3", "Enter"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_to_string(status.path())
