@@ -93,9 +93,13 @@ impl Backend for VmBackend {
         .await;
         match probe {
             Ok(Ok((release, p))) => Availability::yes(format!(
-                "QEMU microvm with guest kernel {release}; accelerator {}: {}",
+                "QEMU microvm with guest kernel {release}; accelerator {}: {}; {}",
                 p.accel.name(),
-                p.why
+                p.why,
+                match crate::vm::last_boot(p.accel) {
+                    Some(t) => format!("the last boot to the agent took {} ms", t.as_millis()),
+                    None => "no guest has booted here yet".into(),
+                }
             )),
             Ok(Err(e)) => Availability::no(e.to_string(), hint_for(&e)),
             Err(e) => Availability::no(format!("probing the vm backend: {e}"), "report this bug"),

@@ -254,6 +254,7 @@ impl Vm {
             }
         }
         vm.boot_time = started.elapsed();
+        record_boot(opts.accel, vm.boot_time);
         vm.stream
             .set_read_timeout(None)
             .map_err(|e| Error::io("clearing the agent socket's timeout", e))?;
@@ -385,6 +386,29 @@ fn qemu_args(
     ]);
     args.extend(devices);
     args
+}
+
+/// Where the last boot time under `accel` is kept, for `doctor`.
+fn last_boot_file(accel: Accel) -> PathBuf {
+    crate::assets::cache_root()
+        .join("accel")
+        .join(format!("last-boot-{}", accel.name()))
+}
+
+fn record_boot(accel: Accel, took: Duration) {
+    let f = last_boot_file(accel);
+    if let Some(d) = f.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let _ = std::fs::write(f, took.as_millis().to_string());
+}
+
+/// The last boot to the agent under `accel` on this machine, if any.
+pub fn last_boot(accel: Accel) -> Option<Duration> {
+    std::fs::read_to_string(last_boot_file(accel))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
 }
 
 /// The host's TSC rate in kHz (`cpu MHz` of /proc/cpuinfo, which is the
