@@ -70,7 +70,7 @@ pub fn accelerator() -> Result<AccelProbe> {
             }
         }
     }
-    let probe = probe_kvm(&kernel.vmlinuz, &initramfs);
+    let probe = probe_kvm(&kernel.boot_image(), &initramfs);
     if let Some(dir) = cache.parent() {
         let _ = std::fs::create_dir_all(dir);
         let _ = std::fs::write(&cache, format!("{}\n{}\n", probe.accel.name(), probe.why));

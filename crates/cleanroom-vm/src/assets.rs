@@ -63,6 +63,21 @@ impl Kernel {
         })
     }
 
+    /// What QEMU boots: the uncompressed `vmlinux` (entered through PVH),
+    /// made from the bzImage once, when `xz` is here; else the bzImage.
+    /// Under software emulation the kernel's own xz decompression costs
+    /// seconds of every boot.
+    pub fn boot_image(&self) -> PathBuf {
+        let vmlinux = self
+            .vmlinuz
+            .with_file_name(format!("vmlinux-{}", self.release));
+        if vmlinux.is_file() || extract_vmlinux(&self.vmlinuz, &vmlinux).is_ok() {
+            vmlinux
+        } else {
+            self.vmlinuz.clone()
+        }
+    }
+
     /// The `.ko` files of [`MODULES`] and their dependencies, in an order
     /// that loads each after what it depends on.
     pub fn module_files(&self) -> Result<Vec<(String, PathBuf)>> {
@@ -75,6 +90,43 @@ impl Kernel {
         }
         Ok(ordered)
     }
+}
+
+/// Decompresses the xz payload of a bzImage (the ELF vmlinux) with the `xz`
+/// tool, written aside and renamed into place.
+fn extract_vmlinux(bzimage: &Path, to: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    const XZ_MAGIC: &[u8] = b"\xfd7zXZ\x00";
+    let image = std::fs::read(bzimage)?;
+    let at = image
+        .windows(XZ_MAGIC.len())
+        .position(|w| w == XZ_MAGIC)
+        .ok_or_else(|| std::io::Error::other("no xz payload in the bzImage"))?;
+    let tmp = to.with_extension(format!("tmp{}", std::process::id()));
+    let mut child = Command::new("xz")
+        .args(["-dc", "--single-stream"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&tmp)?)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("stdin was piped");
+    let fed = stdin.write_all(&image[at..]);
+    drop(stdin);
+    let status = child.wait()?;
+    let elf = std::fs::read(&tmp)
+        .map(|b| b.starts_with(b"\x7fELF"))
+        .unwrap_or(false);
+    // xz stops reading at the end of its stream: the bzImage's tail may
+    // then meet a closed pipe, which is no failure.
+    let fed = match fed {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    };
+    if fed.is_err() || !status.success() || !elf {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(std::io::Error::other("xz could not unpack the kernel"));
+    }
+    std::fs::rename(&tmp, to)
 }
 
 fn no_kernel(current: &Path) -> Error {

@@ -156,7 +156,7 @@ impl Backend for VmBackend {
             let probe = accel()?;
             let (kernel, initramfs) = crate::boot_files()?;
             let (opts, guest_spec) = plan(&spec, &probe)?;
-            let mut vm = Vm::boot(&kernel.vmlinuz, &initramfs, &opts)?;
+            let mut vm = Vm::boot(&kernel.boot_image(), &initramfs, &opts)?;
             vm.send(&Request::Run {
                 spec: Box::new(guest_spec),
                 cmd,

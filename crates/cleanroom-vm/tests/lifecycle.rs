@@ -1,0 +1,110 @@
+//! A VM dies with its caller: SIGKILL the caller and no QEMU is left; `gc`
+//! then removes the VM's files the caller could not.
+
+mod vm_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cleanroom_core::{Backend, Cmd, SandboxSpec};
+use cleanroom_vm::VmBackend;
+
+const ROLE: &str = "CLEANROOM_VM_TEST_CALLER";
+
+/// Not a test on its own: the caller process `sigkill_leaves_no_qemu`
+/// starts (with ROLE set) and kills while its VM runs.
+#[test]
+fn caller_role() {
+    if std::env::var_os(ROLE).is_none() {
+        return;
+    }
+    vm_common::setup();
+    let _ = vm_common::block_on(
+        VmBackend::new().run(&SandboxSpec::default(), Cmd::new("sleep").arg("600")),
+    );
+}
+
+/// QEMU processes whose command line names `dir`.
+fn qemus_in(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("qemu-system") && cmdline.contains(&needle)
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigkill_leaves_no_qemu_and_gc_removes_the_files() {
+    vm_common::setup();
+    let mut caller = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "caller_role", "--nocapture"])
+        .env(ROLE, "1")
+        .env(
+            "CLEANROOM_VM_AGENT",
+            std::env::var_os("CLEANROOM_VM_AGENT").unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let dir: PathBuf = cleanroom_vm::vm::runs_root().join(format!("{}-0", caller.id()));
+    // The VM is up once its console has the agent's kernel booted (the
+    // agent socket connected); give a loaded machine's TCG boot time.
+    wait_for(
+        "the caller's QEMU to start",
+        Duration::from_secs(300),
+        || !qemus_in(&dir).is_empty() && dir.join("agent.sock").exists(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let qemus = qemus_in(&dir);
+    assert!(!qemus.is_empty());
+    caller.kill().unwrap(); // SIGKILL
+    caller.wait().unwrap();
+    wait_for(
+        "QEMU to die with its caller",
+        Duration::from_secs(10),
+        || {
+            qemus
+                .iter()
+                .all(|p| !Path::new(&format!("/proc/{p}")).exists() || is_zombie(*p))
+        },
+    );
+    assert!(
+        dir.exists(),
+        "the killed caller could not remove {}",
+        dir.display()
+    );
+    let removed = vm_common::block_on(VmBackend::new().gc()).unwrap();
+    assert!(!dir.exists(), "gc left {}", dir.display());
+    assert!(
+        removed
+            .iter()
+            .any(|r| r.to_string().contains(&*dir.to_string_lossy())),
+        "{removed:?}"
+    );
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
