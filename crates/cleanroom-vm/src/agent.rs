@@ -74,6 +74,9 @@ fn serve() -> Result<(), String> {
         match request {
             Request::Run { spec, cmd, stream } => {
                 let reply = runtime.block_on(run(&spec, cmd, stream, &writer));
+                // Everything written to the host's shares is there before
+                // the caller hears the command ended (and may kill the VM).
+                rustix::fs::sync();
                 send(&writer, &reply)?;
             }
             Request::Shutdown => {
@@ -336,13 +339,14 @@ fn mount_shares(boot: &BootArgs) -> Result<(), String> {
         if *ro {
             flags |= MountFlags::RDONLY;
         }
-        mount(
-            tag,
-            &target,
-            "9p",
-            flags,
-            c"trans=virtio,version=9p2000.L,msize=262144,cache=loose",
-        )?;
+        // A read-only share may be cached; a writable one writes through,
+        // so the host sees every write when the command ends.
+        let options = if *ro {
+            c"trans=virtio,version=9p2000.L,msize=262144,cache=loose"
+        } else {
+            c"trans=virtio,version=9p2000.L,msize=262144"
+        };
+        mount(tag, &target, "9p", flags, options)?;
     }
     for (name, link) in &boot.links {
         let at = Path::new("/").join(name);

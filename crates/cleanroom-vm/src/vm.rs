@@ -325,10 +325,17 @@ fn qemu_args(
     for (i, s) in opts.shares.iter().enumerate() {
         let tag = format!("s{i}");
         devices.push("-fsdev".to_string());
+        // Read-only shares pass the host's owners through; writable ones
+        // create files as QEMU's user (the caller), keeping the guest's
+        // owners in xattrs: what the sandbox writes lands as the caller's.
         devices.push(format!(
-            "local,id={tag},path={},security_model=none{}",
+            "local,id={tag},path={},{}",
             s.host.display().to_string().replace(',', ",,"),
-            if s.read_only { ",readonly=on" } else { "" }
+            if s.read_only {
+                "security_model=none,readonly=on"
+            } else {
+                "security_model=mapped-xattr"
+            }
         ));
         devices.push("-device".into());
         devices.push(format!("virtio-9p-device,fsdev={tag},mount_tag={tag}"));
