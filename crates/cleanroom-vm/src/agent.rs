@@ -72,8 +72,8 @@ fn serve() -> Result<(), String> {
             Err(e) => return Err(format!("reading the port: {e}")),
         };
         match request {
-            Request::Run { spec, cmd, stream } => {
-                let reply = runtime.block_on(run(&spec, cmd, stream, &writer));
+            Request::Run { spec, cmd } => {
+                let reply = runtime.block_on(run(&spec, cmd, &writer));
                 // Everything written to the host's shares is there before
                 // the caller hears the command ended (and may kill the VM).
                 rustix::fs::sync();
@@ -88,35 +88,34 @@ fn serve() -> Result<(), String> {
     }
 }
 
-/// One run through the native backend, its output streamed when asked.
+/// One run through the native backend, its output streamed as it comes;
+/// the result's own copies of it are dropped (the caller has them).
 async fn run(
     spec: &cleanroom_core::SandboxSpec,
     cmd: cleanroom_core::Cmd,
-    stream: bool,
     writer: &Arc<Mutex<File>>,
 ) -> Reply {
     let backend = cleanroom_native::NativeBackend::new();
-    let (sink, forward) = if stream {
-        let (tx, mut rx) = cleanroom_core::output_channel(64);
-        let w = writer.clone();
-        let forward = tokio::task::spawn_blocking(move || {
-            while let Some(OutputChunk { stream, bytes }) = rx.blocking_recv() {
-                let mut port = w.lock().unwrap_or_else(|p| p.into_inner());
-                if protocol::write_output(&mut *port, stream == Stream::Stdout, &bytes).is_err() {
-                    break;
+    let (sink, mut rx) = cleanroom_core::output_channel(64);
+    let w = writer.clone();
+    let forward = tokio::task::spawn_blocking(move || {
+        while let Some(OutputChunk { stream, bytes }) = rx.blocking_recv() {
+            let mut port = w.lock().unwrap_or_else(|p| p.into_inner());
+            for piece in bytes.chunks(1 << 20) {
+                if protocol::write_output(&mut *port, stream == Stream::Stdout, piece).is_err() {
+                    return;
                 }
             }
-        });
-        (Some(tx), Some(forward))
-    } else {
-        (None, None)
-    };
-    let result = backend.run_streaming(spec, cmd, sink).await;
-    if let Some(f) = forward {
-        let _ = f.await;
-    }
+        }
+    });
+    let result = backend.run_streaming(spec, cmd, Some(sink)).await;
+    let _ = forward.await;
     match result {
-        Ok(r) => Reply::Finished(Box::new(WireResult::from(r))),
+        Ok(mut r) => {
+            r.stdout = Vec::new();
+            r.stderr = Vec::new();
+            Reply::Finished(Box::new(WireResult::from(r)))
+        }
         Err(e) => Reply::Failed {
             message: e.to_string(),
         },

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Backend, Cmd, Constraint, Enforcement, Error, Network, OutputChunk, OutputSink,
-    Prepared, Result, RootFs, RunResult, Sandbox, SandboxSpec, Stream,
+    Availability, Backend, Captured, Cmd, Constraint, Enforcement, Error, Network, OutputChunk,
+    OutputSink, Prepared, Result, RootFs, RunResult, Sandbox, SandboxSpec, Stream,
 };
 
 use crate::accel::AccelProbe;
@@ -157,19 +157,33 @@ impl Backend for VmBackend {
             let (kernel, initramfs) = crate::boot_files()?;
             let (opts, guest_spec) = plan(&spec, &probe)?;
             let mut vm = Vm::boot(&kernel.boot_image(), &initramfs, &opts)?;
+            let limit = guest_spec.output_limit;
             vm.send(&Request::Run {
                 spec: Box::new(guest_spec),
                 cmd,
-                stream: sink.is_some(),
             })?;
+            let (mut out, mut err) = (Captured::default(), Captured::default());
             vm.stream
                 .set_read_timeout(guard)
                 .map_err(|e| Error::io("setting the agent socket's timeout", e))?;
             let wire = loop {
                 match vm.read()? {
-                    Frame::Stdout(bytes) => forward(&sink, Stream::Stdout, bytes),
-                    Frame::Stderr(bytes) => forward(&sink, Stream::Stderr, bytes),
-                    Frame::Message(Reply::Finished(w)) => break *w,
+                    Frame::Stdout(bytes) => {
+                        out.push(&bytes, limit);
+                        forward(&sink, Stream::Stdout, bytes);
+                    }
+                    Frame::Stderr(bytes) => {
+                        err.push(&bytes, limit);
+                        forward(&sink, Stream::Stderr, bytes);
+                    }
+                    Frame::Message(Reply::Finished(w)) => {
+                        let mut w = *w;
+                        w.stdout = out.bytes;
+                        w.stderr = err.bytes;
+                        w.stdout_truncated |= out.truncated;
+                        w.stderr_truncated |= err.truncated;
+                        break w;
+                    }
                     Frame::Message(Reply::Failed { message }) => {
                         return Err(Error::backend(NAME, format!("inside the VM: {message}")))
                     }

@@ -24,13 +24,11 @@ const KIND_STDERR: u8 = 2;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Run `cmd` in a fresh native sandbox made from `spec` (whose host
-    /// paths are already rewritten to where the guest sees them); with
-    /// `stream`, send its output as it comes as well as in the result.
-    Run {
-        spec: Box<SandboxSpec>,
-        cmd: Cmd,
-        stream: bool,
-    },
+    /// paths are already rewritten to where the guest sees them). Its
+    /// output comes as output frames while it runs; the result that ends
+    /// it carries no output bytes (the caller keeps what the limit allows),
+    /// so no frame ever holds a whole large output.
+    Run { spec: Box<SandboxSpec>, cmd: Cmd },
     /// Power the guest off.
     Shutdown,
 }
@@ -180,7 +178,6 @@ mod tests {
         let run = Request::Run {
             spec: Box::new(SandboxSpec::default()),
             cmd: Cmd::shell("echo hi").stdin(vec![0, 255]),
-            stream: true,
         };
         let done = Reply::Finished(Box::new(WireResult {
             exit_code: 137,
