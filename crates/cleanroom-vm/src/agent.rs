@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cleanroom_core::{Backend, OutputChunk, Stream};
+use cleanroom_core::{Backend, OutputChunk, Sandbox, Stream};
 use rustix::mount::MountFlags;
 
 use crate::protocol::{self, Frame, Reply, Request, WireResult};
@@ -64,38 +64,103 @@ fn serve() -> Result<(), String> {
             uptime_ms: uptime_ms(),
         },
     )?;
+    let mut sandbox: Option<Box<dyn Sandbox>> = None;
+    let mut data = Vec::new();
     loop {
         let request = match protocol::read_frame::<Request>(&mut reader) {
             Ok(Some(Frame::Message(r))) => r,
+            Ok(Some(Frame::Data(bytes))) => {
+                data.extend_from_slice(&bytes);
+                continue;
+            }
             Ok(Some(_)) => return Err("the caller sent output frames to the agent".into()),
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("reading the port: {e}")),
         };
-        match request {
-            Request::Run { spec, cmd } => {
-                let reply = runtime.block_on(run(&spec, cmd, &writer));
-                // Everything written to the host's shares is there before
-                // the caller hears the command ended (and may kill the VM).
-                rustix::fs::sync();
-                send(&writer, &reply)?;
+        let reply = match request {
+            Request::Run { spec, cmd } => runtime.block_on(streamed(&writer, |sink| async move {
+                cleanroom_native::NativeBackend::new()
+                    .run_streaming(&spec, cmd, Some(sink))
+                    .await
+            })),
+            Request::Create { spec, main } => {
+                match runtime.block_on(cleanroom_native::NativeBackend::new().create(&spec, main)) {
+                    Ok(sb) => {
+                        sandbox = Some(sb);
+                        Reply::Done
+                    }
+                    Err(e) => failed(e),
+                }
             }
+            Request::Exec { cmd } => match &sandbox {
+                Some(sb) => runtime.block_on(streamed(&writer, |sink| async move {
+                    sb.exec_streaming(cmd, Some(sink)).await
+                })),
+                None => no_sandbox(),
+            },
+            Request::CopyIn { path } => match &sandbox {
+                Some(sb) => {
+                    let bytes = std::mem::take(&mut data);
+                    runtime.block_on(copy_in(sb.as_ref(), &bytes, &path))
+                }
+                None => no_sandbox(),
+            },
+            Request::CopyOut { path } => match &sandbox {
+                Some(sb) => runtime.block_on(copy_out(sb.as_ref(), &path, &writer)),
+                None => no_sandbox(),
+            },
+            Request::Logs => match &sandbox {
+                Some(sb) => match runtime.block_on(sb.logs()) {
+                    Ok(l) => Reply::Logs {
+                        stdout: l.stdout,
+                        stderr: l.stderr,
+                    },
+                    Err(e) => failed(e),
+                },
+                None => no_sandbox(),
+            },
+            Request::Stop => match &sandbox {
+                Some(sb) => match runtime.block_on(sb.stop()) {
+                    Ok(()) => Reply::Done,
+                    Err(e) => failed(e),
+                },
+                None => no_sandbox(),
+            },
             Request::Shutdown => {
+                if let Some(sb) = sandbox.take() {
+                    let _ = runtime.block_on(sb.remove());
+                }
                 rustix::fs::sync();
                 let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
                 return Err("power-off failed".into());
             }
-        }
+        };
+        // Everything written to the host's shares is there before the
+        // caller hears the request ended (and may kill the VM).
+        rustix::fs::sync();
+        send(&writer, &reply)?;
     }
 }
 
-/// One run through the native backend, its output streamed as it comes;
-/// the result's own copies of it are dropped (the caller has them).
-async fn run(
-    spec: &cleanroom_core::SandboxSpec,
-    cmd: cleanroom_core::Cmd,
-    writer: &Arc<Mutex<File>>,
-) -> Reply {
-    let backend = cleanroom_native::NativeBackend::new();
+fn failed(e: cleanroom_core::Error) -> Reply {
+    Reply::Failed {
+        message: e.to_string(),
+    }
+}
+
+fn no_sandbox() -> Reply {
+    Reply::Failed {
+        message: "this VM holds no long-lived sandbox".into(),
+    }
+}
+
+/// Runs `f` with a sink whose output goes to the caller as it comes; the
+/// result's own copies of it are dropped (the caller has them).
+async fn streamed<F, Fut>(writer: &Arc<Mutex<File>>, f: F) -> Reply
+where
+    F: FnOnce(cleanroom_core::OutputSink) -> Fut,
+    Fut: std::future::Future<Output = cleanroom_core::Result<cleanroom_core::RunResult>>,
+{
     let (sink, mut rx) = cleanroom_core::output_channel(64);
     let w = writer.clone();
     let forward = tokio::task::spawn_blocking(move || {
@@ -108,7 +173,7 @@ async fn run(
             }
         }
     });
-    let result = backend.run_streaming(spec, cmd, Some(sink)).await;
+    let result = f(sink).await;
     let _ = forward.await;
     match result {
         Ok(mut r) => {
@@ -116,10 +181,65 @@ async fn run(
             r.stderr = Vec::new();
             Reply::Finished(Box::new(WireResult::from(r)))
         }
-        Err(e) => Reply::Failed {
-            message: e.to_string(),
-        },
+        Err(e) => failed(e),
     }
+}
+
+/// A fresh scratch directory in the guest for one copy.
+fn scratch() -> Result<PathBuf, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = PathBuf::from(format!(
+        "/tmp/copy-{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+async fn copy_in(sb: &dyn Sandbox, tar: &[u8], path: &Path) -> Reply {
+    let dir = match scratch() {
+        Ok(d) => d,
+        Err(message) => return Reply::Failed { message },
+    };
+    let reply = match crate::copy::unpack(tar, &dir) {
+        Ok(entry) => match sb.copy_in(&entry, path).await {
+            Ok(()) => Reply::Done,
+            Err(e) => failed(e),
+        },
+        Err(e) => Reply::Failed {
+            message: format!("unpacking the copy: {e}"),
+        },
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    reply
+}
+
+async fn copy_out(sb: &dyn Sandbox, path: &Path, writer: &Mutex<File>) -> Reply {
+    let dir = match scratch() {
+        Ok(d) => d,
+        Err(message) => return Reply::Failed { message },
+    };
+    let entry = dir.join("entry");
+    let reply = match sb.copy_out(path, &entry).await {
+        Ok(()) => match crate::copy::pack(&entry) {
+            Ok(tar) => {
+                let mut port = writer.lock().unwrap_or_else(|p| p.into_inner());
+                match protocol::write_data(&mut *port, &tar) {
+                    Ok(()) => Reply::Done,
+                    Err(e) => Reply::Failed {
+                        message: format!("sending the copy: {e}"),
+                    },
+                }
+            }
+            Err(e) => Reply::Failed {
+                message: format!("packing the copy: {e}"),
+            },
+        },
+        Err(e) => failed(e),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    reply
 }
 
 fn send(writer: &Mutex<File>, reply: &Reply) -> Result<(), String> {

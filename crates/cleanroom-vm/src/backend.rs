@@ -13,7 +13,8 @@ use cleanroom_core::{
 };
 
 use crate::accel::AccelProbe;
-use crate::protocol::{Frame, Reply, Request};
+use crate::protocol::{Frame, Reply, Request, WireResult};
+use crate::sandbox::VmSandbox;
 use crate::vm::{BootOptions, Share, Vm};
 use crate::NAME;
 
@@ -146,70 +147,27 @@ impl Backend for VmBackend {
                 backend: NAME.into(),
                 what,
             })?;
-        let mut enforcement = prepared.into_enforcement();
+        let enforcement = prepared.into_enforcement();
         let spec = spec.clone();
         let guard = cmd
             .timeout
             .or(spec.timeout)
             .map(|t| t + Duration::from_secs(60));
-        let (wire, probe, kernel, boot) = tokio::task::spawn_blocking(move || {
-            let probe = accel()?;
-            let (kernel, initramfs) = crate::boot_files()?;
-            let (opts, guest_spec) = plan(&spec, &probe)?;
-            let mut vm = Vm::boot(&kernel.boot_image(), &initramfs, &opts)?;
+        let (wire, booted) = tokio::task::spawn_blocking(move || {
+            let (mut vm, guest_spec, probe) = boot_for(&spec)?;
             let limit = guest_spec.output_limit;
             vm.send(&Request::Run {
                 spec: Box::new(guest_spec),
                 cmd,
             })?;
-            let (mut out, mut err) = (Captured::default(), Captured::default());
-            vm.stream
-                .set_read_timeout(guard)
-                .map_err(|e| Error::io("setting the agent socket's timeout", e))?;
-            let wire = loop {
-                match vm.read()? {
-                    Frame::Stdout(bytes) => {
-                        out.push(&bytes, limit);
-                        forward(&sink, Stream::Stdout, bytes);
-                    }
-                    Frame::Stderr(bytes) => {
-                        err.push(&bytes, limit);
-                        forward(&sink, Stream::Stderr, bytes);
-                    }
-                    Frame::Message(Reply::Finished(w)) => {
-                        let mut w = *w;
-                        w.stdout = out.bytes;
-                        w.stderr = err.bytes;
-                        w.stdout_truncated |= out.truncated;
-                        w.stderr_truncated |= err.truncated;
-                        break w;
-                    }
-                    Frame::Message(Reply::Failed { message }) => {
-                        return Err(Error::backend(NAME, format!("inside the VM: {message}")))
-                    }
-                    Frame::Message(other) => {
-                        return Err(Error::backend(
-                            NAME,
-                            format!("the agent sent {other:?} while a command ran"),
-                        ))
-                    }
-                }
-            };
-            let boot = vm.boot_time;
-            let kernel = vm.kernel.clone();
+            let wire = collect_result(&mut vm, limit, guard, &sink)?;
+            let booted = Booted::of(&vm, probe);
             vm.shutdown();
-            Ok::<_, Error>((wire, probe, kernel, boot))
+            Ok::<_, Error>((wire, booted))
         })
         .await
         .map_err(|e| Error::backend(NAME, format!("the VM's thread failed: {e}")))??;
-        enforcement.user_mapping = wire.enforcement.user_mapping.clone();
-        enforcement.notes.push(format!(
-            "vm: guest kernel {kernel}, accelerator {} ({}), booted in {} ms",
-            probe.accel.name(),
-            probe.why,
-            boot.as_millis()
-        ));
-        Ok(wire.into_result(NAME, enforcement))
+        Ok(booted.result(wire, enforcement))
     }
 
     async fn create_prepared(
@@ -218,19 +176,145 @@ impl Backend for VmBackend {
         main: Option<Cmd>,
         prepared: Prepared,
     ) -> Result<Box<dyn Sandbox>> {
-        let _ = (spec, main, prepared);
-        Err(Error::Unsupported {
-            backend: NAME.into(),
-            what: "long-lived sandboxes yet (one-shot runs only); use the native backend for \
-                   `create`"
-                .into(),
+        self.can_honour(spec)
+            .await
+            .map_err(|what| Error::Unsupported {
+                backend: NAME.into(),
+                what,
+            })?;
+        let enforcement = prepared.into_enforcement();
+        let spec = spec.clone();
+        let sb = tokio::task::spawn_blocking(move || {
+            let (mut vm, guest_spec, probe) = boot_for(&spec)?;
+            vm.send(&Request::Create {
+                spec: Box::new(guest_spec),
+                main,
+            })?;
+            expect_done(&mut vm)?;
+            let booted = Booted::of(&vm, probe);
+            Ok::<_, Error>(VmSandbox::new(vm, &spec, booted.report(enforcement)))
         })
+        .await
+        .map_err(|e| Error::backend(NAME, format!("the VM's thread failed: {e}")))??;
+        Ok(Box::new(sb))
     }
 
     async fn gc(&self) -> Result<Vec<cleanroom_core::Removed>> {
         tokio::task::spawn_blocking(crate::gc::remove_dead)
             .await
             .map_err(|e| Error::backend(NAME, format!("vm gc: {e}")))
+    }
+}
+
+/// Boots the VM for `spec`; returns it with the spec as the agent must run it.
+fn boot_for(spec: &SandboxSpec) -> Result<(Vm, SandboxSpec, AccelProbe)> {
+    let probe = accel()?;
+    let (kernel, initramfs) = crate::boot_files()?;
+    let (opts, guest_spec) = plan(spec, &probe)?;
+    let vm = Vm::boot(&kernel.boot_image(), &initramfs, &opts)?;
+    Ok((vm, guest_spec, probe))
+}
+
+/// What a run's report says about the VM it ran in.
+pub(crate) struct Booted {
+    probe: AccelProbe,
+    kernel: String,
+    boot: Duration,
+}
+
+impl Booted {
+    fn of(vm: &Vm, probe: AccelProbe) -> Booted {
+        Booted {
+            probe,
+            kernel: vm.kernel.clone(),
+            boot: vm.boot_time,
+        }
+    }
+
+    /// The caller's report with the VM's kernel, accelerator and boot time.
+    fn report(&self, mut enforcement: Enforcement) -> Enforcement {
+        enforcement.notes.push(format!(
+            "vm: guest kernel {}, accelerator {} ({}), booted in {} ms",
+            self.kernel,
+            self.probe.accel.name(),
+            self.probe.why,
+            self.boot.as_millis()
+        ));
+        enforcement
+    }
+
+    fn result(&self, wire: WireResult, enforcement: Enforcement) -> RunResult {
+        let mut enforcement = self.report(enforcement);
+        enforcement.user_mapping = wire.enforcement.user_mapping.clone();
+        wire.into_result(NAME, enforcement)
+    }
+}
+
+/// Reads a command's output frames and its result: output goes to `sink`
+/// as it comes, and is kept up to `limit` bytes per stream. `guard` bounds
+/// the wait (the command's own timeout plus a margin).
+pub(crate) fn collect_result(
+    vm: &mut Vm,
+    limit: u64,
+    guard: Option<Duration>,
+    sink: &Option<OutputSink>,
+) -> Result<WireResult> {
+    vm.stream
+        .set_read_timeout(guard)
+        .map_err(|e| Error::io("setting the agent socket's timeout", e))?;
+    let (mut out, mut err) = (Captured::default(), Captured::default());
+    loop {
+        match vm.read()? {
+            Frame::Stdout(bytes) => {
+                out.push(&bytes, limit);
+                forward(sink, Stream::Stdout, bytes);
+            }
+            Frame::Stderr(bytes) => {
+                err.push(&bytes, limit);
+                forward(sink, Stream::Stderr, bytes);
+            }
+            Frame::Message(Reply::Finished(w)) => {
+                let mut w = *w;
+                w.stdout = out.bytes;
+                w.stderr = err.bytes;
+                w.stdout_truncated |= out.truncated;
+                w.stderr_truncated |= err.truncated;
+                return Ok(w);
+            }
+            Frame::Message(Reply::Failed { message }) => {
+                return Err(Error::backend(NAME, format!("inside the VM: {message}")))
+            }
+            other => {
+                return Err(Error::backend(
+                    NAME,
+                    format!("the agent sent {} while a command ran", describe(&other)),
+                ))
+            }
+        }
+    }
+}
+
+/// Waits for the agent's `Done`.
+pub(crate) fn expect_done(vm: &mut Vm) -> Result<()> {
+    match vm.read()? {
+        Frame::Message(Reply::Done) => Ok(()),
+        Frame::Message(Reply::Failed { message }) => {
+            Err(Error::backend(NAME, format!("inside the VM: {message}")))
+        }
+        other => Err(Error::backend(
+            NAME,
+            format!("the agent sent {} instead of Done", describe(&other)),
+        )),
+    }
+}
+
+/// A frame in a few words, for protocol errors.
+pub(crate) fn describe(f: &Frame<Reply>) -> String {
+    match f {
+        Frame::Message(m) => format!("{m:?}").chars().take(120).collect(),
+        Frame::Stdout(b) => format!("{} bytes of stdout", b.len()),
+        Frame::Stderr(b) => format!("{} bytes of stderr", b.len()),
+        Frame::Data(b) => format!("{} bytes of copy data", b.len()),
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod assets;
+pub mod copy;
 pub mod cpio;
 pub mod initramfs;
 pub mod protocol;
@@ -18,9 +19,11 @@ pub mod vm;
 mod accel;
 mod backend;
 mod gc;
+mod sandbox;
 
 pub use accel::{accelerator, AccelProbe};
 pub use backend::VmBackend;
+pub use sandbox::VmSandbox;
 
 use std::path::PathBuf;
 

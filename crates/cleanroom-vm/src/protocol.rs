@@ -4,6 +4,7 @@
 //! (kinds 1 and 2) so that hundreds of MiB are not inflated by JSON.
 
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cleanroom_core::{Cmd, Enforcement, RunResult, SandboxSpec};
@@ -19,6 +20,7 @@ const MAX_FRAME: u32 = 64 << 20;
 const KIND_MESSAGE: u8 = 0;
 const KIND_STDOUT: u8 = 1;
 const KIND_STDERR: u8 = 2;
+const KIND_DATA: u8 = 3;
 
 /// Caller to agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,6 +31,24 @@ pub enum Request {
     /// it carries no output bytes (the caller keeps what the limit allows),
     /// so no frame ever holds a whole large output.
     Run { spec: Box<SandboxSpec>, cmd: Cmd },
+    /// Start the VM's one long-lived sandbox; answered by `Done`.
+    Create {
+        spec: Box<SandboxSpec>,
+        main: Option<Cmd>,
+    },
+    /// Run a command in the long-lived sandbox: output frames, then
+    /// `Finished` (without output bytes, as for `Run`).
+    Exec { cmd: Cmd },
+    /// The data frames just sent are a tar of one entry, to be copied to
+    /// `path` in the sandbox; answered by `Done`.
+    CopyIn { path: PathBuf },
+    /// Copy `path` out of the sandbox: data frames holding a tar of it,
+    /// then `Done`.
+    CopyOut { path: PathBuf },
+    /// The main process's output so far: `Logs`.
+    Logs,
+    /// Stop every process in the sandbox: `Done`.
+    Stop,
     /// Power the guest off.
     Shutdown,
 }
@@ -48,6 +68,12 @@ pub enum Reply {
     Failed {
         message: String,
     },
+    /// A request without a result of its own succeeded.
+    Done,
+    Logs {
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    },
 }
 
 /// A frame off the wire.
@@ -56,6 +82,8 @@ pub enum Frame<M> {
     Message(M),
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
+    /// Bytes of a copy in or out (a tar stream), in order.
+    Data(Vec<u8>),
 }
 
 /// [`RunResult`] as it travels (that type only serializes, lossily, for
@@ -122,6 +150,14 @@ pub fn write_output(w: &mut impl Write, stdout: bool, bytes: &[u8]) -> io::Resul
     write_frame(w, if stdout { KIND_STDOUT } else { KIND_STDERR }, bytes)
 }
 
+/// Writes `bytes` as data frames of at most 1 MiB.
+pub fn write_data(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    for piece in bytes.chunks(1 << 20) {
+        write_frame(w, KIND_DATA, piece)?;
+    }
+    Ok(())
+}
+
 fn write_frame(w: &mut impl Write, kind: u8, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .ok()
@@ -160,6 +196,7 @@ pub fn read_frame<M: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result
         ),
         KIND_STDOUT => Frame::Stdout(body),
         KIND_STDERR => Frame::Stderr(body),
+        KIND_DATA => Frame::Data(body),
         k => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

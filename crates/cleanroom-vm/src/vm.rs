@@ -267,6 +267,12 @@ impl Vm {
             .map_err(|e| self.gone(&format!("sending to the agent: {e}")))
     }
 
+    /// Sends bytes as data frames (a copy's tar).
+    pub fn send_data(&mut self, bytes: &[u8]) -> Result<()> {
+        protocol::write_data(&mut self.stream, bytes)
+            .map_err(|e| self.gone(&format!("sending to the agent: {e}")))
+    }
+
     /// Reads one frame from the agent.
     pub fn read(&mut self) -> Result<Frame<Reply>> {
         match protocol::read_frame::<Reply>(&mut self.stream) {

@@ -15,8 +15,7 @@ fn harness() -> cleanroom_core::conformance::Harness {
 }
 
 /// One `#[test]` per named check (the core sections, not the whole list
-/// `conformance_tests!` insists on: images and long-lived sandboxes are not
-/// on vm yet).
+/// `conformance_tests!` insists on: images are not on vm yet).
 macro_rules! checks {
     ($($name:ident),* $(,)?) => {
         $(

@@ -108,3 +108,51 @@ fn is_zombie(pid: u32) -> bool {
         })
         .unwrap_or(true)
 }
+
+/// A long-lived sandbox in its own VM: its main process's logs, state kept
+/// between execs, copies both ways, stop and remove (after which it is gone).
+#[test]
+fn long_lived_sandbox_in_a_vm() {
+    vm_common::setup();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in.txt"), b"copied-in").unwrap();
+    vm_common::block_on(async {
+        let sb = VmBackend::new()
+            .create(
+                &SandboxSpec::default(),
+                Some(Cmd::shell("echo main-up; exec sleep 1000")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(sb.backend(), "vm");
+        let r = sb
+            .exec(Cmd::shell("echo kept > state; uname -r"))
+            .await
+            .unwrap();
+        assert!(r.success(), "{r:?}");
+        let r = sb.exec(Cmd::new("cat").arg("state")).await.unwrap();
+        assert_eq!(r.stdout, b"kept\n");
+        sb.copy_in(
+            &host.path().join("in.txt"),
+            std::path::Path::new("/workdir/in.txt"),
+        )
+        .await
+        .unwrap();
+        let r = sb
+            .exec(Cmd::shell("cat in.txt; printf made > out.txt"))
+            .await
+            .unwrap();
+        assert_eq!(r.stdout, b"copied-in");
+        let out = host.path().join("out.txt");
+        sb.copy_out(std::path::Path::new("/workdir/out.txt"), &out)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"made");
+        let logs = sb.logs().await.unwrap();
+        assert_eq!(logs.stdout, b"main-up\n");
+        sb.stop().await.unwrap();
+        sb.remove().await.unwrap();
+        sb.remove().await.unwrap();
+        assert!(sb.exec(Cmd::new("true")).await.is_err());
+    });
+}
