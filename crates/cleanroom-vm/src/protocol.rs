@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape; the caller refuses an agent
 /// that speaks another version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The largest frame either side accepts.
 const MAX_FRAME: u32 = 64 << 20;

@@ -181,7 +181,10 @@ pub struct Vm {
     /// From spawning QEMU to the agent's `Ready`.
     pub boot_time: Duration,
     pub accel: Accel,
-    dir: RunDir,
+    /// The console log, kept open: the run directory is removed once the
+    /// agent is ready, so a VM whose owner is killed leaves no files.
+    console: std::fs::File,
+    dir: Option<RunDir>,
 }
 
 impl Vm {
@@ -210,14 +213,24 @@ impl Vm {
                 return Err(boot_failed(&why, &dir.path, opts));
             }
         };
+        let console_log = match std::fs::File::open(&console) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::io(format!("opening {}", console.display()), e));
+            }
+        };
         let mut vm = Vm {
             child,
             stream,
             kernel: String::new(),
             boot_time: Duration::ZERO,
             accel: opts.accel,
-            dir,
+            console: console_log,
+            dir: Some(dir),
         };
+        let run_dir = vm.dir.as_ref().map(|d| d.path.clone()).unwrap_or_default();
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
@@ -242,18 +255,20 @@ impl Vm {
             }
             Ok(None) => {
                 let why = "the agent ended before it was ready";
-                return Err(boot_failed(why, &vm.dir.path, opts));
+                return Err(boot_failed(why, &run_dir, opts));
             }
             Ok(Some(other)) => {
                 let why = format!("the agent sent {other:?} before Ready");
-                return Err(boot_failed(&why, &vm.dir.path, opts));
+                return Err(boot_failed(&why, &run_dir, opts));
             }
             Err(e) => {
                 let why = format!("waiting for the agent's Ready: {e}");
-                return Err(boot_failed(&why, &vm.dir.path, opts));
+                return Err(boot_failed(&why, &run_dir, opts));
             }
         }
         vm.boot_time = started.elapsed();
+        // QEMU holds its files open; nothing needs their names any more.
+        vm.dir = None;
         record_boot(opts.accel, vm.boot_time);
         vm.stream
             .set_read_timeout(None)
@@ -292,7 +307,7 @@ impl Vm {
             crate::NAME,
             format!(
                 "{why}{status}; guest console: {}",
-                tail(&self.dir.path.join("console.log"))
+                tail_of(&mut self.console)
             ),
         )
     }
@@ -486,10 +501,18 @@ fn boot_failed(why: &str, dir: &Path, opts: &BootOptions) -> Error {
 
 /// The last lines of a log file, on one line.
 fn tail(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.read_to_string(&mut text);
+    match std::fs::File::open(path) {
+        Ok(mut f) => tail_of(&mut f),
+        Err(_) => "(empty)".into(),
     }
+}
+
+/// The last lines of an open log, on one line.
+fn tail_of(f: &mut std::fs::File) -> String {
+    use std::io::Seek;
+    let mut text = String::new();
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = f.read_to_string(&mut text);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let start = lines.len().saturating_sub(8);
     let shown = lines[start..].join(" | ");

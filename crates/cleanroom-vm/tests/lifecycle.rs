@@ -1,5 +1,5 @@
-//! A VM dies with its caller: SIGKILL the caller and no QEMU is left; `gc`
-//! then removes the VM's files the caller could not.
+//! A VM dies with its caller: SIGKILL the caller and no QEMU and no file
+//! is left; `gc` removes the files of a caller killed while its VM booted.
 
 mod vm_common;
 
@@ -20,9 +20,10 @@ fn caller_role() {
         return;
     }
     vm_common::setup();
-    let _ = vm_common::block_on(
+    let r = vm_common::block_on(
         VmBackend::new().run(&SandboxSpec::default(), Cmd::new("sleep").arg("600")),
     );
+    panic!("the caller's run ended before it was killed: {r:?}");
 }
 
 /// QEMU processes whose command line names `dir`.
@@ -49,7 +50,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn sigkill_leaves_no_qemu_and_gc_removes_the_files() {
+fn sigkill_leaves_no_qemu() {
     vm_common::setup();
     let mut caller = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "caller_role", "--nocapture"])
@@ -61,16 +62,18 @@ fn sigkill_leaves_no_qemu_and_gc_removes_the_files() {
         .spawn()
         .unwrap();
     let dir: PathBuf = cleanroom_vm::vm::runs_root().join(format!("{}-0", caller.id()));
-    // The VM is up once its console has the agent's kernel booted (the
-    // agent socket connected); give a loaded machine's TCG boot time.
+    // The VM runs the command once its agent is ready, which is when its
+    // run directory goes (QEMU keeps its files open).
     wait_for(
         "the caller's QEMU to start",
         Duration::from_secs(300),
-        || !qemus_in(&dir).is_empty() && dir.join("agent.sock").exists(),
+        || !qemus_in(&dir).is_empty(),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for("the caller's VM to boot", Duration::from_secs(300), || {
+        !dir.exists()
+    });
     let qemus = qemus_in(&dir);
-    assert!(!qemus.is_empty());
+    assert!(!qemus.is_empty(), "QEMU ended before its caller was killed");
     caller.kill().unwrap(); // SIGKILL
     caller.wait().unwrap();
     wait_for(
@@ -82,19 +85,34 @@ fn sigkill_leaves_no_qemu_and_gc_removes_the_files() {
                 .all(|p| !Path::new(&format!("/proc/{p}")).exists() || is_zombie(*p))
         },
     );
-    assert!(
-        dir.exists(),
-        "the killed caller could not remove {}",
-        dir.display()
-    );
+}
+
+/// A VM's files exist only while it boots; a caller killed then leaves
+/// them, and `gc` removes them (never a live owner's).
+#[test]
+fn gc_removes_a_dead_owners_vm_files() {
+    let root = cleanroom_vm::vm::runs_root();
+    std::fs::create_dir_all(&root).unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let dead_dir = root.join(format!("{dead}-0"));
+    let live_dir = root.join(format!("{}-999999", std::process::id()));
+    for (dir, owner) in [(&dead_dir, dead), (&live_dir, std::process::id())] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(cleanroom_vm::vm::OWNER_FILE), owner.to_string()).unwrap();
+        std::fs::write(dir.join("console.log"), "boot").unwrap();
+    }
     let removed = vm_common::block_on(VmBackend::new().gc()).unwrap();
-    assert!(!dir.exists(), "gc left {}", dir.display());
+    assert!(!dead_dir.exists(), "gc left {}", dead_dir.display());
+    assert!(live_dir.exists(), "gc removed a live owner's files");
     assert!(
         removed
             .iter()
-            .any(|r| r.to_string().contains(&*dir.to_string_lossy())),
+            .any(|r| r.to_string().contains(&*dead_dir.to_string_lossy())),
         "{removed:?}"
     );
+    std::fs::remove_dir_all(&live_dir).unwrap();
 }
 
 fn is_zombie(pid: u32) -> bool {
