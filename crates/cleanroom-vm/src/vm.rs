@@ -195,6 +195,11 @@ impl Vm {
         let listener = UnixListener::bind(&sock)
             .map_err(|e| Error::io(format!("listening on {}", sock.display()), e))?;
         let console = dir.path.join("console.log");
+        // Made (and opened for reading) before QEMU, which writes the same
+        // file: our handle outlives the run directory.
+        let console_log = std::fs::File::create(&console)
+            .and_then(|_| std::fs::File::open(&console))
+            .map_err(|e| Error::io(format!("creating {}", console.display()), e))?;
         let mut cmd = Command::new("setpriv");
         cmd.args(["--pdeathsig", "KILL", "--", QEMU]);
         cmd.args(qemu_args(kernel, initramfs, opts, &sock, &console));
@@ -211,14 +216,6 @@ impl Vm {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(boot_failed(&why, &dir.path, opts));
-            }
-        };
-        let console_log = match std::fs::File::open(&console) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::io(format!("opening {}", console.display()), e));
             }
         };
         let mut vm = Vm {
