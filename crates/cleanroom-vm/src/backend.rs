@@ -29,14 +29,35 @@ const GUEST_ROOTFS: &str = "/run/cleanroom/rootfs";
 /// The microVM backend. Never chosen by `auto`: a user asks for it by name.
 #[derive(Clone, Debug, Default)]
 pub struct VmBackend {
-    _private: (),
+    spare: bool,
 }
 
 impl VmBackend {
+    /// Boots a VM per run; with `CLEANROOM_VM_SPARE=1`, as [`Self::with_spare`].
     pub fn new() -> Self {
-        VmBackend::default()
+        VmBackend {
+            spare: std::env::var("CLEANROOM_VM_SPARE").is_ok_and(|v| v == "1"),
+        }
+    }
+
+    /// Keeps one spare VM booting ahead of the next run of the same shape
+    /// (rootfs, mounts, memory, vCPUs): for a process that runs many
+    /// sandboxes in a row (a test suite), where each run then waits only
+    /// for what is left of the spare's boot. A spare still booting when the
+    /// process exits dies with it.
+    pub fn with_spare(mut self) -> Self {
+        self.spare = true;
+        self
     }
 }
+
+/// The VM booting ahead, for a run whose boot options print as `key`.
+struct Spare {
+    key: String,
+    boot: std::thread::JoinHandle<Result<Vm>>,
+}
+
+static SPARE: std::sync::Mutex<Option<Spare>> = std::sync::Mutex::new(None);
 
 /// The accelerator for this process's runs, chosen once.
 fn accel() -> Result<AccelProbe> {
@@ -149,19 +170,20 @@ impl Backend for VmBackend {
             })?;
         let enforcement = prepared.into_enforcement();
         let spec = spec.clone();
+        let spare = self.spare;
         let guard = cmd
             .timeout
             .or(spec.timeout)
             .map(|t| t + Duration::from_secs(60));
         let (wire, booted) = tokio::task::spawn_blocking(move || {
-            let (mut vm, guest_spec, probe) = boot_for(&spec)?;
+            let (mut vm, guest_spec, probe, ahead) = boot_for(&spec, spare)?;
             let limit = guest_spec.output_limit;
             vm.send(&Request::Run {
                 spec: Box::new(guest_spec),
                 cmd,
             })?;
             let wire = collect_result(&mut vm, limit, guard, &sink)?;
-            let booted = Booted::of(&vm, probe);
+            let booted = Booted::of(&vm, probe, ahead);
             vm.shutdown();
             Ok::<_, Error>((wire, booted))
         })
@@ -184,14 +206,15 @@ impl Backend for VmBackend {
             })?;
         let enforcement = prepared.into_enforcement();
         let spec = spec.clone();
+        let spare = self.spare;
         let sb = tokio::task::spawn_blocking(move || {
-            let (mut vm, guest_spec, probe) = boot_for(&spec)?;
+            let (mut vm, guest_spec, probe, ahead) = boot_for(&spec, spare)?;
             vm.send(&Request::Create {
                 spec: Box::new(guest_spec),
                 main,
             })?;
             expect_done(&mut vm)?;
-            let booted = Booted::of(&vm, probe);
+            let booted = Booted::of(&vm, probe, ahead);
             Ok::<_, Error>(VmSandbox::new(vm, &spec, booted.report(enforcement)))
         })
         .await
@@ -206,13 +229,36 @@ impl Backend for VmBackend {
     }
 }
 
-/// Boots the VM for `spec`; returns it with the spec as the agent must run it.
-fn boot_for(spec: &SandboxSpec) -> Result<(Vm, SandboxSpec, AccelProbe)> {
+/// Boots the VM for `spec` (or takes the spare booted for it); returns it
+/// with the spec as the agent must run it, and whether it was a spare.
+fn boot_for(spec: &SandboxSpec, spare: bool) -> Result<(Vm, SandboxSpec, AccelProbe, bool)> {
     let probe = accel()?;
     let (kernel, initramfs) = crate::boot_files()?;
     let (opts, guest_spec) = plan(spec, &probe)?;
-    let vm = Vm::boot(&kernel.boot_image(), &initramfs, &opts)?;
-    Ok((vm, guest_spec, probe))
+    let image = kernel.boot_image();
+    if !spare {
+        let vm = Vm::boot(&image, &initramfs, &opts)?;
+        return Ok((vm, guest_spec, probe, false));
+    }
+    let key = format!("{image:?} {initramfs:?} {opts:?}");
+    let taken = SPARE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .filter(|s| s.key == key);
+    let from_spare = taken.and_then(|s| s.boot.join().ok()).and_then(|r| r.ok());
+    let was_spare = from_spare.is_some();
+    let vm = match from_spare {
+        Some(vm) => vm,
+        None => Vm::boot(&image, &initramfs, &opts)?,
+    };
+    // The next one boots while this one runs.
+    let boot = std::thread::Builder::new()
+        .name("cleanroom-vm-spare".into())
+        .spawn(move || Vm::boot(&image, &initramfs, &opts))
+        .map_err(|e| Error::io("starting the spare VM's thread", e))?;
+    *SPARE.lock().unwrap_or_else(|p| p.into_inner()) = Some(Spare { key, boot });
+    Ok((vm, guest_spec, probe, was_spare))
 }
 
 /// What a run's report says about the VM it ran in.
@@ -220,25 +266,33 @@ pub(crate) struct Booted {
     probe: AccelProbe,
     kernel: String,
     boot: Duration,
+    /// It was a spare, booted before the run asked for it.
+    ahead: bool,
 }
 
 impl Booted {
-    fn of(vm: &Vm, probe: AccelProbe) -> Booted {
+    fn of(vm: &Vm, probe: AccelProbe, ahead: bool) -> Booted {
         Booted {
             probe,
             kernel: vm.kernel.clone(),
             boot: vm.boot_time,
+            ahead,
         }
     }
 
     /// The caller's report with the VM's kernel, accelerator and boot time.
     fn report(&self, mut enforcement: Enforcement) -> Enforcement {
         enforcement.notes.push(format!(
-            "vm: guest kernel {}, accelerator {} ({}), booted in {} ms",
+            "vm: guest kernel {}, accelerator {} ({}), booted in {} ms{}",
             self.kernel,
             self.probe.accel.name(),
             self.probe.why,
-            self.boot.as_millis()
+            self.boot.as_millis(),
+            if self.ahead {
+                " (a spare, booted ahead of the run)"
+            } else {
+                ""
+            }
         ));
         enforcement
     }

@@ -181,10 +181,9 @@ pub struct Vm {
     /// From spawning QEMU to the agent's `Ready`.
     pub boot_time: Duration,
     pub accel: Accel,
-    /// The console log, kept open: the run directory is removed once the
-    /// agent is ready, so a VM whose owner is killed leaves no files.
+    /// The console log, kept open: the run directory is removed once QEMU
+    /// has connected, so a VM whose owner is killed leaves no files.
     console: std::fs::File,
-    dir: Option<RunDir>,
 }
 
 impl Vm {
@@ -204,20 +203,27 @@ impl Vm {
         cmd.args(["--pdeathsig", "KILL", "--", QEMU]);
         cmd.args(qemu_args(kernel, initramfs, opts, &sock, &console));
         cmd.stdin(Stdio::null());
-        let log = std::fs::File::create(dir.path.join("qemu.log"))
-            .map_err(|e| Error::io("creating qemu.log", e))?;
+        let qemu_log = dir.path.join("qemu.log");
+        let log =
+            std::fs::File::create(&qemu_log).map_err(|e| Error::io("creating qemu.log", e))?;
+        let mut qemu_log =
+            std::fs::File::open(&qemu_log).map_err(|e| Error::io("opening qemu.log", e))?;
         cmd.stdout(Stdio::null()).stderr(log);
         let started = Instant::now();
         let mut child = spawn_owned(cmd)?;
         let deadline = started + opts.boot_timeout;
+        let mut console_log = console_log;
         let stream = match accept_until(&listener, &mut child, deadline) {
             Ok(s) => s,
             Err(why) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(boot_failed(&why, &dir.path, opts));
+                return Err(boot_failed(&why, &mut console_log, &mut qemu_log, opts));
             }
         };
+        // QEMU holds its files open and is connected: nothing needs their
+        // names any more, and a caller killed from here on leaves none.
+        drop(dir);
         let mut vm = Vm {
             child,
             stream,
@@ -225,9 +231,7 @@ impl Vm {
             boot_time: Duration::ZERO,
             accel: opts.accel,
             console: console_log,
-            dir: Some(dir),
         };
-        let run_dir = vm.dir.as_ref().map(|d| d.path.clone()).unwrap_or_default();
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
@@ -252,20 +256,18 @@ impl Vm {
             }
             Ok(None) => {
                 let why = "the agent ended before it was ready";
-                return Err(boot_failed(why, &run_dir, opts));
+                return Err(boot_failed(why, &mut vm.console, &mut qemu_log, opts));
             }
             Ok(Some(other)) => {
                 let why = format!("the agent sent {other:?} before Ready");
-                return Err(boot_failed(&why, &run_dir, opts));
+                return Err(boot_failed(&why, &mut vm.console, &mut qemu_log, opts));
             }
             Err(e) => {
                 let why = format!("waiting for the agent's Ready: {e}");
-                return Err(boot_failed(&why, &run_dir, opts));
+                return Err(boot_failed(&why, &mut vm.console, &mut qemu_log, opts));
             }
         }
         vm.boot_time = started.elapsed();
-        // QEMU holds its files open; nothing needs their names any more.
-        vm.dir = None;
         record_boot(opts.accel, vm.boot_time);
         vm.stream
             .set_read_timeout(None)
@@ -397,8 +399,13 @@ fn qemu_args(
         initramfs.display().to_string(),
         "-append".into(),
         append,
+        // The console's file chardev comes first: QEMU opens it before it
+        // connects to the agent socket, after which the caller removes the
+        // run directory.
+        "-chardev".into(),
+        format!("file,id=console,path={}", console.display()),
         "-serial".into(),
-        format!("file:{}", console.display()),
+        "chardev:console".into(),
         "-device".into(),
         "virtio-serial-device".into(),
         "-chardev".into(),
@@ -481,7 +488,12 @@ fn accept_until(
     }
 }
 
-fn boot_failed(why: &str, dir: &Path, opts: &BootOptions) -> Error {
+fn boot_failed(
+    why: &str,
+    console: &mut std::fs::File,
+    qemu_log: &mut std::fs::File,
+    opts: &BootOptions,
+) -> Error {
     Error::backend(
         crate::NAME,
         format!(
@@ -490,18 +502,10 @@ fn boot_failed(why: &str, dir: &Path, opts: &BootOptions) -> Error {
              with CLEANROOM_VM_ACCEL=tcg)",
             opts.accel.name(),
             opts.boot_timeout,
-            tail(&dir.join("qemu.log")),
-            tail(&dir.join("console.log")),
+            tail_of(qemu_log),
+            tail_of(console),
         ),
     )
-}
-
-/// The last lines of a log file, on one line.
-fn tail(path: &Path) -> String {
-    match std::fs::File::open(path) {
-        Ok(mut f) => tail_of(&mut f),
-        Err(_) => "(empty)".into(),
-    }
 }
 
 /// The last lines of an open log, on one line.

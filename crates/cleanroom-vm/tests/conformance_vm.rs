@@ -9,7 +9,7 @@ mod vm_common;
 fn harness() -> cleanroom_core::conformance::Harness {
     vm_common::setup();
     cleanroom_core::conformance::Harness::new(
-        cleanroom_vm::VmBackend::new(),
+        cleanroom_vm::VmBackend::new().with_spare(),
         cleanroom_core::SandboxSpec::default(),
     )
 }

@@ -62,14 +62,14 @@ fn sigkill_leaves_no_qemu() {
         .spawn()
         .unwrap();
     let dir: PathBuf = cleanroom_vm::vm::runs_root().join(format!("{}-0", caller.id()));
-    // The VM runs the command once its agent is ready, which is when its
-    // run directory goes (QEMU keeps its files open).
+    // Its run directory goes once QEMU has connected to the agent socket
+    // (QEMU keeps its files open); from then on nothing but QEMU is left.
     wait_for(
         "the caller's QEMU to start",
         Duration::from_secs(300),
         || !qemus_in(&dir).is_empty(),
     );
-    wait_for("the caller's VM to boot", Duration::from_secs(300), || {
+    wait_for("QEMU to connect", Duration::from_secs(300), || {
         !dir.exists()
     });
     let qemus = qemus_in(&dir);
@@ -87,8 +87,8 @@ fn sigkill_leaves_no_qemu() {
     );
 }
 
-/// A VM's files exist only while it boots; a caller killed then leaves
-/// them, and `gc` removes them (never a live owner's).
+/// A VM's files exist only until QEMU connects; a caller killed then
+/// leaves them, and `gc` removes them (never a live owner's).
 #[test]
 fn gc_removes_a_dead_owners_vm_files() {
     let root = cleanroom_vm::vm::runs_root();
