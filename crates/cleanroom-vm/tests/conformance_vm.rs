@@ -2,7 +2,9 @@
 //! user, limits) on the vm backend, host rootfs. Every run boots a VM, so
 //! under software emulation this is CI's slow phase: `cargo test` skips
 //! this target (`test = false` in Cargo.toml) and
-//! scripts/check.d/70-vm-conformance.sh runs it by name.
+//! scripts/check.d/70-vm-conformance.sh runs it by name. The backend keeps
+//! a spare VM booting ahead of each run, as a suite should: the checks that
+//! bound a run's wall time then measure the sandbox, not a cold boot.
 
 mod vm_common;
 
