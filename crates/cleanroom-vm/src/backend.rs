@@ -49,6 +49,35 @@ impl VmBackend {
         self.spare = true;
         self
     }
+
+    /// Boots the spare for runs of `spec`'s shape now and returns when it
+    /// is ready (a suite's setup, before any run is timed).
+    pub fn warm_spare(&self, spec: &SandboxSpec) -> Result<()> {
+        let probe = accel()?;
+        let (kernel, initramfs) = crate::boot_files()?;
+        let (opts, _) = plan(spec, &probe)?;
+        let image = kernel.boot_image();
+        let key = spare_key(&image, &initramfs, &opts);
+        let taken = SPARE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|s| s.key == key);
+        let vm = match taken.and_then(|s| s.boot.join().ok()).and_then(|r| r.ok()) {
+            Some(vm) => vm,
+            None => Vm::boot(&image, &initramfs, &opts)?,
+        };
+        let boot = std::thread::Builder::new()
+            .name("cleanroom-vm-spare".into())
+            .spawn(move || Ok(vm))
+            .map_err(|e| Error::io("starting the spare VM's thread", e))?;
+        *SPARE.lock().unwrap_or_else(|p| p.into_inner()) = Some(Spare { key, boot });
+        Ok(())
+    }
+}
+
+fn spare_key(image: &Path, initramfs: &Path, opts: &BootOptions) -> String {
+    format!("{image:?} {initramfs:?} {opts:?}")
 }
 
 /// The VM booting ahead, for a run whose boot options print as `key`.
@@ -240,7 +269,7 @@ fn boot_for(spec: &SandboxSpec, spare: bool) -> Result<(Vm, SandboxSpec, AccelPr
         let vm = Vm::boot(&image, &initramfs, &opts)?;
         return Ok((vm, guest_spec, probe, false));
     }
-    let key = format!("{image:?} {initramfs:?} {opts:?}");
+    let key = spare_key(&image, &initramfs, &opts);
     let taken = SPARE
         .lock()
         .unwrap_or_else(|p| p.into_inner())
