@@ -5,13 +5,14 @@
 //!
 //! [`setup`] fetches the guest kernel ([`assets`]) and builds the
 //! initramfs ([`initramfs`], [`cpio`]); [`vm`] boots QEMU and talks to the
-//! agent ([`agent`]) over virtio-serial with the [`protocol`];
+//! agent ([`agent`], set up by [`guest`]) over virtio-serial with the [`protocol`];
 //! [`VmBackend`] is the backend itself.
 
 pub mod agent;
 pub mod assets;
 pub mod copy;
 pub mod cpio;
+pub mod guest;
 pub mod initramfs;
 pub mod protocol;
 pub mod vm;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cleanroom_core::{Error, Result};
 
-use crate::agent::BootArgs;
+use crate::guest::BootArgs;
 use crate::protocol::{self, Frame, Reply, Request};
 
 /// Where the guest sees the host's `/etc` (read-only; the agent links the
