@@ -295,6 +295,7 @@ pub(crate) struct Booted {
     probe: AccelProbe,
     kernel: String,
     boot: Duration,
+    guest_uptime: Duration,
     /// It was a spare, booted before the run asked for it.
     ahead: bool,
 }
@@ -305,6 +306,7 @@ impl Booted {
             probe,
             kernel: vm.kernel.clone(),
             boot: vm.boot_time,
+            guest_uptime: vm.guest_uptime,
             ahead,
         }
     }
@@ -312,11 +314,13 @@ impl Booted {
     /// The caller's report with the VM's kernel, accelerator and boot time.
     fn report(&self, mut enforcement: Enforcement) -> Enforcement {
         enforcement.notes.push(format!(
-            "vm: guest kernel {}, accelerator {} ({}), booted in {} ms{}",
+            "vm: guest kernel {}, accelerator {} ({}), booted in {} ms ({} ms of them in the \
+             guest kernel){}",
             self.kernel,
             self.probe.accel.name(),
             self.probe.why,
             self.boot.as_millis(),
+            self.guest_uptime.as_millis(),
             if self.ahead {
                 " (a spare, booted ahead of the run)"
             } else {

@@ -180,6 +180,9 @@ pub struct Vm {
     pub kernel: String,
     /// From spawning QEMU to the agent's `Ready`.
     pub boot_time: Duration,
+    /// The guest's own clock from its kernel's start to the agent's
+    /// `Ready` (the rest of `boot_time` is QEMU, firmware and loading).
+    pub guest_uptime: Duration,
     pub accel: Accel,
     /// The console log, kept open: the run directory is removed once QEMU
     /// has connected, so a VM whose owner is killed leaves no files.
@@ -229,6 +232,7 @@ impl Vm {
             stream,
             kernel: String::new(),
             boot_time: Duration::ZERO,
+            guest_uptime: Duration::ZERO,
             accel: opts.accel,
             console: console_log,
         };
@@ -240,7 +244,9 @@ impl Vm {
             .map_err(|e| Error::io("setting the agent socket's timeout", e))?;
         match protocol::read_frame::<Reply>(&mut vm.stream) {
             Ok(Some(Frame::Message(Reply::Ready {
-                version, kernel, ..
+                version,
+                kernel,
+                uptime_ms,
             }))) => {
                 if version != protocol::VERSION {
                     return Err(Error::backend(
@@ -253,6 +259,7 @@ impl Vm {
                     ));
                 }
                 vm.kernel = kernel;
+                vm.guest_uptime = Duration::from_millis(uptime_ms);
             }
             Ok(None) => {
                 let why = "the agent ended before it was ready";
