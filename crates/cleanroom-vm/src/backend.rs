@@ -164,10 +164,13 @@ impl Backend for VmBackend {
             RootFs::Dir(d) => {
                 return Err(format!("rootfs directory {} does not exist", d.display()))
             }
+            RootFs::Tar(t) if t.is_file() => {}
+            RootFs::Tar(t) => return Err(format!("rootfs tarball {} does not exist", t.display())),
             other => {
                 return Err(format!(
-                    "the vm backend runs the `host` and `file://DIR` root filesystems; {other} \
-                     is not supported on it yet (use the native backend for images)"
+                    "the vm backend runs the `host`, `file://DIR` and `tar://FILE` root \
+                     filesystems; {other} is not supported on it yet (use the native backend \
+                     for images)"
                 ))
             }
         }
@@ -450,6 +453,18 @@ pub fn plan(spec: &SandboxSpec, probe: &AccelProbe) -> Result<(BootOptions, Sand
             read_only: true,
         });
         guest.rootfs = RootFs::Dir(GUEST_ROOTFS.into());
+    }
+    // A tarball travels as its directory; the native backend inside
+    // unpacks it into the guest's own cache.
+    if let RootFs::Tar(tar) = &spec.rootfs {
+        let parent = tar.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let name = tar.file_name().map(PathBuf::from).unwrap_or_default();
+        opts.shares.push(Share {
+            host: parent,
+            guest: GUEST_ROOTFS.into(),
+            read_only: true,
+        });
+        guest.rootfs = RootFs::Tar(PathBuf::from(GUEST_ROOTFS).join(name));
     }
     for (i, m) in guest.mounts.iter_mut().enumerate() {
         let at = PathBuf::from(GUEST_MOUNTS).join(i.to_string());
