@@ -55,6 +55,10 @@ list_processes() {
         case "$comm" in
             cleanroom | cleanroom-ns | cleanroom-init)
                 echo "${p#/proc/} $comm $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" ;;
+            qemu-system-x86*)
+                # The vm backend's VMs (their run directories name them).
+                tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q cleanroom-vm- &&
+                    echo "${p#/proc/} $comm (a vm backend VM)" ;;
         esac
     done
 }
@@ -120,6 +124,9 @@ if [ -z "$only" ]; then
     left+=$(find "$tmp" /tmp -mindepth 1 -maxdepth 1 \( -name 'cleanroom-local-*' \
         -o -name 'cleanroom-conformance-*' -o -name 'cleanroom-strict-marker-*' \
         -o -name 'cleanroom-bench-*' \) 2>/dev/null | sort -u || true)
+    # The vm backend's per-VM run directories (agent socket, console log).
+    left+=$'\n'$(find "$tmp" /tmp -mindepth 2 -maxdepth 2 -path '*/cleanroom-vm-*/*' \
+        2>/dev/null | sort -u || true)
     left=$(printf '%s\n' "$left" | sed '/^$/d' | sort -u)
     [ -z "$left" ] || found "state or temporary files left" "$left"
 fi

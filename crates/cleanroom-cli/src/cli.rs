@@ -93,6 +93,18 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run the built-in conformance checks against the selected backend.
     SelfTest(SelfTestArgs),
+    /// The microVM backend: `vm setup` fetches the guest kernel into the
+    /// user's cache and builds the initramfs.
+    #[command(subcommand)]
+    Vm(VmCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Fetch Debian's kernel (apt-get download, into the user's cache, never
+    /// /boot), build the initramfs with the agent, and choose the
+    /// accelerator (KVM when a probe guest boots, else TCG).
+    Setup,
 }
 
 const VALIDATE_AFTER_HELP: &str = "Exit status: 0 when every file is valid (warnings \

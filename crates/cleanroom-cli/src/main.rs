@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         Command::Init(args) => commands::init::main(args),
         Command::Validate(args) => commands::validate::main(args),
         Command::SelfTest(args) => commands::self_test::main(args),
+        Command::Vm(cmd) => commands::vm::main(cmd),
     };
     let code = match outcome {
         Ok(code) => code,

@@ -165,7 +165,7 @@ fn config_shows_values_and_origins() {
 }
 
 #[test]
-fn doctor_json_lists_all_four_backends() {
+fn doctor_json_lists_every_backend() {
     let dir = tempfile::tempdir().unwrap();
     let out = cleanroom(dir.path(), &["doctor", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -176,7 +176,7 @@ fn doctor_json_lists_all_four_backends() {
         .iter()
         .map(|b| b["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["podman", "docker", "native", "local"]);
+    assert_eq!(names, ["podman", "docker", "native", "local", "vm"]);
     for b in v.as_array().unwrap() {
         assert!(b["available"].is_boolean());
         assert!(!b["reason"].as_str().unwrap().is_empty());

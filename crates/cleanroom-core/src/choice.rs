@@ -17,6 +17,8 @@ pub enum BackendChoice {
     Podman,
     Docker,
     Local,
+    /// A microVM per sandbox; never picked by `auto`.
+    Vm,
 }
 
 impl BackendChoice {
@@ -35,6 +37,7 @@ impl BackendChoice {
             BackendChoice::Podman => "podman",
             BackendChoice::Docker => "docker",
             BackendChoice::Local => "local",
+            BackendChoice::Vm => "vm",
         }
     }
 
@@ -47,6 +50,7 @@ impl BackendChoice {
             "podman" => Ok(BackendChoice::Podman),
             "docker" => Ok(BackendChoice::Docker),
             "local" => Ok(BackendChoice::Local),
+            "vm" => Ok(BackendChoice::Vm),
             _ => Err(Error::UnknownBackend {
                 name: name.to_string(),
                 origin: origin.to_string(),

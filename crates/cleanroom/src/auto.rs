@@ -224,11 +224,17 @@ pub async fn doctor(image: Option<&str>) -> Result<Vec<BackendReport>> {
     let wanted = wanted_by_auto(image)?;
     let mut reports = Vec::new();
     let mut chosen = false;
-    for c in BackendChoice::AUTO_ORDER {
+    // vm is listed after auto's backends and never chosen by it.
+    for c in BackendChoice::AUTO_ORDER
+        .into_iter()
+        .chain([BackendChoice::Vm])
+    {
         let backend = backend_for(c, image)?;
         let a = backend.availability().await;
         let e = backend.enforcement(&spec);
-        let passed_over = if a.available {
+        let passed_over = if c == BackendChoice::Vm {
+            Some("auto never picks vm; ask for it by name".to_string())
+        } else if a.available {
             passed_over(c, backend.as_ref(), image, &wanted).await
         } else {
             None

@@ -53,6 +53,9 @@ pub use cleanroom_image as images;
 /// The native backend's building blocks (namespaces, cgroups, seccomp, ...).
 pub use cleanroom_native as native;
 pub use cleanroom_native::{NativeBackend, NativeSandbox};
+/// The microVM backend (`--backend vm`) and its one-time setup.
+pub use cleanroom_vm as vm;
+pub use cleanroom_vm::VmBackend;
 pub use local::{LocalBackend, LocalSandbox};
 pub use named::{attach, create_detached};
 pub use registry::backend_for;

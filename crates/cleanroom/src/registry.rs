@@ -17,6 +17,7 @@ pub fn backend_for(choice: BackendChoice, image: Option<&str>) -> Result<Arc<dyn
     Ok(match choice {
         BackendChoice::Local => Arc::new(LocalBackend::new()),
         BackendChoice::Native => Arc::new(cleanroom_native::NativeBackend::new()),
+        BackendChoice::Vm => Arc::new(cleanroom_vm::VmBackend::new()),
         BackendChoice::Docker => Arc::new(cleanroom_docker::DockerBackend::new(image)),
         BackendChoice::Podman => Arc::new(cleanroom_docker::PodmanBackend::new(image)),
         BackendChoice::Auto => {

@@ -55,8 +55,9 @@ async fn auto_picks_an_available_backend_and_says_why() {
     assert!(!a.reason().is_empty());
     let reports = cleanroom::doctor(None).await.unwrap();
     let names: Vec<_> = reports.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["podman", "docker", "native", "local"]);
+    assert_eq!(names, ["podman", "docker", "native", "local", "vm"]);
     assert_eq!(reports.iter().filter(|r| r.chosen_by_auto).count(), 1);
+    assert!(!reports[4].chosen_by_auto, "auto never picks vm");
     let chosen = reports.iter().find(|r| r.chosen_by_auto).unwrap();
     assert_eq!(chosen.name, a.chosen());
 }

@@ -13,12 +13,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cleanroom-native", &["cleanroom-core", "cleanroom-image"]),
     ("cleanroom-docker", &["cleanroom-core"]),
     (
+        "cleanroom-vm",
+        &["cleanroom-core", "cleanroom-image", "cleanroom-native"],
+    ),
+    (
         "cleanroom",
         &[
             "cleanroom-core",
             "cleanroom-image",
             "cleanroom-native",
             "cleanroom-docker",
+            "cleanroom-vm",
         ],
     ),
     ("cleanroom-runner", &["cleanroom"]),

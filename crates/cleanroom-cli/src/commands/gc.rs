@@ -11,10 +11,15 @@ use crate::cli::GcArgs;
 pub fn main(args: GcArgs) -> cleanroom::Result<ExitCode> {
     let mut removed: Vec<Removed> = Vec::new();
     let mut failed = false;
-    for choice in BackendChoice::AUTO_ORDER {
+    // vm's gc needs no guest (it removes dead owners' files), so it runs
+    // even where vm is not available.
+    for choice in BackendChoice::AUTO_ORDER
+        .into_iter()
+        .chain([BackendChoice::Vm])
+    {
         let backend = backend_for(choice, None)?;
         let available = wait(backend.availability());
-        if !available.available {
+        if !available.available && choice != BackendChoice::Vm {
             if args.verbose_skip {
                 say!("{choice}: skipped ({})", available.reason);
             }

@@ -12,6 +12,7 @@ pub mod sandboxes;
 pub mod self_test;
 pub mod test;
 pub mod validate;
+pub mod vm;
 
 use std::path::Path;
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# CI's slow phase: the conformance suite's core sections on the vm backend
+# (crates/cleanroom-vm/tests/conformance_vm.rs). Every check boots a QEMU
+# microvm, under software emulation (TCG) where KVM does not boot a guest,
+# so `cargo test` leaves this target out (`test = false`) and it runs here,
+# by name. The guest kernel is fetched into the cache on first use.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CI="${CI:-false}"
+started=$(date +%s)
+cargo test -p cleanroom-vm --test conformance_vm -- --test-threads 2 "$@"
+echo "70-vm-conformance: took $(($(date +%s) - started)) s"
