@@ -127,8 +127,9 @@ impl OtherUser {
 
 /// The value after `KEY=` on a line of `text`.
 fn value<'a>(text: &'a str, key: &str) -> &'a str {
+    // The test harness may print its "test NAME ... " before it.
     text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .find_map(|l| l.split_once(&format!("{key}=")).map(|(_, v)| v))
         .unwrap_or_else(|| panic!("no {key}= in:\n{text}"))
 }
 

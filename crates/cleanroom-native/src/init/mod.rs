@@ -44,7 +44,15 @@ pub fn main(mut plan: Plan, control: OwnedFd, host_pid: i32, supervisor_pid: i32
                 supervisor_pid: supervisor_pid as u32,
             };
             match Server::new(control, detached) {
-                Ok(mut server) => server.run(ready, first),
+                Ok(mut server) => {
+                    let code = server.run(ready, first);
+                    // Not dropped: its descriptors are in the table the
+                    // supervisor shares (CLONE_FILES), and the lock among
+                    // them must stay held until the supervisor has
+                    // recorded the exit and ends.
+                    std::mem::forget(server);
+                    code
+                }
                 Err((control, e)) => {
                     fail(control.as_fd(), e);
                     1
