@@ -282,7 +282,8 @@ impl Server {
             return None;
         }
         let main_done = self.main.is_some() && self.main_status.is_some();
-        if !main_done && !(self.stopping.is_some() && no_children()) {
+        let stopped = self.stopping.is_some() && no_children();
+        if !(main_done || stopped) {
             return None;
         }
         // Whatever the main command left behind ends with it.
@@ -500,7 +501,7 @@ impl Server {
                 self.reply(conn, id, files::symlink(target.as_path(), path.as_path()))
             }
             Message::Get { id, path } => {
-                let Some(raw) = sock else { return None };
+                let raw = sock?;
                 // SAFETY: `raw` is the connection's socket, open in
                 // `self.conns` for the whole call.
                 let sock = unsafe { BorrowedFd::borrow_raw(raw) };
