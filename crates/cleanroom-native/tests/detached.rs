@@ -391,3 +391,116 @@ async fn bad_names_and_unknown_sandboxes_are_clear_errors() {
     assert!(e.contains("is running"), "{e}");
     sb.remove(true).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attached_execs_use_the_callers_streams_and_terminal() {
+    let n = name("attached");
+    let sb = create(&n, None).await;
+
+    // Pipes: the child's own stdin, stdout and stderr reach the command.
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_exec_attached",
+            "--nocapture",
+        ])
+        .env("CLEANROOM_TEST_SANDBOX", &n)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(b"piped input\n").unwrap();
+    let out = c.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("got: piped input"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("to stderr"), "{stderr}");
+    assert!(stdout.contains("CODE=4"), "{stdout}");
+
+    // A terminal: `script` gives the child one; the command sees its own.
+    let bin = std::env::current_exe().unwrap();
+    let line = format!(
+        "{} --ignored --exact helper_exec_tty --nocapture",
+        bin.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("CLEANROOM_TEST_SANDBOX", &n)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("IS-A-TTY"), "{text}");
+    assert!(text.contains("CODE=3"), "{text}");
+    sb.remove(true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "run by attached_execs_use_the_callers_streams_and_terminal"]
+async fn helper_exec_attached() {
+    let n = std::env::var("CLEANROOM_TEST_SANDBOX").unwrap();
+    let sb = NativeBackend::new()
+        .attach(&n)
+        .await
+        .unwrap()
+        .expect("attach");
+    let stdio = cleanroom_core::ExecStdio {
+        stdin: true,
+        tty: false,
+    };
+    let cmd = Cmd::shell("read l; echo \"got: $l\"; echo to stderr >&2; exit 4");
+    let code = sb.exec_attached(cmd, stdio).await.unwrap();
+    println!("CODE={code}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "run by attached_execs_use_the_callers_streams_and_terminal"]
+async fn helper_exec_tty() {
+    let n = std::env::var("CLEANROOM_TEST_SANDBOX").unwrap();
+    let sb = NativeBackend::new()
+        .attach(&n)
+        .await
+        .unwrap()
+        .expect("attach");
+    let stdio = cleanroom_core::ExecStdio {
+        stdin: false,
+        tty: true,
+    };
+    let cmd = Cmd::shell("test -t 0 && test -t 1 && echo IS-A-TTY; exit 3");
+    let code = sb.exec_attached(cmd, stdio).await.unwrap();
+    println!("CODE={code}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_come_from_the_sandbox_cgroup_or_say_why_not() {
+    let n = name("stats");
+    let spec = SandboxSpec {
+        memory: Some(256 << 20),
+        ..SandboxSpec::default()
+    };
+    let made = NativeBackend::new()
+        .create_detached(&spec, None, options(&n))
+        .await;
+    let sb = match made {
+        Ok(sb) => sb,
+        // Rootless on cgroup v1 the limit cannot be enforced (and a
+        // strict spec would refuse); nothing to read then.
+        Err(e) => {
+            eprintln!("no limited sandbox here: {e}");
+            return;
+        }
+    };
+    let stats = sb.stats().await.unwrap();
+    match &stats.unavailable {
+        None => {
+            assert!(stats.memory_bytes.is_some_and(|m| m > 0), "{stats:?}");
+            assert_eq!(stats.memory_limit, Some(256 << 20), "{stats:?}");
+            assert!(stats.pids.is_none_or(|p| p >= 1), "{stats:?}");
+        }
+        Some(why) => assert!(why.starts_with("not available"), "{why}"),
+    }
+    sb.remove(true).await.unwrap();
+}
