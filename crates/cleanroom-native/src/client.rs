@@ -11,13 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cleanroom_core::{Error, Result};
-use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::plan::Plan;
 use crate::protocol::{self, Message, MAX_MESSAGE};
-use crate::spawn;
+use crate::spawn::{self, Pid};
 
 /// A reply and the descriptors that came with it.
 pub type Reply = (Message, Vec<OwnedFd>);
@@ -374,7 +373,7 @@ impl Instance {
             let ended = tokio::time::timeout(Duration::from_secs(5), init.readable()).await;
             if ended.is_err() {
                 // Killing the first child kills the init (its death signal).
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                kill(pid);
                 let _ = init.readable().await;
             }
             match cgroup {
@@ -432,7 +431,9 @@ async fn reap_async(pid: Pid, grace: Duration) {
                 spawn::pidfd_kill(afd.get_ref());
                 let _ = afd.readable().await;
             }
-            let _ = nix::sys::wait::waitpid(pid, None);
+            if let Some(p) = rustix::process::Pid::from_raw(pid.as_raw()) {
+                let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+            }
         }
         None => {
             let _ = tokio::task::spawn_blocking(move || spawn::reap(pid, grace)).await;
@@ -496,10 +497,17 @@ fn watch_init(pid: u64, first: Pid) -> Option<OwnedFd> {
     (ppid == first.as_raw()).then_some(fd)
 }
 
+/// SIGKILL to our child `pid` (not yet reaped, so not reused).
+fn kill(pid: Pid) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid.as_raw()) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
+
 /// Kills the first child (its death signal kills the init, and with it the
 /// whole sandbox) and reaps it in the background.
 fn kill_and_reap(pid: Pid) {
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    kill(pid);
     spawn::reap_in_background(pid);
 }
 
