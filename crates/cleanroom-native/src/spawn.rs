@@ -18,9 +18,9 @@ use std::sync::{Mutex, OnceLock};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
 /// A process id as this module's callers hold them.
 pub use nix::unistd::Pid;
+use nix::unistd::{fork, ForkResult};
 
 use crate::clone;
 use crate::init;

@@ -504,3 +504,45 @@ async fn stats_come_from_the_sandbox_cgroup_or_say_why_not() {
     }
     sb.remove(true).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_init_of_another_version_is_named_not_misread() {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("control.sock");
+    let listener = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    rustix::net::bind(&listener, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+    rustix::net::listen(&listener, 4).unwrap();
+    // What an init of an older and of a newer release say first.
+    let hellos: [&[u8]; 2] = [
+        br#"{"hello":{"version":1,"release":"0.0.1"}}"#,
+        br#"{"hello":{"version":9,"release":"9.0.0","features":["x"]}}"#,
+    ];
+    let server = std::thread::spawn(move || {
+        for hello in hellos {
+            let conn = rustix::net::accept(&listener).unwrap();
+            rustix::net::send(&conn, hello, rustix::net::SendFlags::empty()).unwrap();
+            // Held until the client has read it.
+            let mut b = [0u8; 16];
+            let _ = rustix::net::recv(&conn, &mut b, rustix::net::RecvFlags::empty());
+        }
+    });
+    for release in ["0.0.1", "9.0.0"] {
+        let e = cleanroom_native::client::Channel::connect_path(&path, "old")
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains(&format!("sandbox was created by cleanroom {release}")),
+            "{e}"
+        );
+    }
+    server.join().unwrap();
+}

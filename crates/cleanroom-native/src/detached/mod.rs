@@ -90,6 +90,13 @@ pub async fn create(
     options: DetachOptions,
     prepared: Prepared,
 ) -> Result<Box<dyn Detached>> {
+    if !spec.publish.is_empty() {
+        // The port proxies run in the creating process, which is about to go.
+        return Err(Error::Unsupported {
+            backend: "native".into(),
+            what: "published ports on a named sandbox (they would end with the creating process); use --backend podman or docker, or `cleanroom run` without -d".into(),
+        });
+    }
     let root = state_dir()?;
     let name = options.name.clone();
     let dir = state::reserve(&root, &name)?;
