@@ -386,9 +386,15 @@ impl Server {
             }
             Ok(None) | Err(_) => {
                 self.conns[conn] = None;
-                // Their status has nobody to go to (and the slot may be
-                // reused by a connection with the same request ids).
-                for job in self.jobs.values_mut().filter(|j| j.conn == conn) {
+                // An exec whose caller is gone (its `cleanroom exec` was
+                // interrupted) ends with it, as on a terminal; the main
+                // command does not. Their status has nobody to go to, and
+                // the slot may be reused by a connection with the same
+                // request ids.
+                for (pid, job) in self.jobs.iter_mut().filter(|(_, j)| j.conn == conn) {
+                    if self.main != Some(*pid) {
+                        kill_group(*pid, Signal::KILL);
+                    }
                     job.conn = usize::MAX;
                 }
                 // A sandbox of one caller ends with it.
