@@ -13,7 +13,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
@@ -153,7 +153,8 @@ pub enum Message {
     // ---- caller to init ----
     /// Run a command. Its stdin, stdout and stderr come attached, except
     /// with `tty`: then the init makes a pseudo-terminal and attaches its
-    /// controlling side to the [`Message::Started`] reply.
+    /// controlling side to the [`Message::Started`] reply (the caller
+    /// resizes it through that descriptor).
     Exec {
         id: u64,
         argv: Vec<Bytes>,
@@ -162,11 +163,6 @@ pub enum Message {
         /// 0: no timeout.
         timeout_ms: u64,
         tty: Option<WindowSize>,
-    },
-    /// A new size for the terminal of exec `id`.
-    Resize {
-        id: u64,
-        size: WindowSize,
     },
     /// SIGTERM to every process, SIGKILL after `grace_ms` (0: SIGKILL now).
     Stop {
@@ -259,7 +255,6 @@ impl Message {
         match self {
             Hello { .. } | Ready { .. } | Fail { .. } => None,
             Exec { id, .. }
-            | Resize { id, .. }
             | Stop { id, .. }
             | Mkdir { id, .. }
             | Write { id, .. }
@@ -352,16 +347,6 @@ pub fn send(sock: BorrowedFd<'_>, msg: &Message, fds: &[BorrowedFd<'_>]) -> io::
     }
 }
 
-/// [`send`] with descriptors given by number (the init's own table).
-pub fn send_raw(sock: BorrowedFd<'_>, msg: &Message, fds: &[RawFd]) -> io::Result<()> {
-    // SAFETY: the caller passes descriptors open for the whole call.
-    let borrowed: Vec<BorrowedFd<'_>> = fds
-        .iter()
-        .map(|fd| unsafe { BorrowedFd::borrow_raw(*fd) })
-        .collect();
-    send(sock, msg, &borrowed)
-}
-
 /// Receives one message and the descriptors sent with it (close-on-exec).
 /// `None` at end of stream: the other side is gone.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(Message, Vec<OwnedFd>)>> {
@@ -447,10 +432,6 @@ mod tests {
                 cwd: b(b"/w"),
                 timeout_ms: 5,
                 tty: Some(WindowSize { rows: 24, cols: 80 }),
-            },
-            Resize {
-                id: 7,
-                size: WindowSize { rows: 1, cols: 2 },
             },
             Stop {
                 id: 1,
