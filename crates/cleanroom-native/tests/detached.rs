@@ -22,6 +22,38 @@ fn name(label: &str) -> String {
     format!("t{}-{label}", std::process::id())
 }
 
+/// Removes what a test's sandbox left if the test fails half-way (a named
+/// sandbox outlives the test process by design): kills its init and
+/// deletes its cgroup and state. Does nothing after a clean `remove`.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(root) = cleanroom_core::detached::state_dir() else {
+            return;
+        };
+        let dir = root.join(&self.0);
+        let Ok(bytes) = std::fs::read(dir.join("record.json")) else {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        };
+        let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if let Some(pid) = record["init_pid"].as_u64() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            for _ in 0..100 {
+                if !alive(pid) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for c in record["cgroup"].as_array().into_iter().flatten() {
+            let _ = std::fs::remove_dir(c.as_str().unwrap_or_default());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 fn options(name: &str) -> DetachOptions {
     DetachOptions {
         name: name.into(),
@@ -89,6 +121,7 @@ async fn ends(pid: u64) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn state_persists_between_execs_from_other_processes() {
     let n = name("accept");
+    let _cleanup = Cleanup(n.clone());
     let sb = create(&n, None).await;
     let r = sb.exec(Cmd::shell("echo 1 > /tmp/f"), None).await.unwrap();
     assert_eq!(r.exit_code, 0, "{}", r.stderr_lossy());
@@ -173,6 +206,7 @@ async fn helper_cat_tmp_f() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_init_is_dead_until_gc_removes_it() {
     let n = name("dead");
+    let _cleanup = Cleanup(n.clone());
     let _sb = create(&n, None).await;
     let init = record_of(&n)["init_pid"].as_u64().unwrap();
     // SAFETY-free: a plain kill of a process this test made.
@@ -204,6 +238,7 @@ async fn a_killed_init_is_dead_until_gc_removes_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sixteen_parallel_execs_get_their_own_output_and_status() {
     let n = name("par");
+    let _cleanup = Cleanup(n.clone());
     let sb: std::sync::Arc<dyn Detached> = create(&n, None).await.into();
     let runs = (0..16).map(|i| {
         let sb = sb.clone();
@@ -234,6 +269,7 @@ async fn sixteen_parallel_execs_get_their_own_output_and_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn eight_parallel_creates_of_one_name_make_one_sandbox() {
     let n = name("race");
+    let _cleanup = Cleanup(n.clone());
     let tries = (0..8).map(|_| {
         let n = n.clone();
         tokio::spawn(async move {
@@ -261,6 +297,7 @@ async fn eight_parallel_creates_of_one_name_make_one_sandbox() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_main_command_leaves_logs_and_its_exit_status() {
     let n = name("main");
+    let _cleanup = Cleanup(n.clone());
     // The pause keeps the two streams' records in a known order.
     let main = Cmd::shell(
         "echo hello; echo oops >&2; sleep 0.2; for i in 1 2 3; do echo line$i; done; exit 3",
@@ -306,6 +343,7 @@ async fn a_main_command_leaves_logs_and_its_exit_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn follow_sends_output_as_it_comes_and_stop_ends_it() {
     let n = name("follow");
+    let _cleanup = Cleanup(n.clone());
     let main = Cmd::shell("trap 'echo bye; exit 0' TERM; echo start; while :; do sleep 0.05; done");
     let sb: std::sync::Arc<dyn Detached> = create(&n, Some(main)).await.into();
     let (tx, mut rx) = output_channel(64);
@@ -344,6 +382,7 @@ async fn follow_sends_output_as_it_comes_and_stop_ends_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn copies_and_stats_work_on_a_named_sandbox() {
     let n = name("cp");
+    let _cleanup = Cleanup(n.clone());
     let sb = create(&n, None).await;
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in.txt"), "to the sandbox\n").unwrap();
@@ -388,6 +427,7 @@ async fn bad_names_and_unknown_sandboxes_are_clear_errors() {
         .unwrap()
         .is_none());
     let n = name("running");
+    let _cleanup = Cleanup(n.clone());
     let sb = create(&n, None).await;
     let e = sb.remove(false).await.unwrap_err().to_string();
     assert!(e.contains("is running"), "{e}");
@@ -397,6 +437,7 @@ async fn bad_names_and_unknown_sandboxes_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn attached_execs_use_the_callers_streams_and_terminal() {
     let n = name("attached");
+    let _cleanup = Cleanup(n.clone());
     let sb = create(&n, None).await;
 
     // Pipes: the child's own stdin, stdout and stderr reach the command.
@@ -479,6 +520,7 @@ async fn helper_exec_tty() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stats_come_from_the_sandbox_cgroup_or_say_why_not() {
     let n = name("stats");
+    let _cleanup = Cleanup(n.clone());
     let spec = SandboxSpec {
         memory: Some(256 << 20),
         ..SandboxSpec::default()
@@ -552,6 +594,7 @@ async fn an_init_of_another_version_is_named_not_misread() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exec_whose_caller_is_gone_ends_but_the_main_command_does_not() {
     let n = name("orphan");
+    let _cleanup = Cleanup(n.clone());
     let sb = create(&n, Some(Cmd::shell("sleep 30"))).await;
     // A caller that goes away in the middle of its exec.
     let out = child("helper_exec_and_vanish", &n);
