@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::field_flags::{SandboxArgs, TestSettingArgs};
+pub use crate::sandbox_args::{
+    CpArgs, CreateArgs, ExecArgs, LogsArgs, NameArgs, PsArgs, RmArgs, SpecArgs, StatsArgs, StopArgs,
+};
 
 const ABOUT: &str = "Run commands and tests hermetically.
 
@@ -16,6 +19,7 @@ local (a plain process, which warns about all it cannot enforce).";
 
 const AFTER_HELP: &str = "Examples:
   cleanroom run -- echo hello
+  cleanroom create --name dev && cleanroom exec -it dev -- sh
   cleanroom run --backend native --memory 256M --timeout 10s -- sh -c 'make test'
   cleanroom run --mount ./src:/workdir/src -- ls /workdir/src
   cleanroom doctor          which backends work here, and what each enforces
@@ -40,6 +44,24 @@ pub enum Command {
     /// Run one command in a fresh sandbox and exit with its exit code.
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
+    /// Start a named sandbox that outlives this command (it idles until
+    /// stopped) and print its name; work in it with `exec`.
+    Create(CreateArgs),
+    /// Run a command in a running named sandbox and exit with its exit code.
+    Exec(ExecArgs),
+    /// List named sandboxes: NAME BACKEND IMAGE STATUS CREATED COMMAND.
+    Ps(PsArgs),
+    /// Print the output of a named sandbox's main process.
+    Logs(LogsArgs),
+    /// Stop named sandboxes: SIGTERM, then SIGKILL after the grace period.
+    Stop(StopArgs),
+    /// Remove named sandboxes and everything they hold.
+    Rm(RmArgs),
+    /// Copy files or directories between the host and a named sandbox
+    /// (NAME:/PATH on one side); modes kept, symlinks copied as symlinks.
+    Cp(CpArgs),
+    /// CPU, memory and pids of named sandboxes.
+    Stats(StatsArgs),
     /// Show which backends work on this machine, why not, and what each enforces.
     Doctor(DoctorArgs),
     /// Show the effective configuration and where each value came from.
@@ -88,19 +110,16 @@ cannot enforce; --strict turns them into an error before anything runs.";
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub sandbox: SandboxArgs,
+    pub spec: SpecArgs,
 
-    /// Set a variable inside the sandbox (repeatable). Nothing of the host's environment is passed.
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
+    /// Detach: start a named sandbox with COMMAND as its main process, print
+    /// its name and return; it stops when COMMAND exits and keeps its logs
+    /// and exit status until `cleanroom rm`.
+    #[arg(short, long, conflicts_with = "json")]
+    pub detach: bool,
 
-    /// Bind a host path: SRC:DST, read-only unless SRC:DST:rw (repeatable).
-    #[arg(short, long = "mount", value_name = "SRC:DST[:ro|rw]")]
-    pub mount: Vec<String>,
-
-    /// Make the root filesystem writable (changes are thrown away afterwards).
-    #[arg(long)]
-    pub writable_root: bool,
+    #[command(flatten)]
+    pub named: NameArgs,
 
     /// Print the result (exit code, output, enforcement report) as JSON instead of passing output through.
     #[arg(long)]

@@ -23,6 +23,7 @@ mod cli;
 mod commands;
 mod field_flags;
 mod output;
+mod sandbox_args;
 mod usage;
 
 use std::process::ExitCode;
@@ -43,6 +44,14 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let outcome = match cli.command {
         Command::Run(args) => commands::run::main(args),
+        Command::Create(args) => commands::sandboxes::create::main(args),
+        Command::Exec(args) => commands::sandboxes::exec::main(args),
+        Command::Ps(args) => commands::sandboxes::ps::main(args),
+        Command::Logs(args) => commands::sandboxes::manage::logs(args),
+        Command::Stop(args) => commands::sandboxes::manage::stop(args),
+        Command::Rm(args) => commands::sandboxes::manage::rm(args),
+        Command::Cp(args) => commands::sandboxes::cp::main(args),
+        Command::Stats(args) => commands::sandboxes::stats::main(args),
         Command::Doctor(args) => commands::doctor::main(args),
         Command::Config(args) => commands::config::main(args),
         Command::Gc(args) => commands::gc::main(args),

@@ -23,6 +23,10 @@ use crate::result::RunResult;
 /// The label engine backends put on every named sandbox, holding its name.
 pub const NAME_LABEL: &str = "io.cleanroom.name";
 
+/// The exit code [`Detached::exec_attached`] reports when the command's
+/// timeout ended it, as `timeout(1)` does.
+pub const EXIT_TIMED_OUT: i32 = 124;
+
 /// How a new named sandbox is called and labelled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DetachOptions {
@@ -120,7 +124,8 @@ pub trait Detached: Send + Sync {
     async fn exec(&self, cmd: Cmd, sink: Option<OutputSink>) -> Result<RunResult>;
 
     /// Runs a command inside on the caller's own terminal or streams,
-    /// as `exec -i`/`-t` do, and returns its exit code (128+N on signal N).
+    /// as `exec -i`/`-t` do, and returns its exit code (128+N on signal N,
+    /// [`EXIT_TIMED_OUT`] when its timeout ended it).
     async fn exec_attached(&self, cmd: Cmd, stdio: ExecStdio) -> Result<i32>;
 
     /// Copies a host file or directory to `sandbox_path`, modes kept.
@@ -192,6 +197,18 @@ pub fn not_found(name: &str) -> Error {
     Error::Config {
         origin: format!("sandbox `{name}`"),
         message: "no such sandbox; `cleanroom ps -a` lists them".to_string(),
+    }
+}
+
+/// The error for a command sent to a sandbox that is not running.
+pub fn not_running(info: &SandboxInfo) -> Error {
+    Error::Config {
+        origin: format!("sandbox `{}`", info.name),
+        message: format!(
+            "is {}, not running; commands run only in a running sandbox (`cleanroom rm {}` \
+             removes it)",
+            info.state, info.name
+        ),
     }
 }
 

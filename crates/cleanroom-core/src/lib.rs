@@ -33,6 +33,7 @@ pub mod removed;
 pub mod result;
 pub mod seccomp_policy;
 pub mod spec;
+pub mod terminal;
 pub mod time;
 
 pub use backend::{process_alive, Availability, Backend, Logs, Sandbox};

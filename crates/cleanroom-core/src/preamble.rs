@@ -59,12 +59,8 @@ pub(crate) fn prepare(
     warnings: Warnings,
 ) -> Result<Prepared> {
     spec.validate()?;
-    // An empty command on an image is the image's own (Entrypoint + Cmd):
-    // the backend resolves it, and says so when the image has none.
-    let image_default =
-        |c: &Cmd| c.program.is_empty() && matches!(spec.rootfs, crate::spec::RootFs::Image(_));
-    if let Some(c) = cmd.filter(|c| !image_default(c)) {
-        c.validate()?;
+    if let Some(c) = cmd {
+        validate_cmd(spec, c)?;
     }
     let enforcement = enforcement(spec);
     enforcement.check_strict(spec)?;
@@ -74,6 +70,20 @@ pub(crate) fn prepare(
         }
     }
     Ok(Prepared { enforcement })
+}
+
+/// The preamble's check of a command, for a caller that prepared a spec
+/// once (with no command) and then runs several commands on that
+/// [`Prepared`] through [`Backend::run_prepared`](crate::Backend::run_prepared).
+pub fn validate_cmd(spec: &SandboxSpec, cmd: &Cmd) -> Result<()> {
+    // An empty command on an image is the image's own (Entrypoint + Cmd):
+    // the backend resolves it, and says so when the image has none.
+    let image_default =
+        cmd.program.is_empty() && matches!(spec.rootfs, crate::spec::RootFs::Image(_));
+    if image_default {
+        return Ok(());
+    }
+    cmd.validate()
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use cleanroom_core::{
-    async_trait, Availability, Backend, Cmd, Constraint, Enforcement, Error, ImageConfig, ImageRun,
-    Network, OutputSink, Prepared, Result, RootFs, RunResult, Sandbox, SandboxSpec,
+    async_trait, Availability, Backend, Cmd, Constraint, DetachOptions, Detached, Enforcement,
+    Error, ImageConfig, ImageRun, Network, OutputSink, Prepared, Result, RootFs, RunResult,
+    Sandbox, SandboxInfo, SandboxSpec,
 };
 
 use crate::cleanup;
@@ -48,7 +49,7 @@ pub struct EngineBackend {
 
 /// What every clone of a backend and its warm pool's refills share.
 pub(crate) struct Shared {
-    engine: Engine,
+    pub(crate) engine: Engine,
     image: String,
     docker_bin: Option<PathBuf>,
     endpoint: OnceLock<Endpoint>,
@@ -233,7 +234,7 @@ impl Shared {
     }
 
     /// A fresh client: cheap, and bound to no runtime until used.
-    fn client(&self) -> Result<(Docker, Endpoint)> {
+    pub(crate) fn client(&self) -> Result<(Docker, Endpoint)> {
         let ep = self.endpoint()?;
         Ok((ep.connect()?, ep))
     }
@@ -253,7 +254,11 @@ impl Shared {
         }
     }
 
-    async fn ensure_image_named(&self, image: &str, progress: impl FnMut(&str)) -> Result<()> {
+    pub(crate) async fn ensure_image_named(
+        &self,
+        image: &str,
+        progress: impl FnMut(&str),
+    ) -> Result<()> {
         if self.ready(image) {
             return Ok(());
         }
@@ -266,14 +271,14 @@ impl Shared {
         Ok(())
     }
 
-    fn ready(&self, image: &str) -> bool {
+    pub(crate) fn ready(&self, image: &str) -> bool {
         self.images_ready
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(image)
     }
 
-    async fn info(&self) -> Result<EngineInfo> {
+    pub(crate) async fn info(&self) -> Result<EngineInfo> {
         if let Some(i) = self.info.get() {
             return Ok(i.clone());
         }
@@ -358,7 +363,7 @@ impl Shared {
     /// `spec` under its image's config (pulled first if need be), by the
     /// rule of [`cleanroom_core::image_config`]; a named image user is left
     /// to the engine.
-    async fn image_run(&self, spec: &SandboxSpec) -> Result<ImageRun> {
+    pub(crate) async fn image_run(&self, spec: &SandboxSpec) -> Result<ImageRun> {
         let image = self.image_for(spec)?;
         let known = lock_ignoring_poison(&self.image_configs)
             .get(&image)
@@ -656,7 +661,27 @@ impl Backend for EngineBackend {
 
     async fn gc(&self) -> Result<Vec<cleanroom_core::Removed>> {
         let (docker, ep) = self.shared.client()?;
-        cleanup::gc(&docker, ep.engine.name()).await
+        let mut removed = cleanup::gc(&docker, ep.engine.name()).await?;
+        removed.extend(crate::detached::gc_dead(&docker, ep.engine).await?);
+        Ok(removed)
+    }
+
+    async fn create_detached_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        options: DetachOptions,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Detached>> {
+        crate::detached::create(&self.shared, spec, main, options, prepared).await
+    }
+
+    async fn list(&self, all: bool) -> Result<Vec<SandboxInfo>> {
+        crate::detached::list(&self.shared, all).await
+    }
+
+    async fn attach(&self, name: &str) -> Result<Option<Box<dyn Detached>>> {
+        crate::detached::attach(&self.shared, name).await
     }
 
     async fn remove_session(&self) -> Result<Vec<String>> {

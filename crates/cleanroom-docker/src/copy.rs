@@ -6,9 +6,93 @@
 //! So the tar stream goes through an exec of the sandbox's own `tar`, as the
 //! sandbox's user, which sees exactly what commands inside see.
 
+use std::future::Future;
 use std::path::{Component, Path, PathBuf};
 
-use cleanroom_core::{Error, IoContext, Result};
+use cleanroom_core::{Cmd, Error, IoContext, Result, SandboxSpec};
+
+use crate::exec::{ExecOutput, ExecRequest};
+use crate::sandbox::exec_request;
+
+/// Copies `host_path` to `sandbox_path` through the sandbox's `tar`, which
+/// `exec` runs (as the sandbox's user, under `spec`).
+pub async fn copy_in<F, Fut>(
+    engine: &str,
+    spec: &SandboxSpec,
+    host_path: &Path,
+    sandbox_path: &Path,
+    exec: F,
+) -> Result<()>
+where
+    F: FnOnce(ExecRequest) -> Fut,
+    Fut: Future<Output = Result<ExecOutput>>,
+{
+    let (parent, name) = split(sandbox_path)?;
+    let host = host_path.to_path_buf();
+    let archive = tokio::task::spawn_blocking(move || pack(&host, &name))
+        .await
+        .map_err(|e| Error::backend(engine, format!("copy_in task: {e}")))??;
+    let mut req = exec_request(
+        spec,
+        Cmd::new("tar").args(["-x", "-f", "-", "-C", &parent]),
+        None,
+    );
+    req.stdin = Some(archive);
+    req.timeout = None;
+    let out = exec(req).await?;
+    if out.exit_code != 0 {
+        return Err(Error::backend(
+            engine,
+            format!(
+                "copy_in of {} to {}: tar in the sandbox exited {}: {}",
+                host_path.display(),
+                sandbox_path.display(),
+                out.exit_code,
+                String::from_utf8_lossy(&out.stderr.bytes).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Copies `sandbox_path` out to `host_path` through the sandbox's `tar`
+/// (which archives symlinks as symlinks), run by `exec`.
+pub async fn copy_out<F, Fut>(
+    engine: &str,
+    spec: &SandboxSpec,
+    sandbox_path: &Path,
+    host_path: &Path,
+    exec: F,
+) -> Result<()>
+where
+    F: FnOnce(ExecRequest) -> Fut,
+    Fut: Future<Output = Result<ExecOutput>>,
+{
+    let (parent, name) = split(sandbox_path)?;
+    let mut req = exec_request(
+        spec,
+        Cmd::new("tar").args(["-c", "-f", "-", "-C", &parent, &name]),
+        None,
+    );
+    req.limit = u64::MAX;
+    req.timeout = None;
+    let out = exec(req).await?;
+    if out.exit_code != 0 {
+        return Err(Error::backend(
+            engine,
+            format!(
+                "copy_out of {}: tar in the sandbox exited {}: {}",
+                sandbox_path.display(),
+                out.exit_code,
+                String::from_utf8_lossy(&out.stderr.bytes).trim()
+            ),
+        ));
+    }
+    let host = host_path.to_path_buf();
+    tokio::task::spawn_blocking(move || unpack(&out.stdout.bytes, &host))
+        .await
+        .map_err(|e| Error::backend(engine, format!("copy_out task: {e}")))?
+}
 
 /// A tar holding `host_path` (file or directory, recursively) under the
 /// single top-level name `name`.
@@ -68,6 +152,10 @@ pub fn unpack(archive: &[u8], host_path: &Path) -> Result<()> {
                 ),
             ));
         }
+        // The archive comes from inside the sandbox: an entry must not
+        // reach through a symlink an earlier entry made (`top/l -> /etc`,
+        // then `top/l/passwd`).
+        refuse_symlinked_parent(host_path, &rest)?;
         let dest = if rest.as_os_str().is_empty() {
             host_path.to_path_buf()
         } else {
@@ -91,6 +179,36 @@ pub fn unpack(archive: &[u8], host_path: &Path) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Fails if `host_path`, or a directory between it and `host_path/rest`,
+/// is a symlink (a symlink as the last component is fine: it is what the
+/// entry itself makes).
+fn refuse_symlinked_parent(host_path: &Path, rest: &Path) -> Result<()> {
+    let mut at = host_path.to_path_buf();
+    let mut parents: Vec<&std::ffi::OsStr> = rest.iter().collect();
+    parents.pop();
+    let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    if !rest.as_os_str().is_empty() && is_link(&at) {
+        return Err(escape_error(&at));
+    }
+    for part in parents {
+        at.push(part);
+        if is_link(&at) {
+            return Err(escape_error(&at));
+        }
+    }
+    Ok(())
+}
+
+fn escape_error(at: &Path) -> Error {
+    Error::backend(
+        "copy_out",
+        format!(
+            "refusing to write through {}, a symlink the copy made: it would leave the target",
+            at.display()
+        ),
+    )
 }
 
 /// Splits a sandbox path into its parent directory and final name.
@@ -122,5 +240,40 @@ mod tests {
         unpack(&tar, &dst).unwrap();
         assert_eq!(std::fs::read(dst.join("sub/f")).unwrap(), b"\xffdata");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unpack_never_writes_through_a_symlink_it_made() {
+        let dir = tempfile_dir("symlink");
+        let outside = dir.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        // top/l -> OUTSIDE, then top/l/f: the second entry would land outside.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, "top/", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "top/l", &outside).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(1);
+        b.append_data(&mut h, "top/l/f", &b"x"[..]).unwrap();
+        let archive = b.into_inner().unwrap();
+        let e = unpack(&archive, &dir.join("dst")).unwrap_err().to_string();
+        assert!(e.contains("symlink"), "{e}");
+        assert!(!outside.join("f").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir(what: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("cleanroom-copy-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }

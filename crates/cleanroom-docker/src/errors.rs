@@ -38,3 +38,16 @@ pub fn is_not_found(e: &EngineError) -> bool {
         }
     )
 }
+
+/// Whether `e` says the container is not there: a 404, or Podman's 500
+/// "no such container" for one removed while it was being looked at.
+pub fn is_gone(e: &EngineError) -> bool {
+    is_not_found(e)
+        || matches!(
+            e,
+            EngineError::DockerResponseServerError {
+                status_code: 500,
+                message,
+            } if message.contains("no such container")
+        )
+}

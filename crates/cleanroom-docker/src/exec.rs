@@ -56,7 +56,7 @@ pub struct ExecOutput {
 /// reading (something it started in the background holds the stream open).
 const GRACE: Duration = Duration::from_millis(300);
 
-const WRAPPER: &str = "echo $$; exec env -i \"$@\"";
+pub(crate) const WRAPPER: &str = "echo $$; exec env -i \"$@\"";
 
 /// Runs `req` in `container` of `engine` (named for errors).
 pub async fn run_exec(
@@ -295,7 +295,7 @@ pub async fn run_exec(
 
 /// Kills process group `pgid` in `container`, as `user` (without
 /// capabilities, only the same uid may signal it).
-async fn kill_group(docker: &Docker, container: &str, user: &str, pgid: u32) {
+pub(crate) async fn kill_group(docker: &Docker, container: &str, user: &str, pgid: u32) {
     let Ok(created) = docker
         .create_exec(
             container,

@@ -40,6 +40,10 @@
 //!   signal handler); `gc` removes those whose creating process is dead.
 //!   A caller killed between the engine's create and start leaves a
 //!   container that never ran: the next process to start one removes it.
+//! - Named sandboxes that outlive their creator (`create`, `run -d`) are
+//!   containers without that keep-alive or auto-removal, called
+//!   `cleanroom-NAME` and labelled with the name, the owner's uid and what a
+//!   later process needs to exec in them; see [`EngineDetached`].
 //! - Exit codes above 128 up to 192 are reported as signals, as a shell does:
 //!   the Engine API gives no other way to tell them apart.
 //! - Podman on machines without CAP_SYS_RESOURCE needs the ulimits this crate
@@ -47,10 +51,12 @@
 //!   [`PODMAN_RLIMIT_FIX`], which `doctor` shows through
 //!   [`EngineBackend::probe_run`].
 
+mod attached;
 mod backend;
 mod cleanup;
 mod container;
 mod copy;
+mod detached;
 mod endpoint;
 mod errors;
 mod exec;
@@ -60,9 +66,11 @@ mod pod;
 mod pool;
 mod sandbox;
 pub mod seccomp_profile;
+mod stats;
 
 pub use backend::{DockerBackend, EngineBackend, EngineInfo, PodmanBackend, DEFAULT_IMAGE};
 pub use cleanup::list_labelled;
 pub use container::{session, CREATED_BY, LABEL_CREATED_BY, LABEL_HOST, LABEL_PID, LABEL_SESSION};
+pub use detached::{container_name, EngineDetached, LABEL_RECORD, LABEL_UID};
 pub use endpoint::{Endpoint, Engine, API_VERSION, PODMAN_RLIMIT_FIX};
 pub use sandbox::EngineSandbox;

@@ -288,14 +288,24 @@ pub async fn read_back_limits(
     spec: &SandboxSpec,
     e: &mut Enforcement,
 ) -> Result<()> {
+    read_back_limits_of(&c.docker, c.engine(), &c.id, spec, e).await
+}
+
+/// [`read_back_limits`] for container `id` of `engine`, however it was made.
+pub async fn read_back_limits_of(
+    docker: &Docker,
+    engine: &str,
+    id: &str,
+    spec: &SandboxSpec,
+    e: &mut Enforcement,
+) -> Result<()> {
     if spec.memory.is_none() && spec.cpus.is_none() && spec.pids.is_none() {
         return Ok(());
     }
-    let info = c
-        .docker
-        .inspect_container(&c.id, None)
+    let info = docker
+        .inspect_container(id, None)
         .await
-        .map_err(|err| engine_error(c.engine(), &c.id, "inspecting", err))?;
+        .map_err(|err| engine_error(engine, id, "inspecting", err))?;
     let hc = info.host_config.unwrap_or_default();
     let checks = [
         (
@@ -486,59 +496,19 @@ impl Sandbox for EngineSandbox {
     }
 
     async fn copy_in(&self, host_path: &Path, sandbox_path: &Path) -> Result<()> {
-        let (parent, name) = copy::split(sandbox_path)?;
-        let host = host_path.to_path_buf();
-        let archive = tokio::task::spawn_blocking(move || copy::pack(&host, &name))
-            .await
-            .map_err(|e| Error::backend(self.container.engine(), format!("copy_in task: {e}")))??;
-        let mut req = exec_request(
-            &self.spec,
-            Cmd::new("tar").args(["-x", "-f", "-", "-C", &parent]),
-            None,
-        );
-        req.stdin = Some(archive);
-        req.timeout = None;
-        let out = self.exec_raw(req).await?;
-        if out.exit_code != 0 {
-            return Err(Error::backend(
-                self.container.engine(),
-                format!(
-                    "copy_in of {} to {}: tar in the sandbox exited {}: {}",
-                    host_path.display(),
-                    sandbox_path.display(),
-                    out.exit_code,
-                    String::from_utf8_lossy(&out.stderr.bytes).trim()
-                ),
-            ));
-        }
-        Ok(())
+        let engine = self.container.engine();
+        copy::copy_in(engine, &self.spec, host_path, sandbox_path, |req| {
+            self.exec_raw(req)
+        })
+        .await
     }
 
     async fn copy_out(&self, sandbox_path: &Path, host_path: &Path) -> Result<()> {
-        let (parent, name) = copy::split(sandbox_path)?;
-        let mut req = exec_request(
-            &self.spec,
-            Cmd::new("tar").args(["-c", "-f", "-", "-C", &parent, &name]),
-            None,
-        );
-        req.limit = u64::MAX;
-        req.timeout = None;
-        let out = self.exec_raw(req).await?;
-        if out.exit_code != 0 {
-            return Err(Error::backend(
-                self.container.engine(),
-                format!(
-                    "copy_out of {}: tar in the sandbox exited {}: {}",
-                    sandbox_path.display(),
-                    out.exit_code,
-                    String::from_utf8_lossy(&out.stderr.bytes).trim()
-                ),
-            ));
-        }
-        let host = host_path.to_path_buf();
-        tokio::task::spawn_blocking(move || copy::unpack(&out.stdout.bytes, &host))
-            .await
-            .map_err(|e| Error::backend(self.container.engine(), format!("copy_out task: {e}")))?
+        let engine = self.container.engine();
+        copy::copy_out(engine, &self.spec, sandbox_path, host_path, |req| {
+            self.exec_raw(req)
+        })
+        .await
     }
 
     async fn logs(&self) -> Result<Logs> {

@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cleanroom_core::{Error, Result};
+use rustix::process::Pid;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::plan::Plan;
 use crate::protocol::{self, Message, MAX_MESSAGE};
-use crate::spawn::{self, Pid};
+use crate::spawn;
 
 /// A reply and the descriptors that came with it.
 pub type Reply = (Message, Vec<OwnedFd>);
@@ -276,11 +277,7 @@ impl Instance {
                     (Some(net), Some(user)) => Some(Arc::new((net, user))),
                     _ => None,
                 };
-                let parent = if supervisor_pid > 0 {
-                    Pid::from_raw(supervisor_pid as i32)
-                } else {
-                    first
-                };
+                let parent = Pid::from_raw(supervisor_pid as i32).unwrap_or(first);
                 let init = watch_init(init_pid as u64, parent);
                 if init.is_none() {
                     tracing::debug!(
@@ -373,7 +370,7 @@ impl Instance {
             let ended = tokio::time::timeout(Duration::from_secs(5), init.readable()).await;
             if ended.is_err() {
                 // Killing the first child kills the init (its death signal).
-                kill(pid);
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 let _ = init.readable().await;
             }
             match cgroup {
@@ -431,9 +428,7 @@ async fn reap_async(pid: Pid, grace: Duration) {
                 spawn::pidfd_kill(afd.get_ref());
                 let _ = afd.readable().await;
             }
-            if let Some(p) = rustix::process::Pid::from_raw(pid.as_raw()) {
-                let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
-            }
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         }
         None => {
             let _ = tokio::task::spawn_blocking(move || spawn::reap(pid, grace)).await;
@@ -482,7 +477,7 @@ fn remove_cgroup(cgroup: Option<crate::cgroups::Cgroup>) {
 /// sure to be that process: a child of our first child.
 fn watch_init(pid: u64, first: Pid) -> Option<OwnedFd> {
     let pid = i32::try_from(pid).ok().filter(|p| *p > 0)?;
-    let fd = spawn::pidfd_open(Pid::from_raw(pid))?;
+    let fd = spawn::pidfd_open(Pid::from_raw(pid)?)?;
     // Taken after the pidfd: if the pid was reused before it, the parent
     // is not our first child and the pidfd is dropped; if the init died
     // after it, the pidfd simply reports that.
@@ -494,20 +489,13 @@ fn watch_init(pid: u64, first: Pid) -> Option<OwnedFd> {
         .nth(1)?
         .parse()
         .ok()?;
-    (ppid == first.as_raw()).then_some(fd)
-}
-
-/// SIGKILL to our child `pid` (not yet reaped, so not reused).
-fn kill(pid: Pid) {
-    if let Some(p) = rustix::process::Pid::from_raw(pid.as_raw()) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-    }
+    (ppid == first.as_raw_pid()).then_some(fd)
 }
 
 /// Kills the first child (its death signal kills the init, and with it the
 /// whole sandbox) and reaps it in the background.
 fn kill_and_reap(pid: Pid) {
-    kill(pid);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     spawn::reap_in_background(pid);
 }
 

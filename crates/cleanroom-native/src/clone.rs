@@ -23,7 +23,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use nix::unistd::Pid;
+use rustix::process::Pid;
 
 /// The child's stack: lazily backed, so only the pages it touches cost memory.
 struct Stack {
@@ -33,21 +33,17 @@ struct Stack {
 
 impl Stack {
     fn new(size: usize) -> io::Result<Stack> {
+        use rustix::mm::{MapFlags, ProtFlags};
         // SAFETY: an anonymous private mapping at an address of the kernel's
         // choosing; no existing memory is affected.
         let base = unsafe {
-            libc::mmap(
+            rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
-                -1,
-                0,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::STACK,
             )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         Ok(Stack { base, size })
     }
 
@@ -64,7 +60,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `new`; the child that
         // used it has exec'd or exited (CLONE_VFORK) before this runs.
-        unsafe { libc::munmap(self.base, self.size) };
+        let _ = unsafe { rustix::mm::munmap(self.base, self.size) };
     }
 }
 
@@ -181,7 +177,12 @@ pub unsafe fn vfork_with<F: FnOnce(libc::pid_t, io::Result<()>) -> i32>(
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(Pid::from_raw(pid))
+    child_pid(pid)
+}
+
+/// The pid `clone` returned in the parent: always positive there.
+fn child_pid(raw: libc::pid_t) -> io::Result<Pid> {
+    Pid::from_raw(raw).ok_or_else(|| io::Error::other(format!("clone returned pid {raw}")))
 }
 
 /// The kernel's `struct clone_args` (version 2, with `cgroup`).
@@ -261,7 +262,7 @@ unsafe fn clone3_into<F: FnOnce(libc::pid_t, io::Result<()>) -> i32>(
     if ret < 0 {
         return Err(io::Error::from_raw_os_error(-ret as i32));
     }
-    Ok(Pid::from_raw(ret as libc::pid_t))
+    child_pid(ret as libc::pid_t)
 }
 
 /// Elsewhere the cgroup is joined by writing `cgroup.procs` instead.

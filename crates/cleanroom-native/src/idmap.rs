@@ -49,8 +49,8 @@ pub enum Mapping {
 impl Mapping {
     /// The mapping for `spec` run by this process.
     pub fn for_spec(spec: &SandboxSpec) -> Result<Mapping> {
-        let uid = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
         if uid != 0 || spec.userns == UserNs::Identity {
             return Ok(Mapping::Own { uid, gid });
         }
@@ -148,8 +148,8 @@ impl Mapping {
     /// caller's.
     pub fn caller_idmap(&self, user: User) -> io::Result<OwnedFd> {
         let (hu, hg) = self.host_ids(user);
-        let uid = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
         shared_userns(&format!("{uid} {hu} 1\n"), &format!("{gid} {hg} 1\n"))
     }
 }
@@ -192,7 +192,7 @@ fn shared_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
 /// waits while we write its maps (we hold `CAP_SETUID` over the host) and
 /// open it; then it exits, and the namespace lives on in the descriptor.
 fn make_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
-    let (wait_r, wait_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (wait_r, wait_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let r = wait_r.as_raw_fd();
     let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: a fork-like clone (no new stack: the child runs on a copy of
@@ -217,7 +217,8 @@ fn make_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
-    let pid = nix::unistd::Pid::from_raw(pid as libc::pid_t);
+    // Positive here: 0 is the child, which never gets this far.
+    let pid = pid as libc::pid_t;
     let result = (|| {
         let proc = format!("/proc/{pid}");
         std::fs::write(format!("{proc}/uid_map"), uid_map)
@@ -228,7 +229,9 @@ fn make_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
     })();
     drop(wait_w);
     drop(wait_r);
-    let _ = nix::sys::wait::waitpid(pid, None);
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+    }
     result
 }
 

@@ -5,7 +5,8 @@
 use std::ffi::CString;
 use std::path::{Component, Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use rustix::mount::{mount, mount_bind_recursive, mount_change, unmount};
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
 /// A failed set-up step, already worded for the user.
 pub type Step<T = ()> = std::result::Result<T, String>;
@@ -16,26 +17,21 @@ fn fail(what: impl std::fmt::Display, e: impl std::fmt::Display) -> String {
 
 /// Mounts a tmpfs with `options` (for example `mode=1777`).
 pub fn tmpfs(target: &Path, options: &str) -> Step {
+    let data = CString::new(options)
+        .map_err(|_| format!("tmpfs options {options:?} contain a NUL byte"))?;
     mount(
-        Some("tmpfs"),
+        "tmpfs",
         target,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(options),
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        data.as_c_str(),
     )
     .map_err(|e| fail(format!("mounting a tmpfs on {}", target.display()), e))
 }
 
 /// Binds `source` (recursively) on `target`.
 pub fn bind(source: &Path, target: &Path) -> Step {
-    mount(
-        Some(source),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| {
+    mount_bind_recursive(source, target).map_err(|e| {
         fail(
             format!("binding {} on {}", source.display(), target.display()),
             e,
@@ -60,28 +56,16 @@ pub(crate) struct MountAttr {
 /// Attaches the detached mount tree `tree` (see [`crate::idmap::detached`])
 /// on `target` (`move_mount`).
 pub fn attach(tree: &std::os::fd::OwnedFd, target: &Path) -> Step {
-    use std::os::fd::AsRawFd;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    use rustix::mount::{move_mount, MoveMountFlags};
     let c = cpath(target)?;
-    // SAFETY: move_mount from our descriptor (empty path) to a valid C
-    // string; the kernel only reads them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(fail(
-            format!("attaching a host path on {}", target.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    move_mount(
+        tree,
+        c"",
+        rustix::fs::CWD,
+        c.as_c_str(),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| fail(format!("attaching a host path on {}", target.display()), e))
 }
 
 /// Makes the mount at `target` and every mount below it read-only, nosuid
@@ -139,12 +123,9 @@ pub fn bind_with(source: &Path, target: &Path, writable: bool) -> Step {
 
 /// Stops mount events from flowing between the host and the sandbox.
 pub fn make_private(target: &Path) -> Step {
-    mount(
-        None::<&str>,
+    mount_change(
         target,
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .map_err(|e| fail(format!("making {} private", target.display()), e))
 }
@@ -152,19 +133,16 @@ pub fn make_private(target: &Path) -> Step {
 /// Moves into `new_root` and detaches the old root completely
 /// (`pivot_root(".", ".")` then a lazy unmount of what is underneath).
 pub fn pivot_into(new_root: &Path) -> Step {
-    nix::unistd::chdir(new_root)
+    rustix::process::chdir(new_root)
         .map_err(|e| fail(format!("entering {}", new_root.display()), e))?;
-    nix::unistd::pivot_root(".", ".").map_err(|e| fail("pivot_root into the new root", e))?;
-    mount(
-        None::<&str>,
+    rustix::process::pivot_root(".", ".").map_err(|e| fail("pivot_root into the new root", e))?;
+    mount_change(
         ".",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
+        MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM,
     )
     .map_err(|e| fail("making the old root a slave", e))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| fail("detaching the old root", e))?;
-    nix::unistd::chdir("/").map_err(|e| fail("entering the new root", e))
+    unmount(".", UnmountFlags::DETACH).map_err(|e| fail("detaching the old root", e))?;
+    rustix::process::chdir("/").map_err(|e| fail("entering the new root", e))
 }
 
 pub fn cpath(p: &Path) -> Step<CString> {

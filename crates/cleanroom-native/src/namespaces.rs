@@ -1,9 +1,9 @@
 //! Namespaces: the user namespace that maps the caller to the sandbox's
 //! user, and the pid, mount, uts, ipc, net and cgroup namespaces it owns.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
-use nix::sched::{setns, unshare, CloneFlags};
+use rustix::thread::{move_into_link_name_space as setns, LinkNameSpaceType, UnshareFlags};
 
 use crate::mounts::Step;
 use crate::plan::{NetPlan, Plan};
@@ -15,15 +15,15 @@ pub fn enter(plan: &Plan) -> Step {
     if plan.outer_uid == 0 {
         // Root's supplementary groups would show up inside as `nogroup`;
         // dropping them keeps root and rootless runs alike.
-        let _ = nix::unistd::setgroups(&[]);
+        let _ = rustix::thread::set_thread_groups(&[]);
     }
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWCGROUP;
+    let mut flags = UnshareFlags::NEWNS
+        | UnshareFlags::NEWUTS
+        | UnshareFlags::NEWIPC
+        | UnshareFlags::NEWPID
+        | UnshareFlags::NEWCGROUP;
     match &plan.network {
-        NetPlan::Isolated => flags |= CloneFlags::CLONE_NEWNET,
+        NetPlan::Isolated => flags |= UnshareFlags::NEWNET,
         NetPlan::Host => {}
         NetPlan::Join(pod) => {
             // Joining a network namespace needs CAP_SYS_ADMIN both in the
@@ -31,9 +31,9 @@ pub fn enter(plan: &Plan) -> Step {
             // namespace first (the caller owns it, so it may), then its
             // network namespace. The sandbox's own user namespace, created
             // below, is then a child of the pod's.
-            setns(&pod.user, CloneFlags::CLONE_NEWUSER)
+            setns(pod.user.as_fd(), Some(LinkNameSpaceType::User))
                 .map_err(|e| format!("entering the pod's user namespace: {e}"))?;
-            setns(&pod.net, CloneFlags::CLONE_NEWNET)
+            setns(pod.net.as_fd(), Some(LinkNameSpaceType::Network))
                 .map_err(|e| format!("joining the pod's network namespace: {e}"))?;
         }
     }
@@ -43,16 +43,18 @@ pub fn enter(plan: &Plan) -> Step {
     let joined = match (&plan.userns, &plan.network) {
         (Some(_), NetPlan::Join(_)) => true,
         (Some(ns), _) => {
-            setns(ns, CloneFlags::CLONE_NEWUSER)
+            setns(ns.as_fd(), Some(LinkNameSpaceType::User))
                 .map_err(|e| format!("entering the sandbox's user namespace: {e}"))?;
             true
         }
         (None, _) => {
-            flags |= CloneFlags::CLONE_NEWUSER;
+            flags |= UnshareFlags::NEWUSER;
             false
         }
     };
-    unshare(flags).map_err(|e| {
+    // SAFETY: no descriptor table is unshared (no `FILES`); the caller is
+    // the single-threaded first child.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| {
         format!("creating namespaces (user, pid, mount, uts, ipc, net, cgroup): {e}")
     })?;
     if joined {
@@ -65,13 +67,16 @@ pub fn enter(plan: &Plan) -> Step {
 /// (whose id its map leaves out): takes `ids` inside, so that what it
 /// creates while building the sandbox has an owner there.
 pub fn take_setup_ids((uid, gid): (u32, u32)) -> Step {
-    let _ = nix::unistd::setgroups(&[]);
+    // The thread calls are the process's: the init is single-threaded.
+    let _ = rustix::thread::set_thread_groups(&[]);
+    // Unchecked: no debug assertion may panic in the init (a vfork child).
     let (u, g) = (
-        nix::unistd::Uid::from_raw(uid),
-        nix::unistd::Gid::from_raw(gid),
+        rustix::process::Uid::from_raw_unchecked(uid),
+        rustix::process::Gid::from_raw_unchecked(gid),
     );
-    nix::unistd::setresgid(g, g, g).map_err(|e| format!("taking gid {gid} inside: {e}"))?;
-    nix::unistd::setresuid(u, u, u).map_err(|e| format!("taking uid {uid} inside: {e}"))
+    rustix::thread::set_thread_res_gid(g, g, g)
+        .map_err(|e| format!("taking gid {gid} inside: {e}"))?;
+    rustix::thread::set_thread_res_uid(u, u, u).map_err(|e| format!("taking uid {uid} inside: {e}"))
 }
 
 /// Maps one id each way; `setgroups` is denied, as an unprivileged caller must.
@@ -85,15 +90,16 @@ pub fn write_maps(uid: u32, outer_uid: u32, gid: u32, outer_gid: u32) -> Step {
 }
 
 pub fn set_hostname(name: &str) -> Step {
-    nix::unistd::sethostname(name).map_err(|e| format!("setting hostname {name:?}: {e}"))
+    rustix::system::sethostname(name.as_bytes())
+        .map_err(|e| format!("setting hostname {name:?}: {e}"))
 }
 
 /// Brings `lo` up in the sandbox's fresh network namespace.
 pub fn loopback_up() -> Step {
-    let fd = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    let fd = rustix::net::socket_with(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        rustix::net::SocketFlags::CLOEXEC,
         None,
     )
     .map_err(|e| format!("opening a socket to configure lo: {e}"))?;

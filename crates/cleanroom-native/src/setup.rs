@@ -8,7 +8,7 @@
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, MsFlags};
+use rustix::mount::{mount, mount_remount, MountFlags};
 
 use crate::mounts::{self, create_inside, Step};
 use crate::namespaces;
@@ -114,10 +114,10 @@ pub fn run(plan: &Plan) -> Step {
     // 6. Enter the new root; the host's root is gone from this namespace.
     mounts::pivot_into(new)?;
     if plan.read_only_root {
-        remount_read_only("/", MsFlags::MS_NODEV)?;
+        remount_read_only("/", MountFlags::NODEV)?;
     }
     // Nothing to create in /dev (its own tmpfs); /dev/shm stays writable.
-    remount_read_only("/dev", MsFlags::MS_NOEXEC)?;
+    remount_read_only("/dev", MountFlags::NOEXEC)?;
     rustix::process::chdir(&plan.workdir).map_err(|e| {
         format!(
             "entering the working directory {}: {e}",
@@ -191,12 +191,14 @@ fn overlay(lower: &Path, new: &Path) -> Step {
     );
     let mut last = String::new();
     for opts in [base.clone(), format!("{base},userxattr")] {
+        let opts = std::ffi::CString::new(opts)
+            .map_err(|_| format!("overlay lower dir {} contains a NUL byte", lower.display()))?;
         match mount(
-            Some("overlay"),
+            "overlay",
             new,
-            Some("overlay"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(opts.as_str()),
+            "overlay",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            opts.as_c_str(),
         ) {
             Ok(()) => return Ok(()),
             Err(e) => last = format!("overlay on {}: {e}", new.display()),
@@ -230,11 +232,11 @@ fn top_entries(from: &Path, entries: &[TopEntry], new: &Path) -> Step {
 fn devices(new: &Path, shm_size: u64) -> Step {
     let dev = create_inside(new, Path::new("/dev"), true)?;
     mount(
-        Some("tmpfs"),
+        "tmpfs",
         &dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=0755"),
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        c"mode=0755",
     )
     .map_err(|e| format!("mounting a tmpfs on /dev: {e}"))?;
     for name in DEVICES {
@@ -247,11 +249,11 @@ fn devices(new: &Path, shm_size: u64) -> Step {
     // A private devpts instance; without one, terminals are unavailable
     // inside, which is not worth failing the sandbox for.
     let _ = mount(
-        Some("devpts"),
+        "devpts",
         &pts,
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
+        "devpts",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        c"newinstance,ptmxmode=0666,mode=0620",
     );
     let shm = dev.join("shm");
     std::fs::create_dir(&shm).map_err(|e| format!("creating /dev/shm: {e}"))?;
@@ -271,11 +273,11 @@ fn devices(new: &Path, shm_size: u64) -> Step {
 fn proc(new: &Path) -> Step {
     let p = create_inside(new, Path::new("/proc"), true)?;
     mount(
-        Some("proc"),
+        "proc",
         &p,
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
+        "proc",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None,
     )
     .map_err(|e| format!("mounting a fresh /proc: {e}"))?;
     let null = new.join("dev/null");
@@ -283,11 +285,11 @@ fn proc(new: &Path) -> Step {
         let at = new.join(&path[1..]);
         match std::fs::metadata(&at) {
             Ok(m) if m.is_dir() => mount(
-                Some("tmpfs"),
+                "tmpfs",
                 &at,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                Some("mode=0555,size=0"),
+                "tmpfs",
+                MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                c"mode=0555,size=0",
             )
             .map_err(|e| format!("masking {path}: {e}"))?,
             Ok(_) => mounts::bind(&null, &at).map_err(|e| format!("masking {path}: {e}"))?,
@@ -306,13 +308,13 @@ fn proc(new: &Path) -> Step {
 
 /// Makes the one mount at `path` read-only (not the mounts on top of it),
 /// keeping nosuid and the `extra` flags it was mounted with.
-fn remount_read_only(path: &str, extra: MsFlags) -> Step {
-    mount(
-        None::<&str>,
+fn remount_read_only(path: &str, extra: MountFlags) -> Step {
+    // A bind remount changes only per-mount flags; the kernel ignores the
+    // (empty) data.
+    mount_remount(
         path,
-        None::<&str>,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | extra,
-        None::<&str>,
+        MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | extra,
+        c"",
     )
     .map_err(|e| format!("making {path} read-only: {e}"))
 }

@@ -11,16 +11,14 @@
 //! PID 1 (its death signal), and PID 1's death kills everything in the pid
 //! namespace. The caller's end of the control socket closing also ends PID 1.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 
-use nix::sys::signal::Signal;
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::sys::wait::{waitpid, WaitStatus};
-/// A process id as this module's callers hold them.
-pub use nix::unistd::Pid;
-use nix::unistd::{fork, ForkResult};
+use rustix::io::Errno;
+use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+use rustix::process::{waitpid, Pid, Signal, WaitOptions, WaitStatus};
 
 use crate::clone;
 use crate::init;
@@ -75,24 +73,29 @@ pub struct Spawned {
 /// Forks the sandbox (call on the spawner thread).
 pub fn spawn(plan: Plan) -> std::io::Result<Spawned> {
     let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
         None,
-        SockFlag::SOCK_CLOEXEC,
     )?;
-    let caller = nix::unistd::getpid();
+    let caller = rustix::process::getpid();
     // SAFETY: glibc's fork leaves the allocator usable in the child; the
     // child touches no lock another thread of the caller could hold (no
-    // stdio, no tracing, no environment), and ends with `_exit`.
-    match unsafe { fork() }? {
-        ForkResult::Parent { child } => {
+    // stdio, no tracing, no environment), and ends with `_exit`. rustix
+    // has no fork: a child of a threaded process is libc's to make.
+    let forked = unsafe { libc::fork() };
+    if forked < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    match Pid::from_raw(forked) {
+        Some(child) => {
             drop(theirs);
             Ok(Spawned {
                 pid: child,
                 control: ours,
             })
         }
-        ForkResult::Child => {
+        None => {
             let theirs = theirs.into_raw_fd();
             first_child(plan, theirs, caller)
         }
@@ -112,6 +115,22 @@ fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Makes `target` a copy of `fd` (`dup2`), both descriptors this process
+/// holds by number only: neither is closed here.
+fn dup_onto(fd: RawFd, target: RawFd) {
+    // Already there (dup2 would do nothing; rustix may use dup3, which refuses).
+    if fd == target {
+        return;
+    }
+    // SAFETY: `fd` is open for the duration of the call; `target` is only
+    // named as dup2's destination, and `ManuallyDrop` keeps it from being
+    // closed when this wrapper goes away.
+    unsafe {
+        let mut target = ManuallyDrop::new(OwnedFd::from_raw_fd(target));
+        let _ = rustix::io::dup2(BorrowedFd::borrow_raw(fd), &mut target);
+    }
+}
+
 fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     let detached = plan.detached.is_some();
     if detached {
@@ -121,20 +140,20 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         // caller's session and terminal.
         // SAFETY: this child is single-threaded; the grandchild continues
         // with what this one would have done, and this one `_exit`s.
-        match unsafe { fork() } {
-            Ok(ForkResult::Parent { .. }) => exit(0),
-            Ok(ForkResult::Child) => {
-                let _ = nix::unistd::setsid();
+        match unsafe { libc::fork() } {
+            0 => {
+                let _ = rustix::process::setsid();
             }
-            Err(_) => exit(1),
+            pid if pid > 0 => exit(0),
+            _ => exit(1),
         }
-    } else if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
-        || nix::unistd::getppid() != caller
+    } else if rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_err()
+        || rustix::process::getppid() != Some(caller)
     {
         exit(1);
     }
-    let supervisor = nix::unistd::getpid().as_raw();
-    let _ = nix::sys::prctl::set_name(if detached {
+    let supervisor = rustix::process::getpid().as_raw_pid();
+    let _ = rustix::thread::set_name(if detached {
         c"cleanroom-sv"
     } else {
         c"cleanroom-ns"
@@ -147,7 +166,12 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     // command's pipes: every other descriptor of the caller (pipes and
     // sockets of other runs) must not stay open in here. Out of the way
     // first, so the moves cannot overwrite each other.
-    let high = |fd: RawFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD(100)).unwrap_or(fd);
+    // The copies are close-on-exec, and closed below in any case.
+    let high = |fd: RawFd| {
+        // SAFETY: `fd` is one of ours, open for the duration of the call.
+        rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(fd) }, 100)
+            .map_or(fd, IntoRawFd::into_raw_fd)
+    };
     let mut kept: Vec<&mut OwnedFd> = Vec::new();
     if let NetPlan::Join(pod) = &mut plan.network {
         kept.push(&mut pod.net);
@@ -173,15 +197,19 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     let mut moves = vec![high(control)];
     moves.extend(kept.iter().map(|fd| high(fd.as_raw_fd())));
     for (i, fd) in moves.iter().enumerate() {
-        let _ = nix::unistd::dup2(*fd, CONTROL_FD + i as RawFd);
+        dup_onto(*fd, CONTROL_FD + i as RawFd);
     }
-    if let Ok(null) = nix::fcntl::open(
-        "/dev/null",
-        nix::fcntl::OFlag::O_RDWR,
-        nix::sys::stat::Mode::empty(),
-    ) {
+    let null = rustix::fs::open(
+        c"/dev/null",
+        rustix::fs::OFlags::RDWR,
+        rustix::fs::Mode::empty(),
+    );
+    if let Ok(null) = null {
+        // By number: it may itself be one of 0-2, which must stay open;
+        // otherwise `close_range` below closes it.
+        let null = null.into_raw_fd();
         for fd in 0..3 {
-            let _ = nix::unistd::dup2(null, fd);
+            dup_onto(null, fd);
         }
     }
     // SAFETY: closes descriptors this child inherited and never uses.
@@ -207,8 +235,12 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     }
     if let NetPlan::Join(pod) = &plan.network {
         // Joined: the descriptors are not needed in the sandbox.
-        let _ = nix::unistd::close(pod.net.as_raw_fd());
-        let _ = nix::unistd::close(pod.user.as_raw_fd());
+        // SAFETY: closes the numbers behind their OwnedFds, which are
+        // never dropped: the init takes the plan over and ends in `_exit`.
+        unsafe {
+            rustix::io::close(pod.net.as_raw_fd());
+            rustix::io::close(pod.user.as_raw_fd());
+        }
     }
     // The init borrows this process's memory rather than copying it (see
     // [`crate::clone`]); this process sleeps in the kernel until the init
@@ -236,8 +268,8 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         None => clone::Cgroup::Inherit,
     };
     let init = |host_pid, joined: std::io::Result<()>| {
-        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-        let _ = nix::sys::prctl::set_name(c"cleanroom-init");
+        let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+        let _ = rustix::thread::set_name(c"cleanroom-init");
         // Into the sandbox's cgroups before anything else, so everything
         // after is limited: v1 by moving this thread (see
         // `ProcsFiles::join_v1_raw`), v2 as it was created (or by moving
@@ -264,17 +296,17 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     let started = unsafe { clone::vfork_with(init, INIT_STACK, libc::CLONE_FILES, cgroup) };
     match started {
         Ok(child) => loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    if let Some(dir) = &record {
+            match waitpid(Some(child), WaitOptions::empty()) {
+                Ok(Some((_, status))) if status.exited() => {
+                    if let (Some(dir), Some(code)) = (&record, status.exit_status()) {
                         crate::detached::state::record_exit(dir.as_fd(), code);
                     }
                     exit(0)
                 }
                 // An init killed by a signal recorded nothing: the sandbox
                 // shows as dead, for `gc`.
-                Ok(WaitStatus::Signaled(..)) => exit(0),
-                Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+                Ok(Some((_, status))) if status.signaled() => exit(0),
+                Err(Errno::INTR) | Ok(_) => continue,
                 Err(_) => exit(1),
             }
         },
@@ -293,25 +325,12 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
 /// A pidfd for `pid` (Linux 5.3+): readable once the process has exited,
 /// and safe to signal even after the pid is reused.
 pub fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    // SAFETY: on success `fd` is a new descriptor that nothing else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
 }
 
 /// Sends SIGKILL through a pidfd.
 pub fn pidfd_kill(pidfd: &OwnedFd) {
-    // SAFETY: pidfd_send_signal with a valid pidfd, a constant signal and no
-    // siginfo; touches no memory of ours.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
+    let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
 }
 
 /// Reaps the first child `pid`, killing it if it has not ended within
@@ -320,31 +339,36 @@ pub fn pidfd_kill(pidfd: &OwnedFd) {
 pub fn reap(pid: Pid, grace: std::time::Duration) {
     // A pidfd wakes us the moment it exits; without one, poll.
     if let Some(pidfd) = pidfd_open(pid) {
-        let mut fds = [nix::poll::PollFd::new(
-            pidfd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
         )];
+        // Capped as before (65.535 s): a longer grace is never asked for.
         let ms = u16::try_from(grace.as_millis()).unwrap_or(u16::MAX);
+        let timeout = rustix::event::Timespec {
+            tv_sec: i64::from(ms / 1000),
+            tv_nsec: i64::from(ms % 1000) * 1_000_000,
+        };
         loop {
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-                Err(nix::errno::Errno::EINTR) => continue,
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Err(Errno::INTR) => continue,
                 Ok(0) => pidfd_kill(&pidfd),
                 _ => {}
             }
             break;
         }
-        let _ = waitpid(pid, None);
+        let _ = waitpid(Some(pid), WaitOptions::empty());
         return;
     }
     let deadline = std::time::Instant::now() + grace;
     loop {
-        match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(_) | Err(_) => return,
+        match waitpid(Some(pid), WaitOptions::NOHANG) {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => return,
         }
         if std::time::Instant::now() >= deadline {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            let _ = waitpid(Some(pid), WaitOptions::empty());
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -384,23 +408,19 @@ pub fn reap_in_background(pid: Pid) {
 /// a child that borrows our memory (no copy of the caller) is created in a
 /// new user namespace and maps its ids as a sandbox does.
 pub fn probe_userns() -> std::result::Result<(), String> {
-    let uid = nix::unistd::geteuid().as_raw();
-    let gid = nix::unistd::getegid().as_raw();
+    let uid = rustix::process::geteuid().as_raw();
+    let gid = rustix::process::getegid().as_raw();
     // Made here: the child only reads them (it must not allocate, as other
     // threads of the caller keep running meanwhile).
     let uid_map = format!("1000 {uid} 1\n");
     let gid_map = format!("1000 {gid} 1\n");
+    // Raw system calls (a C string path: no allocation); the descriptor
+    // is closed as it is dropped.
     let write = |path: &std::ffi::CStr, text: &[u8]| -> bool {
-        // SAFETY: open/write/close with a valid C string and buffer.
-        unsafe {
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return false;
-            }
-            let n = libc::write(fd, text.as_ptr().cast(), text.len());
-            libc::close(fd);
-            n == text.len() as isize
-        }
+        let flags = rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC;
+        rustix::fs::open(path, flags, rustix::fs::Mode::empty())
+            .and_then(|fd| rustix::io::write(&fd, text))
+            .is_ok_and(|n| n == text.len())
     };
     let child = |_, _| {
         let ok = write(c"/proc/self/setgroups", b"deny")
@@ -413,16 +433,26 @@ pub fn probe_userns() -> std::result::Result<(), String> {
     let started =
         unsafe { clone::vfork_with(child, 64 << 10, libc::CLONE_NEWUSER, clone::Cgroup::Inherit) };
     match started {
-        Ok(pid) => match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
-            Ok(WaitStatus::Exited(_, _)) => {
-                Err("a child in a new user namespace could not map its ids".into())
-            }
-            Ok(other) => Err(format!(
-                "the user namespace probe ended unexpectedly ({other:?})"
-            )),
+        Ok(pid) => match waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => match status.exit_status() {
+                Some(0) => Ok(()),
+                Some(_) => Err("a child in a new user namespace could not map its ids".into()),
+                None => Err(format!(
+                    "the user namespace probe ended unexpectedly ({})",
+                    describe(status)
+                )),
+            },
+            Ok(None) => Err("the user namespace probe ended unexpectedly".into()),
             Err(e) => Err(format!("waiting for the user namespace probe: {e}")),
         },
         Err(e) => Err(format!("creating a user namespace: {e}")),
+    }
+}
+
+/// How a child ended, when it did not exit normally.
+fn describe(status: WaitStatus) -> String {
+    match status.terminating_signal() {
+        Some(signal) => format!("killed by signal {signal}"),
+        None => format!("wait status {:#x}", status.as_raw()),
     }
 }

@@ -651,12 +651,11 @@ fn v2_only_child_body() {
     // SAFETY: the child only calls execve (and exits if that fails).
     let pid = unsafe { clone::vfork_with(child, 64 << 10, 0, clone::Cgroup::Into { dir, procs }) }
         .expect("clone3 into the cgroup");
-    assert_eq!(cg.procs().unwrap(), vec![pid.as_raw() as u32]);
+    assert_eq!(cg.procs().unwrap(), vec![pid.as_raw_pid() as u32]);
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     assert!(!own.contains(cg.name()), "{own}");
     cg.kill_all().expect("cgroup.kill");
-    let child = rustix::process::Pid::from_raw(pid.as_raw()).expect("a child's pid is not 0");
-    let (_, status) = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty())
+    let (_, status) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
         .unwrap()
         .expect("the child was waited for");
     assert_eq!(

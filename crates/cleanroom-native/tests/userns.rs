@@ -13,8 +13,8 @@ use cleanroom_native::NativeBackend;
 
 fn caller() -> (u32, u32) {
     (
-        nix::unistd::geteuid().as_raw(),
-        nix::unistd::getegid().as_raw(),
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
     )
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cleanroom::{Backend, Cmd, Constraint, Network, Sandbox, SandboxSpec};
+use cleanroom::{Backend, Cmd, Constraint, Network, Sandbox, SandboxSpec, Warnings};
 use tokio_util::sync::CancellationToken;
 
 use crate::expect;
@@ -182,13 +182,17 @@ async fn body(
 ) -> Result<(), Failure> {
     let spec = test_spec(file, base);
     let sandbox_at = file.sandbox.rootfs.as_ref().map(|r| r.at.to_string());
-    spec.validate().map_err(|e| Failure {
-        message: e.to_string(),
-        location: sandbox_at.clone(),
-        ..Failure::default()
-    })?;
-    let enforcement = backend.enforcement(&spec);
-    warnings.extend(enforcement.warnings());
+    // The preamble once per test: the report it makes is the one this test
+    // shows and checks, and the one its sandbox or run carries.
+    let prepared = backend
+        .prepare(&spec, None, Warnings::Caller)
+        .map_err(|e| Failure {
+            message: e.to_string(),
+            location: sandbox_at.clone(),
+            ..Failure::default()
+        })?;
+    let enforcement = prepared.enforcement();
+    warnings.extend(prepared.warnings());
     warnings.extend(file.warnings.iter().map(|w| format!("WARN: {w}")));
     if let Some(freeze) = &file.determinism.freeze_clock {
         let msg = match &freeze.time {
@@ -239,7 +243,8 @@ async fn body(
     let main: Option<Arc<dyn Sandbox>> = if one_shot {
         None
     } else {
-        let created = backend.create(&spec, None).await.map_err(|e| Failure {
+        let created = backend.create_prepared(&spec, None, prepared.clone());
+        let created = created.await.map_err(|e| Failure {
             message: format!("creating the test's sandbox: {e}"),
             location: sandbox_at.clone(),
             ..Failure::default()
@@ -303,7 +308,14 @@ async fn body(
         let t0 = Instant::now();
         let run = match sandbox {
             Some(sandbox) => sandbox.exec(cmd).await,
-            None => backend.run(&spec, cmd).await,
+            None => match cleanroom::preamble::validate_cmd(&spec, &cmd) {
+                Ok(()) => {
+                    backend
+                        .run_prepared(&spec, cmd, None, prepared.clone())
+                        .await
+                }
+                Err(e) => Err(e),
+            },
         };
         let result = run.map_err(|e| Failure {
             message: format!("running the step failed: {e}"),

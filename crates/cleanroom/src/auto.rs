@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Backend, BackendChoice, Cmd, Constraint, Enforcement, OutputSink, Prepared,
-    Result, RunResult, Sandbox, SandboxSpec, Status,
+    Availability, Backend, BackendChoice, Cmd, Constraint, DetachOptions, Detached, Enforcement,
+    OutputSink, Prepared, Result, RunResult, Sandbox, SandboxInfo, SandboxSpec, Status,
 };
 use serde::Serialize;
 
@@ -145,6 +145,26 @@ impl Backend for AutoBackend {
         prepared: Prepared,
     ) -> Result<Box<dyn Sandbox>> {
         self.inner.create_prepared(spec, main, prepared).await
+    }
+
+    async fn create_detached_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        options: DetachOptions,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Detached>> {
+        self.inner
+            .create_detached_prepared(spec, main, options, prepared)
+            .await
+    }
+
+    async fn list(&self, all: bool) -> Result<Vec<SandboxInfo>> {
+        self.inner.list(all).await
+    }
+
+    async fn attach(&self, name: &str) -> Result<Option<Box<dyn Detached>>> {
+        self.inner.attach(name).await
     }
 }
 

@@ -5,6 +5,10 @@
 //! picks a backend (`native`, `podman`, `docker` or `local`) automatically or
 //! by name, and offers the same API to async and to blocking callers.
 //!
+//! Named sandboxes outlive the process that made them: [`create_detached`]
+//! (or [`Backend::create_detached`] on a chosen backend) makes one, and
+//! [`attach`] reaches it by name from any later process; see [`named`].
+//!
 //! Users of the original synchronous API find it as it was in [`backend`]
 //! (`AutoBackend::detect()?.run_cmd(["echo", "hello"])`, `DockerBackend`,
 //! `PodmanBackend`, `LocalBackend`, the two-method `Backend` trait) and
@@ -33,6 +37,7 @@ pub mod backend;
 pub mod blocking;
 pub mod error;
 mod local;
+pub mod named;
 mod registry;
 
 pub use auto::{doctor, AutoBackend, BackendReport, NotEnforced};
@@ -40,13 +45,16 @@ pub use cleanroom_core::*;
 /// The image engine backends use when none is configured (the busybox test
 /// image `scripts/setup.d/40-engines.sh` imports).
 pub use cleanroom_docker::DEFAULT_IMAGE as DEFAULT_ENGINE_IMAGE;
-pub use cleanroom_docker::{DockerBackend, EngineBackend, EngineSandbox, PodmanBackend};
+pub use cleanroom_docker::{
+    DockerBackend, EngineBackend, EngineDetached, EngineSandbox, PodmanBackend,
+};
 /// The image store: import, pull, verify and unpack images.
 pub use cleanroom_image as images;
 /// The native backend's building blocks (namespaces, cgroups, seccomp, ...).
 pub use cleanroom_native as native;
 pub use cleanroom_native::{NativeBackend, NativeSandbox};
 pub use local::{LocalBackend, LocalSandbox};
+pub use named::{attach, create_detached};
 pub use registry::backend_for;
 
 /// Runs `cmd` in a fresh sandbox on the detected backend, made to the

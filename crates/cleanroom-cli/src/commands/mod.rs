@@ -8,6 +8,7 @@ pub mod gc;
 pub mod images;
 pub mod init;
 pub mod run;
+pub mod sandboxes;
 pub mod self_test;
 pub mod test;
 pub mod validate;

@@ -5,26 +5,37 @@ use std::process::ExitCode;
 
 use cleanroom::bridge::wait;
 use cleanroom::{
-    output_channel, AutoBackend, Backend, Cmd, Error, Mount, Prepared, Result, RunResult,
-    SandboxSpec, Stream, Warnings,
+    output_channel, AutoBackend, Backend, Cmd, Error, Mount, OutputSink, Prepared, Result,
+    RunResult, SandboxSpec, Stream, Warnings,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, SpecArgs};
 use crate::output;
 
 /// The exit code `timeout(1)` uses for a command that ran out of time.
 const EXIT_TIMED_OUT: u8 = 124;
 
 pub fn main(args: RunArgs) -> Result<ExitCode> {
+    if args.detach {
+        return super::sandboxes::create::run_detached(args);
+    }
+    if args.named.name.is_some() || !args.named.label.is_empty() {
+        return Err(Error::Config {
+            origin: "flags --name/--label".into(),
+            message:
+                "name a sandbox that outlives the run; add -d (`cleanroom run -d --name N -- CMD`)"
+                    .into(),
+        });
+    }
     wait(run(args))
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
     let cwd = super::current_dir()?;
-    let config = super::load_config(&args.sandbox.given, &cwd)?;
-    let spec = spec_from(&args, config.spec()?, &cwd)?;
+    let config = super::load_config(&args.spec.sandbox.given, &cwd)?;
+    let spec = spec_from(&args.spec, config.spec()?, &cwd)?;
     let backend = AutoBackend::select(config.backend.value, config.image.value.as_deref()).await?;
     tracing::info!("backend {}: {}", backend.chosen(), backend.reason());
 
@@ -66,6 +77,15 @@ async fn execute(
     if quiet_output {
         return backend.run_prepared(spec, cmd, None, prepared).await;
     }
+    let (sink, writer) = pass_through();
+    let result = backend.run_prepared(spec, cmd, Some(sink), prepared).await;
+    let _ = writer.await;
+    result
+}
+
+/// A sink whose chunks go to this process's stdout and stderr as they
+/// come, and the task writing them (done when every sender is dropped).
+pub fn pass_through() -> (OutputSink, tokio::task::JoinHandle<()>) {
     let (sink, mut chunks) = output_channel(64);
     let writer = tokio::spawn(async move {
         let mut out = tokio::io::stdout();
@@ -86,9 +106,7 @@ async fn execute(
             }
         }
     });
-    let result = backend.run_prepared(spec, cmd, Some(sink), prepared).await;
-    let _ = writer.await;
-    result
+    (sink, writer)
 }
 
 async fn write_flush(w: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) -> std::io::Result<()> {
@@ -110,7 +128,7 @@ async fn interrupted() -> u8 {
     }
 }
 
-fn exit_code(result: &RunResult, spec: &SandboxSpec) -> ExitCode {
+pub fn exit_code(result: &RunResult, spec: &SandboxSpec) -> ExitCode {
     if result.timed_out {
         let limit = spec
             .timeout
@@ -132,7 +150,7 @@ fn exit_code(result: &RunResult, spec: &SandboxSpec) -> ExitCode {
     ExitCode::from(result.exit_code.clamp(0, 255) as u8)
 }
 
-fn humanize(d: std::time::Duration) -> String {
+pub fn humanize(d: std::time::Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {
@@ -141,25 +159,31 @@ fn humanize(d: std::time::Duration) -> String {
 }
 
 /// The configured spec with this command's own flags applied.
-fn spec_from(args: &RunArgs, mut spec: SandboxSpec, cwd: &Path) -> Result<SandboxSpec> {
+pub fn spec_from(args: &SpecArgs, mut spec: SandboxSpec, cwd: &Path) -> Result<SandboxSpec> {
     spec.read_only_root = !args.writable_root;
     for pair in &args.env {
-        let Some((key, value)) = pair.split_once('=') else {
-            return Err(Error::Config {
-                origin: "flag --env".into(),
-                message: format!("`{pair}` is not KEY=VALUE"),
-            });
-        };
-        cleanroom::spec::validate_env_key(key).map_err(|e| Error::Config {
-            origin: "flag --env".into(),
-            message: e.to_string(),
-        })?;
-        spec.env.insert(key.to_string(), value.to_string());
+        let (key, value) = env_pair(pair)?;
+        spec.env.insert(key, value);
     }
     for m in &args.mount {
         spec.mounts.push(mount_from(m, cwd)?);
     }
     Ok(spec)
+}
+
+/// A `--env KEY=VALUE` value, its key checked.
+pub fn env_pair(pair: &str) -> Result<(String, String)> {
+    let Some((key, value)) = pair.split_once('=') else {
+        return Err(Error::Config {
+            origin: "flag --env".into(),
+            message: format!("`{pair}` is not KEY=VALUE"),
+        });
+    };
+    cleanroom::spec::validate_env_key(key).map_err(|e| Error::Config {
+        origin: "flag --env".into(),
+        message: e.to_string(),
+    })?;
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// A `--mount` value with a relative source taken from `cwd`; the source must exist.

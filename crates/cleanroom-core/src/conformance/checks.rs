@@ -133,6 +133,7 @@ pub(super) fn all() -> Vec<Check> {
     .chain(super::probe::all())
     .chain(super::syscalls::all())
     .chain(super::config_image::all())
+    .chain(super::detached::all())
     .collect()
 }
 

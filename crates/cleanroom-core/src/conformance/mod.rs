@@ -16,6 +16,10 @@
 //! ));
 //! ```
 //!
+//! The `detached_*` checks are the lifecycle of named sandboxes (`create`,
+//! `exec`, `ps`, `stop`, `rm`): an isolating backend must hold them, and one
+//! that is not must refuse in one line naming those that can.
+//!
 //! An isolating backend's test file also imports the config test image
 //! [`CONFIG_IMAGE`] first (built from [`config_image_rootfs_tar`] and
 //! [`config_image_config`]), which the `image_config` check runs. The
@@ -25,6 +29,7 @@
 
 mod checks;
 mod config_image;
+mod detached;
 mod probe;
 mod syscalls;
 
@@ -167,7 +172,8 @@ macro_rules! conformance_tests {
             seccomp, network_none, pid_namespace, hostname, umask, pids_limit,
             memory_limit, memory_limit_tmpfs, tmpfs_sizes, strict_mode, enforcement_report,
             streaming, long_lived, same_bytes, no_new_namespaces, no_mount, no_ptrace, no_keyctl,
-            no_bpf, image_config);
+            no_bpf, image_config, detached_lifecycle, detached_main_exits,
+            detached_parallel_execs, detached_name_race);
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
         $(

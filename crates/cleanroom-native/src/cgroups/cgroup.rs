@@ -338,12 +338,13 @@ impl Cgroup {
             }
             if signal || start.elapsed() > Duration::from_secs(1) {
                 for &p in &pids {
-                    let Ok(p) = libc::pid_t::try_from(p) else {
-                        continue;
-                    };
-                    // SAFETY: kill(2) with a pid listed in our cgroup and a
-                    // constant signal; touches no memory.
-                    unsafe { libc::kill(p, libc::SIGKILL) };
+                    // Never 0 (that would be our own process group).
+                    let pid = libc::pid_t::try_from(p)
+                        .ok()
+                        .and_then(rustix::process::Pid::from_raw);
+                    if let Some(pid) = pid {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
                 }
             }
             std::thread::sleep(pause);

@@ -55,10 +55,12 @@ pub fn gc() -> io::Result<GcReport> {
                     continue;
                 }
                 for p in procs {
-                    if let Ok(p) = libc::pid_t::try_from(p) {
-                        // SAFETY: kill(2) of a process in a cgroup whose
-                        // owner is dead; touches no memory.
-                        unsafe { libc::kill(p, libc::SIGKILL) };
+                    // Never 0 (that would be our own process group).
+                    let pid = libc::pid_t::try_from(p)
+                        .ok()
+                        .and_then(rustix::process::Pid::from_raw);
+                    if let Some(pid) = pid {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                     }
                 }
             }
@@ -214,15 +216,15 @@ fn alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }
-    let Ok(p) = libc::pid_t::try_from(pid) else {
+    let Some(p) = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return true;
     };
-    if p <= 0 {
-        return true;
-    }
-    // SAFETY: signal 0 only checks for existence; touches no memory.
-    let rc = unsafe { libc::kill(p, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    // Signal 0: only checks for existence.
+    rustix::process::test_kill_process(p) != Err(rustix::io::Errno::SRCH)
 }
 
 /// Every pid in `dir` and below.

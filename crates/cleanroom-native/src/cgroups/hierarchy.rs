@@ -1,10 +1,8 @@
 //! Where the cgroup hierarchies are and where this process sits in them,
 //! from `/proc/self/mountinfo` and `/proc/self/cgroup`.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -221,11 +219,7 @@ pub(crate) fn read(path: impl AsRef<Path>) -> io::Result<String> {
 /// Whether this process may write `path` (`access(2)` with `W_OK`, which
 /// also sees read-only mounts).
 pub(crate) fn writable(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
 }
 
 #[cfg(test)]

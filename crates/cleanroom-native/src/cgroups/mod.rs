@@ -293,8 +293,7 @@ pub(crate) fn placement(controller: Controller) -> Result<Placement, (Option<Ver
 }
 
 fn uid() -> u32 {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 fn v1_placement(h: &Hierarchy, controller: Controller) -> Result<Placement, String> {

@@ -89,18 +89,13 @@ impl NativeDetached {
     /// A connection to its init, or why there is none.
     async fn connect(&self) -> Result<Channel> {
         let record = self.record()?;
-        match self.state_now() {
-            SandboxState::Running => {}
-            other => {
-                return Err(Error::backend(
-                    "native",
-                    format!(
-                        "sandbox `{}` is not running ({other}); `cleanroom rm {}` removes it",
-                        self.name(),
-                        self.name()
-                    ),
-                ))
-            }
+        let state = self.state_now();
+        if state != SandboxState::Running {
+            let info = SandboxInfo {
+                state,
+                ..self.info.clone()
+            };
+            return Err(cleanroom_core::detached::not_running(&info));
         }
         Channel::connect_path(&self.dir.join(state::SOCKET), self.name())
             .await

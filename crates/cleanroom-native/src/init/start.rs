@@ -129,7 +129,7 @@ fn clone_exec(program: &Program, stdio: Stdio) -> Step<i32> {
         )
     };
     started
-        .map(|pid| pid.as_raw())
+        .map(|pid| pid.as_raw_pid())
         .map_err(|e| format!("starting the command's process: {e}"))
 }
 

@@ -161,7 +161,7 @@ pub(super) fn bench_error(e: String) -> Error {
 }
 
 /// Runs `c` once to completion with no input or output; its wall time in ms.
-fn time_once(c: &mut Command) -> std::result::Result<f64, String> {
+pub(super) fn time_once(c: &mut Command) -> std::result::Result<f64, String> {
     let start = Instant::now();
     let out = c
         .stdin(Stdio::null())

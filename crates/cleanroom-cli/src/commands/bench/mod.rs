@@ -9,6 +9,7 @@
 mod anchors;
 mod measure;
 mod memory;
+mod named;
 
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
@@ -218,11 +219,28 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
         }
     }
 
-    // The targets are the native backend's (issue: faster than bubblewrap).
+    // 5. Exec into a named sandbox as a process, beside a one-shot anchor
+    // and `docker exec`.
+    let named_rows = wait(named::rows(
+        choice,
+        &backend,
+        &spec,
+        &args.image,
+        &exe,
+        rootfs_dir.as_ref().map(|d| d.path()),
+        runs,
+    ));
+
+    // The targets are the native backend's (issue: faster than bubblewrap),
+    // but for the named sandboxes' exec, which has targets on every backend.
     if choice != BackendChoice::Native {
         for r in &mut rows {
             r.target = None;
         }
+    }
+    match named_rows {
+        Ok(named) => rows.extend(named),
+        Err(e) => eprintln!("exec into a named sandbox not measured: {e}"),
     }
     if args.json {
         output::json(&rows)?;
