@@ -1,8 +1,11 @@
-//! The caller's side of the control socket: requests with ids, replies
-//! routed to whoever waits for them, and the sandbox's first child to reap.
+//! The caller's side of the control socket: a [`Channel`] sends requests
+//! with ids and routes replies to whoever waits for them; an [`Instance`]
+//! is a channel to a sandbox this process forked, with its first child to
+//! reap and its cgroup to remove.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,11 +16,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::plan::Plan;
-use crate::protocol::{self, Msg, MAX_MESSAGE};
+use crate::protocol::{self, Message, MAX_MESSAGE};
 use crate::spawn;
 
 /// A reply and the descriptors that came with it.
-pub type Reply = (Msg, Vec<OwnedFd>);
+pub type Reply = (Message, Vec<OwnedFd>);
 
 /// Who waits for which request's replies; `closed` once the reader ended.
 #[derive(Default)]
@@ -33,16 +36,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One running sandbox, seen from the caller.
-pub struct Instance {
+/// One connection to a sandbox's init.
+pub struct Channel {
     sock: Arc<AsyncFd<OwnedFd>>,
     pending: Pending,
     next: AtomicU64,
+}
+
+/// One running sandbox this process forked, seen from the caller.
+pub struct Instance {
+    chan: Channel,
     /// The first child, until reaped.
     first: Mutex<Option<Pid>>,
     /// A pidfd for the init (PID 1 inside), readable once it has exited:
     /// from then on no process of the sandbox is left.
     init: Mutex<Option<OwnedFd>>,
+    /// The init's and its supervisor's pids as this process sees them.
+    pub init_pid: u32,
+    pub supervisor_pid: u32,
     /// The sandbox's network and user namespaces (for pods).
     pub namespaces: Option<Arc<(OwnedFd, OwnedFd)>>,
     /// Its cgroup, removed once every process in it is gone.
@@ -51,6 +62,13 @@ pub struct Instance {
     first_exec: Mutex<Option<mpsc::UnboundedReceiver<Reply>>>,
     /// OOM kills in its cgroup already reported (by an earlier exec).
     oom_seen: AtomicU64,
+}
+
+impl std::ops::Deref for Instance {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        &self.chan
+    }
 }
 
 /// The request id of the command carried in the plan; requests sent over
@@ -64,98 +82,89 @@ fn gone(what: &str) -> Error {
     )
 }
 
-impl Instance {
-    /// Forks the sandbox and waits until its init reports ready.
-    pub async fn start(plan: Plan, cgroup: Option<crate::cgroups::Cgroup>) -> Result<Instance> {
-        let carries_exec = plan.first_exec.is_some();
-        let spawned = spawn::on_spawner(move || spawn::spawn(plan))
-            .await
-            .and_then(|r| r)
-            .map_err(|e| Error::io("forking the native sandbox", e))?;
-        let first = spawned.pid;
-        nix::fcntl::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&spawned.control),
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .map_err(|e| Error::io("setting up the control socket", e.into()))?;
-        // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it (and
-        // so keeps the same open descriptor) until it is dropped.
-        let sock = match unsafe { AsyncFd::register(spawned.control) } {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                kill_and_reap(first);
-                return Err(Error::io(
-                    "registering the control socket",
-                    std::io::Error::other(e.to_string()),
-                ));
-            }
-        };
-        // "ready" or "fail" with its reason: well under the allocator's mmap threshold.
-        let mut buf = vec![0u8; 64 << 10];
-        let first_reply =
-            tokio::time::timeout(Duration::from_secs(60), recv(&sock, &mut buf)).await;
-        let (namespaces, init) = match first_reply {
-            Ok(Ok(Some((m, fds)))) if m.tag() == b"ready" => {
-                let mut fds = fds.into_iter();
-                let namespaces = match (fds.next(), fds.next()) {
-                    (Some(net), Some(user)) => Some(Arc::new((net, user))),
-                    _ => None,
-                };
-                let init = watch_init(m.num_at(1), first);
-                if init.is_none() {
-                    tracing::debug!(
-                        "native: no pidfd for the init; shutdown waits for the first child"
-                    );
-                }
-                (namespaces, init)
-            }
-            Ok(Ok(Some((m, _)))) if m.tag() == b"fail" => {
-                kill_and_reap(first);
-                return Err(Error::backend(
-                    "native",
-                    format!("setting up the sandbox failed: {}", m.text(1)),
-                ));
-            }
-            other => {
-                kill_and_reap(first);
-                let why = match other {
-                    Err(_) => "it did not report ready within 60 s".to_string(),
-                    Ok(Err(e)) => format!("reading its first message: {e}"),
-                    Ok(Ok(None)) => "it exited before reporting ready".to_string(),
-                    Ok(Ok(Some((m, _)))) => format!("unexpected first message {:?}", m.text(0)),
-                };
-                return Err(Error::backend(
-                    "native",
-                    format!("the sandbox's init failed to start: {why}"),
-                ));
-            }
-        };
-        let pending: Pending = Arc::default();
-        // Registered before the reader starts: the command may end at once.
-        let first_exec = carries_exec.then(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            lock(&pending).by_id.insert(FIRST_EXEC, tx);
-            rx
-        });
+/// `fd`, non-blocking, watched by the runtime.
+fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    rustix::io::ioctl_fionbio(&fd, true)?;
+    // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it (and so
+    // keeps the same open descriptor) until it is dropped.
+    unsafe { AsyncFd::register(fd) }.map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+impl Channel {
+    /// A channel over `sock` whose replies a background task routes.
+    fn new(sock: Arc<AsyncFd<OwnedFd>>, pending: Pending) -> Channel {
         tokio::spawn(read_loop(sock.clone(), pending.clone()));
-        Ok(Instance {
+        Channel {
             sock,
             pending,
             next: AtomicU64::new(1),
-            oom_seen: AtomicU64::new(0),
-            first: Mutex::new(Some(first)),
-            init: Mutex::new(init),
-            namespaces,
-            cgroup: Mutex::new(cgroup),
-            first_exec: Mutex::new(first_exec),
-        })
+        }
+    }
+
+    /// Connects to a named sandbox's control socket and checks that its
+    /// init speaks this protocol version. `name` is for messages.
+    pub async fn connect_path(path: &Path, name: &str) -> Result<Channel> {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let io = |what: &str, e: std::io::Error| {
+            Error::io(format!("{what} sandbox `{name}` ({})", path.display()), e)
+        };
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| io("opening a socket to", e.into()))?;
+        let addr = SocketAddrUnix::new(path).map_err(|e| io("addressing", e.into()))?;
+        rustix::net::connect(&fd, &addr).map_err(|e| io("connecting to", e.into()))?;
+        let sock = Arc::new(register(fd).map_err(|e| io("registering the socket of", e))?);
+        let mut buf = vec![0u8; 4096];
+        let first = tokio::time::timeout(Duration::from_secs(10), recv(&sock, &mut buf)).await;
+        match first {
+            Ok(Ok(Some((Message::Hello { version, release }, _)))) => {
+                if version != protocol::VERSION {
+                    return Err(Error::backend(
+                        "native",
+                        protocol::version_mismatch(&release, version),
+                    ));
+                }
+            }
+            Ok(Ok(Some((Message::Fail { reason }, _)))) => {
+                return Err(Error::backend(
+                    "native",
+                    format!("sandbox `{name}` refused: {reason}"),
+                ))
+            }
+            Ok(Ok(Some((other, _)))) => {
+                return Err(Error::backend(
+                    "native",
+                    format!("sandbox `{name}` opened with {other:?} instead of hello"),
+                ))
+            }
+            Ok(Ok(None)) => {
+                return Err(Error::backend(
+                    "native",
+                    format!(
+                        "sandbox `{name}` closed the connection at once (another user's sandbox?)"
+                    ),
+                ))
+            }
+            Ok(Err(e)) => return Err(io("reading the hello of", e)),
+            Err(_) => {
+                return Err(Error::backend(
+                    "native",
+                    format!("sandbox `{name}` did not answer within 10 s"),
+                ))
+            }
+        }
+        Ok(Channel::new(sock, Pending::default()))
     }
 
     /// Sends a request built from a fresh id; replies arrive on the receiver.
     pub async fn request(
         &self,
-        build: impl FnOnce(u64) -> Msg,
-        fds: &[std::os::fd::RawFd],
+        build: impl FnOnce(u64) -> Message,
+        fds: &[BorrowedFd<'_>],
     ) -> Result<(u64, mpsc::UnboundedReceiver<Reply>)> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -174,24 +183,25 @@ impl Instance {
         Ok((id, rx))
     }
 
-    /// The replies for the command the plan carried ([`FIRST_EXEC`]).
-    pub fn take_first_exec(&self) -> Option<mpsc::UnboundedReceiver<Reply>> {
-        lock(&self.first_exec).take()
-    }
-
     /// Forgets request `id` (its last reply arrived).
     pub fn done(&self, id: u64) {
         lock(&self.pending).by_id.remove(&id);
     }
 
     /// A request with exactly one `ok`/`err` reply.
-    pub async fn call(&self, build: impl FnOnce(u64) -> Msg, what: &str) -> Result<()> {
+    pub async fn call(&self, build: impl FnOnce(u64) -> Message, what: &str) -> Result<()> {
         let (id, mut rx) = self.request(build, &[]).await?;
         let reply = rx.recv().await;
         self.done(id);
         match reply {
-            Some((m, _)) if m.tag() == b"ok" => Ok(()),
-            Some((m, _)) => Err(Error::backend("native", format!("{what}: {}", m.text(2)))),
+            Some((Message::Ok { .. }, _)) => Ok(()),
+            Some((Message::Err { reason, .. }, _)) => {
+                Err(Error::backend("native", format!("{what}: {reason}")))
+            }
+            Some((other, _)) => Err(Error::backend(
+                "native",
+                format!("{what}: unexpected reply {other:?}"),
+            )),
             None => Err(gone(what)),
         }
     }
@@ -199,20 +209,140 @@ impl Instance {
     /// A TCP connection to `port` on the sandbox's loopback, made by its init.
     pub async fn connect(&self, port: u16) -> Result<std::net::TcpStream> {
         let (id, mut rx) = self
-            .request(|id| Msg::new("connect").num(id).num(port as u64), &[])
+            .request(|id| Message::Connect { id, port }, &[])
             .await?;
         let reply = rx.recv().await;
         self.done(id);
         match reply {
-            Some((m, mut fds)) if m.tag() == b"conn" && fds.len() == 1 => {
+            Some((Message::Conn { .. }, mut fds)) if fds.len() == 1 => {
                 let s = std::net::TcpStream::from(fds.remove(0));
                 s.set_nonblocking(true)
                     .map_err(|e| Error::io("preparing a published-port connection", e))?;
                 Ok(s)
             }
-            Some((m, _)) => Err(Error::backend("native", m.text(2))),
+            Some((Message::Err { reason, .. }, _)) => Err(Error::backend("native", reason)),
+            Some((other, _)) => Err(Error::backend(
+                "native",
+                format!("connecting to port {port}: unexpected reply {other:?}"),
+            )),
             None => Err(gone("connecting to a published port")),
         }
+    }
+
+    /// Closes this side: the init sees the channel end.
+    pub fn close(&self) {
+        let _ = rustix::net::shutdown(self.sock.get_ref(), rustix::net::Shutdown::Both);
+    }
+}
+
+impl Instance {
+    /// Forks the sandbox and waits until its init reports ready.
+    pub async fn start(plan: Plan, cgroup: Option<crate::cgroups::Cgroup>) -> Result<Instance> {
+        let carries_exec = plan.first_exec.is_some();
+        let spawned = spawn::on_spawner(move || spawn::spawn(plan))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| Error::io("forking the native sandbox", e))?;
+        let first = spawned.pid;
+        let sock = match register(spawned.control) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                kill_and_reap(first);
+                return Err(Error::io("registering the control socket", e));
+            }
+        };
+        // "ready" or "fail" with its reason: well under the allocator's mmap threshold.
+        let mut buf = vec![0u8; 64 << 10];
+        let first_reply =
+            tokio::time::timeout(Duration::from_secs(60), recv(&sock, &mut buf)).await;
+        let (namespaces, init, init_pid, supervisor_pid) = match first_reply {
+            Ok(Ok(Some((
+                Message::Ready {
+                    version,
+                    release,
+                    init_pid,
+                    supervisor_pid,
+                },
+                fds,
+            )))) => {
+                if version != protocol::VERSION {
+                    kill_and_reap(first);
+                    return Err(Error::backend(
+                        "native",
+                        protocol::version_mismatch(&release, version),
+                    ));
+                }
+                let mut fds = fds.into_iter();
+                let namespaces = match (fds.next(), fds.next()) {
+                    (Some(net), Some(user)) => Some(Arc::new((net, user))),
+                    _ => None,
+                };
+                let parent = Pid::from_raw(supervisor_pid as i32).unwrap_or(first);
+                let init = watch_init(init_pid as u64, parent);
+                if init.is_none() {
+                    tracing::debug!(
+                        "native: no pidfd for the init; shutdown waits for the first child"
+                    );
+                }
+                (namespaces, init, init_pid, supervisor_pid)
+            }
+            Ok(Ok(Some((Message::Fail { reason }, _)))) => {
+                kill_and_reap(first);
+                return Err(Error::backend(
+                    "native",
+                    format!("setting up the sandbox failed: {reason}"),
+                ));
+            }
+            other => {
+                kill_and_reap(first);
+                let why = match other {
+                    Err(_) => "it did not report ready within 60 s".to_string(),
+                    Ok(Err(e)) => format!("reading its first message: {e}"),
+                    Ok(Ok(None)) => "it exited before reporting ready".to_string(),
+                    Ok(Ok(Some((m, _)))) => format!("unexpected first message {m:?}"),
+                };
+                return Err(Error::backend(
+                    "native",
+                    format!("the sandbox's init failed to start: {why}"),
+                ));
+            }
+        };
+        let pending: Pending = Arc::default();
+        // Registered before the reader starts: the command may end at once.
+        let first_exec = carries_exec.then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            lock(&pending).by_id.insert(FIRST_EXEC, tx);
+            rx
+        });
+        Ok(Instance {
+            chan: Channel::new(sock, pending),
+            oom_seen: AtomicU64::new(0),
+            first: Mutex::new(Some(first)),
+            init: Mutex::new(init),
+            init_pid,
+            supervisor_pid,
+            namespaces,
+            cgroup: Mutex::new(cgroup),
+            first_exec: Mutex::new(first_exec),
+        })
+    }
+
+    /// The replies for the command the plan carried ([`FIRST_EXEC`]).
+    pub fn take_first_exec(&self) -> Option<mpsc::UnboundedReceiver<Reply>> {
+        lock(&self.first_exec).take()
+    }
+
+    /// Lets a detached sandbox go: it keeps running after this process,
+    /// which no longer reaps or removes anything of it. Returns its cgroup,
+    /// which the sandbox's record now owns.
+    pub fn release(&self) -> Option<crate::cgroups::Cgroup> {
+        if let Some(pid) = lock(&self.first).take() {
+            // The first child exits at once (its child supervises).
+            spawn::reap_in_background(pid);
+        }
+        lock(&self.init).take();
+        self.chan.close();
+        lock(&self.cgroup).take()
     }
 
     pub fn is_running(&self) -> bool {
@@ -226,10 +356,7 @@ impl Instance {
         };
         // Closing our end makes the init exit; the kernel then kills the
         // rest of the pid namespace.
-        let _ = nix::sys::socket::shutdown(
-            std::os::fd::AsRawFd::as_raw_fd(self.sock.get_ref()),
-            nix::sys::socket::Shutdown::Both,
-        );
+        self.chan.close();
         let cgroup = lock(&self.cgroup).take();
         let init = lock(&self.init).take();
         // SAFETY: the pidfd is owned by the AsyncFd until it is dropped.
@@ -374,8 +501,8 @@ fn kill_and_reap(pid: Pid) {
 
 async fn send(
     sock: &AsyncFd<OwnedFd>,
-    msg: &Msg,
-    fds: &[std::os::fd::RawFd],
+    msg: &Message,
+    fds: &[BorrowedFd<'_>],
 ) -> std::io::Result<()> {
     loop {
         let mut guard = sock.writable().await?;
@@ -416,7 +543,7 @@ async fn read_loop(sock: Arc<AsyncFd<OwnedFd>>, pending: Pending) {
     // caller interrupts its other CPUs to flush their TLBs.
     let mut buf = vec![0u8; MAX_MESSAGE];
     while let Ok(Some((msg, fds))) = recv(&sock, &mut buf).await {
-        let id = msg.num_at(1);
+        let Some(id) = msg.id() else { continue };
         if let Some(tx) = lock(&pending.0).by_id.get(&id) {
             let _ = tx.send((msg, fds));
         }

@@ -2,8 +2,7 @@
 //! init with the request, output pumped with [`cleanroom_core::pump`], and
 //! the exit status the init reports.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use cleanroom_core::{
@@ -14,8 +13,8 @@ use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::client::{Instance, Reply};
-use crate::protocol::Msg;
+use crate::client::{Channel, Reply};
+use crate::protocol::{Bytes, Message};
 
 /// How a command ended.
 #[derive(Clone, Copy, Debug)]
@@ -59,17 +58,9 @@ pub struct Request {
     timeout_ms: u64,
 }
 
-/// The caller's ends of a command's pipes and what it needs to use them.
-pub struct Attach {
-    /// stdin's write end, stdout's and stderr's read ends.
-    pipes: [OwnedFd; 3],
-    stdin: Option<Vec<u8>>,
-    limit: u64,
-    program: String,
-}
-
-impl Prepared {
-    pub fn new(spec: &SandboxSpec, cmd: &Cmd) -> Result<Prepared> {
+impl Request {
+    /// The request for `cmd` in a sandbox built from `spec`.
+    pub fn new(spec: &SandboxSpec, cmd: &Cmd) -> Result<Request> {
         cmd.validate()?;
         let env = spec
             .environment(&cmd.env)
@@ -81,16 +72,32 @@ impl Prepared {
             None => spec.workdir.clone(),
         };
         let timeout = cmd.timeout.or(spec.timeout);
+        Ok(Request {
+            argv: cmd.argv(),
+            env,
+            cwd,
+            timeout_ms: timeout.map(|t| t.as_millis().max(1) as u64).unwrap_or(0),
+        })
+    }
+}
+
+/// The caller's ends of a command's pipes and what it needs to use them.
+pub struct Attach {
+    /// stdin's write end, stdout's and stderr's read ends.
+    pipes: [OwnedFd; 3],
+    stdin: Option<Vec<u8>>,
+    limit: u64,
+    program: String,
+}
+
+impl Prepared {
+    pub fn new(spec: &SandboxSpec, cmd: &Cmd) -> Result<Prepared> {
+        let request = Request::new(spec, cmd)?;
         let (in_r, in_w) = pipe_pair("stdin")?;
         let (out_r, out_w) = pipe_pair("stdout")?;
         let (err_r, err_w) = pipe_pair("stderr")?;
         Ok(Prepared {
-            request: Request {
-                argv: cmd.argv(),
-                env,
-                cwd,
-                timeout_ms: timeout.map(|t| t.as_millis().max(1) as u64).unwrap_or(0),
-            },
+            request,
             theirs: [in_r, out_w, err_w],
             ours: Attach {
                 pipes: [in_w, out_r, err_r],
@@ -103,23 +110,23 @@ impl Prepared {
 }
 
 impl Request {
-    /// `exec ID TIMEOUT_MS CWD ARGC ARGV... ENV...`, as the init reads it.
-    pub fn message(&self, id: u64) -> Msg {
-        let mut m = Msg::new("exec")
-            .num(id)
-            .num(self.timeout_ms)
-            .push(self.cwd.as_os_str().as_bytes())
-            .num(self.argv.len() as u64);
-        for a in self.argv.iter().chain(&self.env) {
-            m = m.push(a);
+    /// The message asking for this command as request `id`; with `tty`,
+    /// on a pseudo-terminal of that size.
+    pub fn message(&self, id: u64, tty: Option<crate::protocol::WindowSize>) -> Message {
+        Message::Exec {
+            id,
+            argv: self.argv.iter().map(|a| Bytes::from(a.as_str())).collect(),
+            env: self.env.iter().map(|e| Bytes::from(e.as_str())).collect(),
+            cwd: Bytes::from_path(&self.cwd),
+            timeout_ms: self.timeout_ms,
+            tty,
         }
-        m
     }
 }
 
-/// Starts `cmd` in the sandbox `inst` built from `spec`.
+/// Starts `cmd` in the sandbox reached over `inst`, built from `spec`.
 pub async fn start(
-    inst: &Instance,
+    inst: &Channel,
     spec: &SandboxSpec,
     cmd: &Cmd,
     sink: Option<OutputSink>,
@@ -129,8 +136,8 @@ pub async fn start(
         theirs,
         ours,
     } = Prepared::new(spec, cmd)?;
-    let fds = theirs.each_ref().map(|fd| fd.as_raw_fd());
-    let (id, rx) = inst.request(|id| request.message(id), &fds).await?;
+    let fds = theirs.each_ref().map(|fd| fd.as_fd());
+    let (id, rx) = inst.request(|id| request.message(id, None), &fds).await?;
     // The init has its own copies now; ours would keep the pipes open.
     drop(theirs);
     ours.attach(id, rx, sink)
@@ -177,21 +184,30 @@ impl Attach {
 
 impl Exec {
     /// Waits for the init to report the command's end.
-    pub async fn wait(&mut self, inst: &Instance) -> Result<Exit> {
+    pub async fn wait(&mut self, inst: &Channel) -> Result<Exit> {
         let reply = self.rx.recv().await;
         inst.done(self.id);
         match reply {
-            Some((m, _)) if m.tag() == b"exit" => {
-                let signal = m.num_at(3) as i32;
-                Ok(Exit {
-                    code: m.text(2).parse().unwrap_or(-1),
-                    signal: (signal != 0).then_some(signal),
-                    timed_out: m.num_at(4) != 0,
-                })
-            }
-            Some((m, _)) => Err(Error::backend(
+            Some((
+                Message::Exit {
+                    code,
+                    signal,
+                    timed_out,
+                    ..
+                },
+                _,
+            )) => Ok(Exit {
+                code,
+                signal: (signal != 0).then_some(signal),
+                timed_out,
+            }),
+            Some((Message::Err { reason, .. }, _)) => Err(Error::backend(
                 "native",
-                format!("starting `{}` failed: {}", self.program, m.text(2)),
+                format!("starting `{}` failed: {reason}", self.program),
+            )),
+            Some((other, _)) => Err(Error::backend(
+                "native",
+                format!("unexpected reply to `{}`: {other:?}", self.program),
             )),
             None => Err(Error::backend(
                 "native",

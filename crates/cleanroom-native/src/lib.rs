@@ -15,6 +15,8 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod client;
 pub mod clone;
+pub mod copy;
+pub mod detached;
 pub mod exec;
 pub mod idmap;
 pub mod init;
@@ -282,7 +284,7 @@ impl Backend for NativeBackend {
                 ours,
             } = exec::Prepared::new(spec, &cmd)?;
             plan.first_exec = Some(plan::FirstExec {
-                msg: request.message(client::FIRST_EXEC),
+                msg: request.message(client::FIRST_EXEC, None),
                 stdio: theirs,
             });
             carried = Some(ours);
@@ -339,6 +341,26 @@ impl Backend for NativeBackend {
         Ok(Box::new(sb))
     }
 
+    async fn create_detached_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        options: cleanroom_core::DetachOptions,
+        prepared: Prepared,
+    ) -> Result<Box<dyn cleanroom_core::Detached>> {
+        detached::create(spec, main, options, prepared).await
+    }
+
+    async fn list(&self, all: bool) -> Result<Vec<cleanroom_core::SandboxInfo>> {
+        tokio::task::spawn_blocking(move || detached::list(all))
+            .await
+            .map_err(|e| Error::backend(NAME, format!("listing sandboxes: {e}")))?
+    }
+
+    async fn attach(&self, name: &str) -> Result<Option<Box<dyn cleanroom_core::Detached>>> {
+        detached::attach(name)
+    }
+
     async fn can_honour(&self, spec: &SandboxSpec) -> std::result::Result<(), String> {
         let spec = spec.clone();
         tokio::task::spawn_blocking(move || rootfs::available(&spec))
@@ -347,7 +369,10 @@ impl Backend for NativeBackend {
     }
 
     async fn gc(&self) -> Result<Vec<cleanroom_core::Removed>> {
-        let mut removed = rootfs::gc();
+        let mut removed = tokio::task::spawn_blocking(detached::gc)
+            .await
+            .map_err(|e| Error::backend(NAME, format!("sandbox gc: {e}")))??;
+        removed.extend(rootfs::gc());
         let report = tokio::task::spawn_blocking(cgroups::gc)
             .await
             .map_err(|e| Error::backend(NAME, format!("cgroup gc: {e}")))?

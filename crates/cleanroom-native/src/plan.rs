@@ -112,6 +112,46 @@ pub struct Plan {
     /// A command the init starts as soon as it is ready, without waiting
     /// for a request: a one-shot run saves a round trip to the caller.
     pub first_exec: Option<FirstExec>,
+    /// For a sandbox that outlives its caller (`create`, `run -d`).
+    pub detached: Option<DetachedPlan>,
+}
+
+/// What a detached sandbox's init and supervisor hold, opened by the
+/// caller before the fork (after `pivot_root` the init reaches no host
+/// path).
+pub struct DetachedPlan {
+    /// The control socket, bound and listening in the state directory.
+    pub listener: OwnedFd,
+    /// The uid the creator has as the init's user namespace sees it
+    /// (`SO_PEERCRED` there): only connections from it are served.
+    pub peer_uid: u32,
+    /// The sandbox's state directory, where the supervisor records the
+    /// exit status once the init has ended.
+    pub state_dir: OwnedFd,
+    /// The record's lock file, locked by the creator: held as long as the
+    /// supervisor lives, so a free lock means a dead sandbox.
+    pub lock: OwnedFd,
+    /// The two log files ([`crate::detached::logfile`]).
+    pub logs: [OwnedFd; 2],
+    /// The read ends of the main command's stdout and stderr pipes (whose
+    /// write ends are in `first_exec`), which the init copies to the logs.
+    pub main_output: Option<[OwnedFd; 2]>,
+}
+
+impl DetachedPlan {
+    /// Every descriptor, for the first child to keep.
+    pub fn fds_mut(&mut self) -> impl Iterator<Item = &mut OwnedFd> {
+        let [a, b] = &mut self.logs;
+        [
+            &mut self.listener,
+            &mut self.state_dir,
+            &mut self.lock,
+            a,
+            b,
+        ]
+        .into_iter()
+        .chain(self.main_output.iter_mut().flat_map(|o| o.iter_mut()))
+    }
 }
 
 /// Sizes in bytes of the tmpfs mounts every sandbox gets.
@@ -125,7 +165,7 @@ pub struct ScratchSizes {
 /// An `exec` request carried in the plan, with the command's end of its
 /// stdin, stdout and stderr pipes.
 pub struct FirstExec {
-    pub msg: crate::protocol::Msg,
+    pub msg: crate::protocol::Message,
     pub stdio: [OwnedFd; 3],
 }
 
@@ -226,6 +266,7 @@ impl Plan {
             rlimits: crate::rlimits::Rlimits::sandbox_default(),
             cgroup: None,
             first_exec: None,
+            detached: None,
         })
     }
 }

@@ -2,9 +2,7 @@
 //! requests until removed; dropping it or the caller dying ends it.
 
 use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
@@ -15,7 +13,7 @@ use cleanroom_core::{
 
 use crate::client::Instance;
 use crate::exec;
-use crate::protocol::{Msg, CHUNK};
+use crate::protocol::Message;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -135,32 +133,6 @@ impl NativeSandbox {
     }
 }
 
-/// Whether `rel` (from the sandbox) is a plain relative path.
-fn plain_relative(rel: &Path) -> bool {
-    rel.components().all(|c| matches!(c, Component::Normal(_)))
-}
-
-/// Refuses to write through a symlink created on the host side.
-fn no_symlink_between(base: &Path, rel: &Path) -> Result<()> {
-    let mut p = base.to_path_buf();
-    for c in rel.parent().into_iter().flat_map(|p| p.components()) {
-        p.push(c);
-        if std::fs::symlink_metadata(&p)
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false)
-        {
-            return Err(Error::backend(
-                "native",
-                format!(
-                    "copy_out: {} is a symlink; refusing to write through it",
-                    p.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Sandbox for NativeSandbox {
     fn id(&self) -> &str {
@@ -192,148 +164,19 @@ impl Sandbox for NativeSandbox {
 
     async fn copy_in(&self, host_path: &Path, sandbox_path: &Path) -> Result<()> {
         self.check_running()?;
-        let mut stack = vec![(host_path.to_path_buf(), self.inside(sandbox_path))];
-        while let Some((from, to)) = stack.pop() {
-            let meta = std::fs::symlink_metadata(&from)
-                .map_err(|e| Error::io(format!("copy_in: reading {}", from.display()), e))?;
-            let to_b = to.as_os_str().as_bytes().to_vec();
-            let what = format!("copy_in to {}", to.display());
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&from)
-                    .map_err(|e| Error::io(format!("copy_in: reading {}", from.display()), e))?;
-                let t = target.as_os_str().as_bytes().to_vec();
-                self.inst
-                    .call(|id| Msg::new("symlink").num(id).push(t).push(to_b), &what)
-                    .await?;
-            } else if meta.is_dir() {
-                let mode = meta.permissions().mode() as u64 & 0o7777;
-                self.inst
-                    .call(|id| Msg::new("mkdir").num(id).push(to_b).num(mode), &what)
-                    .await?;
-                let mut names: Vec<_> = std::fs::read_dir(&from)
-                    .map_err(|e| Error::io(format!("copy_in: listing {}", from.display()), e))?
-                    .flatten()
-                    .map(|e| e.file_name())
-                    .collect();
-                names.sort();
-                for n in names.into_iter().rev() {
-                    stack.push((from.join(&n), to.join(&n)));
-                }
-            } else if meta.is_file() {
-                let data = tokio::fs::read(&from)
-                    .await
-                    .map_err(|e| Error::io(format!("copy_in: reading {}", from.display()), e))?;
-                let mode = meta.permissions().mode() as u64 & 0o7777;
-                let mut chunks = data.chunks(CHUNK);
-                let first = chunks.next().unwrap_or(&[]).to_vec();
-                let p = to_b.clone();
-                self.inst
-                    .call(
-                        |id| Msg::new("create").num(id).push(p).num(mode).push(first),
-                        &what,
-                    )
-                    .await?;
-                for c in chunks {
-                    let p = to_b.clone();
-                    let c = c.to_vec();
-                    self.inst
-                        .call(
-                            |id| Msg::new("append").num(id).push(p).num(mode).push(c),
-                            &what,
-                        )
-                        .await?;
-                }
-            }
-        }
-        Ok(())
+        crate::copy::copy_in(&self.inst, host_path, &self.inside(sandbox_path)).await
     }
 
     async fn copy_out(&self, sandbox_path: &Path, host_path: &Path) -> Result<()> {
         self.check_running()?;
-        let src = self.inside(sandbox_path).as_os_str().as_bytes().to_vec();
-        let (id, mut rx) = self
-            .inst
-            .request(|id| Msg::new("get").num(id).push(src), &[])
-            .await?;
-        let result = async {
-            let mut current: Option<std::fs::File> = None;
-            loop {
-                let Some((m, _)) = rx.recv().await else {
-                    return Err(Error::SandboxGone {
-                        id: self.id.clone(),
-                    });
-                };
-                let rel = Path::new(std::ffi::OsStr::from_bytes(m.field(2))).to_path_buf();
-                if !plain_relative(&rel) {
-                    return Err(Error::backend(
-                        "native",
-                        format!(
-                            "copy_out: the sandbox sent the unsafe path {}",
-                            rel.display()
-                        ),
-                    ));
-                }
-                let dst = if rel.as_os_str().is_empty() {
-                    host_path.to_path_buf()
-                } else {
-                    no_symlink_between(host_path, &rel)?;
-                    host_path.join(&rel)
-                };
-                let io = |e: std::io::Error| {
-                    Error::io(format!("copy_out: writing {}", dst.display()), e)
-                };
-                match m.tag() {
-                    b"dir" => {
-                        // Never through a symlink an earlier entry created.
-                        if std::fs::symlink_metadata(&dst).is_ok_and(|m| m.file_type().is_symlink())
-                        {
-                            return Err(Error::backend(
-                                "native",
-                                format!(
-                                    "copy_out: {} is a symlink; refusing to write through it",
-                                    dst.display()
-                                ),
-                            ));
-                        }
-                        std::fs::create_dir_all(&dst).map_err(io)?;
-                        let mode = m.num_at(3) as u32 & 0o777;
-                        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))
-                            .map_err(io)?;
-                    }
-                    b"file" => {
-                        let mut f = std::fs::OpenOptions::new()
-                            .write(true)
-                            .create(true)
-                            .truncate(true)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .mode(m.num_at(3) as u32 & 0o777)
-                            .open(&dst)
-                            .map_err(io)?;
-                        std::io::Write::write_all(&mut f, m.field(4)).map_err(io)?;
-                        current = Some(f);
-                    }
-                    b"more" => {
-                        if let Some(f) = current.as_mut() {
-                            std::io::Write::write_all(f, m.field(4)).map_err(io)?;
-                        }
-                    }
-                    b"link" => {
-                        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(m.field(3)), &dst)
-                            .map_err(io)?;
-                    }
-                    b"done" => return Ok(()),
-                    _ => {
-                        return Err(Error::backend(
-                            "native",
-                            format!("copy_out of {}: {}", sandbox_path.display(), m.text(2)),
-                        ))
-                    }
-                }
-            }
-        }
-        .await;
-        self.inst.done(id);
-        result
+        crate::copy::copy_out(&self.inst, &self.inside(sandbox_path), host_path)
+            .await
+            .map_err(|e| match e {
+                Error::SandboxGone { .. } => Error::SandboxGone {
+                    id: self.id.clone(),
+                },
+                e => e,
+            })
     }
 
     async fn logs(&self) -> Result<Logs> {
@@ -352,7 +195,10 @@ impl Sandbox for NativeSandbox {
             return Ok(());
         }
         self.inst
-            .call(|id| Msg::new("stop").num(id), "stopping the sandbox")
+            .call(
+                |id| Message::Stop { id, grace_ms: 0 },
+                "stopping the sandbox",
+            )
             .await
     }
 

@@ -24,7 +24,7 @@ use crate::clone;
 use crate::init;
 use crate::namespaces;
 use crate::plan::{NetPlan, Plan, RootPlan};
-use crate::protocol::{self, Msg};
+use crate::protocol::{self, Message};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -132,12 +132,32 @@ fn dup_onto(fd: RawFd, target: RawFd) {
 }
 
 fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
-    if rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_err()
+    let detached = plan.detached.is_some();
+    if detached {
+        // A detached sandbox outlives the caller: its supervisor is a child
+        // of this process, which exits at once, so the supervisor belongs
+        // to no caller (reparented to the nearest subreaper) and leaves the
+        // caller's session and terminal.
+        // SAFETY: this child is single-threaded; the grandchild continues
+        // with what this one would have done, and this one `_exit`s.
+        match unsafe { libc::fork() } {
+            0 => {
+                let _ = rustix::process::setsid();
+            }
+            pid if pid > 0 => exit(0),
+            _ => exit(1),
+        }
+    } else if rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_err()
         || rustix::process::getppid() != Some(caller)
     {
         exit(1);
     }
-    let _ = rustix::thread::set_name(c"cleanroom-ns");
+    let supervisor = rustix::process::getpid().as_raw_pid();
+    let _ = rustix::thread::set_name(if detached {
+        c"cleanroom-sv"
+    } else {
+        c"cleanroom-ns"
+    });
     // This process stays in the caller's cgroups: only the init and what
     // it starts go into the sandbox's (see `init` below), so the sandbox's
     // OOM killer never picks this process, whose memory is a copy of the
@@ -164,6 +184,9 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         kept.extend(procs.fds_mut());
     }
     kept.extend(plan.userns.iter_mut());
+    if let Some(d) = &mut plan.detached {
+        kept.extend(d.fds_mut());
+    }
     kept.extend(plan.binds.iter_mut().filter_map(|b| b.tree.as_mut()));
     if let RootPlan::Dir {
         tree: Some(tree), ..
@@ -207,11 +230,7 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     // SAFETY: CONTROL_FD was just made a copy of our socket end.
     let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
     if let Err(msg) = namespaces::enter(&plan) {
-        let _ = protocol::send(
-            std::os::fd::AsFd::as_fd(&control),
-            &Msg::new("fail").push(msg),
-            &[],
-        );
+        let _ = protocol::send(control.as_fd(), &Message::Fail { reason: msg }, &[]);
         exit(1);
     }
     if let NetPlan::Join(pod) = &plan.network {
@@ -229,6 +248,11 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     // SAFETY: this child is single-threaded and only waits from here on;
     // `init::main` never returns (it `_exit`s).
     let report = control.try_clone();
+    // The supervisor records the sandbox's end in its state directory.
+    let record = plan
+        .detached
+        .as_ref()
+        .and_then(|d| d.state_dir.try_clone().ok());
     let v2 = plan.cgroup.as_ref().and_then(|p| p.v2());
     let v2 = v2.map(|(dir, procs)| (dir.as_raw_fd(), procs.as_raw_fd()));
     let cgroup = match v2 {
@@ -262,10 +286,10 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
             Ok(()) => plan.setup_ids.map_or(Ok(()), namespaces::take_setup_ids),
         };
         if let Err(e) = ready {
-            let _ = protocol::send(control.as_fd(), &Msg::new("fail").push(e), &[]);
+            let _ = protocol::send(control.as_fd(), &Message::Fail { reason: e }, &[]);
             return 1;
         }
-        init::main(plan, control, host_pid)
+        init::main(plan, control, host_pid, supervisor)
     };
     // CLONE_FILES: one descriptor table, so what the init closes (the first
     // command's pipe ends) is closed here too, not kept open by a sleeper.
@@ -273,14 +297,24 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     match started {
         Ok(child) => loop {
             match waitpid(Some(child), WaitOptions::empty()) {
-                Ok(Some((_, status))) if status.exited() || status.signaled() => exit(0),
+                Ok(Some((_, status))) if status.exited() => {
+                    if let (Some(dir), Some(code)) = (&record, status.exit_status()) {
+                        crate::detached::state::record_exit(dir.as_fd(), code);
+                    }
+                    exit(0)
+                }
+                // An init killed by a signal recorded nothing: the sandbox
+                // shows as dead, for `gc`.
+                Ok(Some((_, status))) if status.signaled() => exit(0),
                 Err(Errno::INTR) | Ok(_) => continue,
                 Err(_) => exit(1),
             }
         },
         Err(e) => {
             if let Ok(sock) = report {
-                let msg = Msg::new("fail").push(format!("starting the sandbox's init: {e}"));
+                let msg = Message::Fail {
+                    reason: format!("starting the sandbox's init: {e}"),
+                };
                 let _ = protocol::send(std::os::fd::AsFd::as_fd(&sock), &msg, &[]);
             }
             exit(1)
