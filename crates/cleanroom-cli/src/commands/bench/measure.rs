@@ -116,10 +116,31 @@ pub(super) enum Contender<'a> {
     Process(Box<dyn Fn() -> std::result::Result<Command, String> + Send + Sync + 'a>),
 }
 
+/// Lets the previous contender's background work end before the next one
+/// is timed, without idling longer: a native sandbox's first child exits
+/// (unmapping its copy of this process) and its cgroup is removed after
+/// the run returns, and on two cores that slowed whatever came next. The
+/// bwrap anchor measured 5.7 ms right after a library run but 3.5 ms after
+/// a `cleanroom run` process, which waits for its own clean-ups before it
+/// exits. Waits for the clean-ups and for every child process to be gone.
+async fn settle() {
+    let _ = tokio::task::spawn_blocking(|| {
+        cleanroom::bridge::drain(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !super::memory::descendants(std::process::id()).is_empty()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    })
+    .await;
+}
+
 /// Runs every contender once per round for `runs` rounds, after one
 /// unmeasured round that warms caches (a tarball unpack, an image lookup,
 /// the page cache). A process contender that fails drops out with its
-/// error; a library one ends the benchmark. Medians in milliseconds.
+/// error; a library one ends the benchmark. Each contender starts on a
+/// settled machine ([`settle`]). Medians in milliseconds.
 pub(super) async fn rounds(
     backend: &Arc<dyn Backend>,
     contenders: &[Contender<'_>],
@@ -134,6 +155,7 @@ pub(super) async fn rounds(
             if slot.is_err() {
                 continue;
             }
+            settle().await;
             let took = match contender {
                 Contender::Burst(spec) => {
                     time_true(backend, spec).await?;
