@@ -14,8 +14,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use cleanroom_core::{
-    async_trait, Cmd, Constraint, Enforcement, Error, Logs, OutputSink, Result, RunResult, Sandbox,
-    SandboxSpec,
+    async_trait, Cmd, Enforcement, Error, Logs, OutputSink, Result, RunResult, Sandbox, SandboxSpec,
 };
 use futures_util::StreamExt;
 
@@ -121,6 +120,15 @@ impl Container {
     /// Force-removes the container (a no-op once it is gone). On failure
     /// (Podman keeps a pod's first container while members remain) it stays
     /// marked live, so dropping it tries again.
+    /// Ends the container without waiting: its keep-alive reads EOF and
+    /// exits, the container stops, and the engine removes it
+    /// (`AutoRemove`). For a container whose work is done; if the engine
+    /// cannot remove it, `cleanroom gc` finds it by its labels.
+    pub fn release(&self) {
+        lock(&self.keep_alive).take();
+        self.removed.store(true, Ordering::SeqCst);
+    }
+
     pub async fn remove(&self) -> Result<()> {
         if self.is_removed() {
             return Ok(());
@@ -279,52 +287,6 @@ fn start_error(engine: Engine, image: &str, doing: &str, e: bollard::errors::Err
         message.push_str(PODMAN_RLIMIT_FIX);
     }
     Error::backend(engine.name(), message)
-}
-
-/// Reads back the limits the engine recorded; any it did not keep are
-/// reported not enforced.
-pub async fn read_back_limits(
-    c: &Container,
-    spec: &SandboxSpec,
-    e: &mut Enforcement,
-) -> Result<()> {
-    if spec.memory.is_none() && spec.cpus.is_none() && spec.pids.is_none() {
-        return Ok(());
-    }
-    let info = c
-        .docker
-        .inspect_container(&c.id, None)
-        .await
-        .map_err(|err| engine_error(c.engine(), &c.id, "inspecting", err))?;
-    let hc = info.host_config.unwrap_or_default();
-    let checks = [
-        (
-            Constraint::MemoryLimit,
-            spec.memory.map(|m| m as i64),
-            hc.memory,
-        ),
-        (
-            Constraint::CpuLimit,
-            spec.cpus.map(|c| (c * 1e9) as i64),
-            hc.nano_cpus,
-        ),
-        (
-            Constraint::PidsLimit,
-            spec.pids.map(|p| p as i64),
-            hc.pids_limit,
-        ),
-    ];
-    for (constraint, want, got) in checks {
-        if let Some(want) = want {
-            if e.is_enforced(constraint) && got != Some(want) {
-                e.not_enforced(
-                    constraint,
-                    format!("the engine did not apply it: asked {want}, inspect shows {got:?}"),
-                );
-            }
-        }
-    }
-    e.check_strict(spec)
 }
 
 /// One command's result from an exec's output.
