@@ -133,7 +133,8 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
         Contender::Process(Box::new(anchor_cmd)),
         Contender::Library(&spec),
     ];
-    let mut medians = wait(rounds(&backend, &library, runs))?.into_iter();
+    let engine_cli = engine.then(|| choice.as_str());
+    let mut medians = wait(rounds(&backend, engine_cli, &library, runs))?.into_iter();
     let mut next = || medians.next().unwrap_or_else(|| Err("not measured".into()));
     let (burst, ours_unlimited, anchor, ours) = (next(), next(), next(), next());
     let (ours, ours_unlimited, burst) = (
@@ -177,7 +178,7 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
             Kind::Library,
             warm_pool,
             anchor.as_ref().ok(),
-            None,
+            Some("ratio <= 0.25"),
         ));
         // Dropping the pool inside the runtime lets it remove its spare containers.
         wait(async move {
@@ -203,7 +204,7 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
             bwrap_version(bwrap.as_deref())
         })));
     }
-    let mut medians = wait(rounds(&backend, &processes, runs))?.into_iter();
+    let mut medians = wait(rounds(&backend, engine_cli, &processes, runs))?.into_iter();
     let mut next = || medians.next().unwrap_or_else(|| Err("not measured".into()));
     let (cli, cli_unlimited, cli_anchor) = (next(), next(), next());
     let (version, version_anchor) = (next(), next());
@@ -270,9 +271,10 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
         }
     }
 
-    // The targets are the native backend's (issue: faster than bubblewrap).
+    // The targets without an anchor (exec, idle memory) are the native
+    // backend's; every backend's one-shots are held to their anchor.
     if choice != BackendChoice::Native {
-        for r in &mut rows {
+        for r in rows.iter_mut().filter(|r| r.anchor.is_none()) {
             r.target = None;
         }
     }
