@@ -37,6 +37,13 @@ use cli::{Cli, Command};
 pub const EXIT_CLEANROOM_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
+    if version_only() {
+        // What clap prints for `--version`, without building the parser for
+        // every command first: `cleanroom --version` is timed beside
+        // `bwrap --version`.
+        say!("cleanroom {}", env!("CARGO_PKG_VERSION"));
+        return output::finish(ExitCode::SUCCESS);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return output::finish(usage::report(&e)),
@@ -77,6 +84,15 @@ fn main() -> ExitCode {
     output::finish(code)
 }
 
+/// Whether the whole command line is `cleanroom --version` (or `-V`).
+fn version_only() -> bool {
+    let mut args = std::env::args_os().skip(1);
+    matches!(
+        (args.next(), args.next()),
+        (Some(a), None) if a == "--version" || a == "-V"
+    )
+}
+
 /// Logs go to stderr; `-v` shows why a backend was chosen, `-vv` more.
 /// `CLEANROOM_LOG` (tracing's filter syntax) overrides both.
 fn init_logging(verbose: u8) {
@@ -94,4 +110,18 @@ fn init_logging(verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The `--version` fast path prints exactly what clap would.
+    #[test]
+    fn version_fast_path_matches_clap() {
+        assert_eq!(
+            super::Cli::command().render_version(),
+            format!("cleanroom {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
 }

@@ -118,6 +118,26 @@ fn unknown_backend_is_a_one_line_error() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// A named backend that is not there fails before anything runs, in one
+/// line that says why and what to do.
+#[test]
+fn a_named_backend_that_is_not_there_says_why_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::command(dir.path(), &["run", "--backend", "docker", "--", "true"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("running the cleanroom binary");
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("backend `docker` is not available")
+            && err.contains("/nonexistent/docker.sock")
+            && err.contains("; "),
+        "no reason or hint: {err}"
+    );
+}
+
 #[test]
 fn malformed_config_is_a_one_line_error_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

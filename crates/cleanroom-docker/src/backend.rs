@@ -20,7 +20,7 @@ use crate::exec::{run_exec, KillMode};
 use crate::image;
 use crate::pod;
 use crate::pool::WarmPool;
-use crate::sandbox::{exec_request, read_back_limits, run_result, Container, EngineSandbox};
+use crate::sandbox::{exec_request, run_result, Container, EngineSandbox};
 
 /// The image engine backends use when a spec asks for the `host` rootfs,
 /// unless configured otherwise.
@@ -271,6 +271,10 @@ impl Shared {
         Ok(())
     }
 
+    fn mark_ready(&self, image: &str) {
+        lock_ignoring_poison(&self.images_ready).insert(image.to_string());
+    }
+
     pub(crate) fn ready(&self, image: &str) -> bool {
         self.images_ready
             .lock()
@@ -371,11 +375,18 @@ impl Shared {
         let config = match known {
             Some(c) => c,
             None => {
-                if !self.ready(&image) {
-                    self.ensure_image_named(&image, |_| {}).await?;
-                }
                 let (docker, _) = self.client()?;
-                let c = image::runtime_config(&docker, self.engine, &image).await?;
+                // One inspect answers both "is it there" and "what is its
+                // config"; only a missing image costs a pull and a second.
+                let c = match image::runtime_config(&docker, self.engine, &image).await {
+                    Ok(c) => c,
+                    Err(_) if !self.ready(&image) => {
+                        self.ensure_image_named(&image, |_| {}).await?;
+                        image::runtime_config(&docker, self.engine, &image).await?
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.mark_ready(&image);
                 lock_ignoring_poison(&self.image_configs).insert(image, c.clone());
                 c
             }
@@ -410,7 +421,7 @@ impl Shared {
         spec: &SandboxSpec,
         main: Option<&Cmd>,
         image_run: Option<&ImageRun>,
-        mut enforcement: Enforcement,
+        enforcement: Enforcement,
     ) -> Result<(Container, Enforcement)> {
         let image = self.image_for(spec)?;
         let (docker, ep) = self.client()?;
@@ -456,10 +467,9 @@ impl Shared {
                 return Err(e);
             }
         }
-        if let Err(e) = read_back_limits(&c, spec, &mut enforcement).await {
-            let _ = c.remove().await;
-            return Err(e);
-        }
+        // The limits are not read back here: a container inspect on every
+        // start cost a round trip; the report follows the engine's `/info`,
+        // and tests/hardening.rs reads every setting back from inspect.
         if self.engine == Engine::Podman && !spec.read_only_root {
             // Podman mounts a container's root directory r-x for everyone
             // whatever the image says, so even uid 0 (without
@@ -625,6 +635,12 @@ impl Backend for EngineBackend {
             tokio::spawn(async move {
                 let _ = c.remove().await;
             });
+        } else if res.is_ok() {
+            // The command has ended: closing the keep-alive's stdin ends the
+            // container and the engine removes it (`AutoRemove`), as
+            // `docker run --rm` has its engine do. A forced removal waited
+            // for here cost a kill and a removal on every run's clock.
+            c.release();
         } else {
             let _ = c.remove().await;
         }

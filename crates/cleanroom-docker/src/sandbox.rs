@@ -14,8 +14,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use cleanroom_core::{
-    async_trait, Cmd, Constraint, Enforcement, Error, Logs, OutputSink, Result, RunResult, Sandbox,
-    SandboxSpec,
+    async_trait, Cmd, Enforcement, Error, Logs, OutputSink, Result, RunResult, Sandbox, SandboxSpec,
 };
 use futures_util::StreamExt;
 
@@ -121,6 +120,15 @@ impl Container {
     /// Force-removes the container (a no-op once it is gone). On failure
     /// (Podman keeps a pod's first container while members remain) it stays
     /// marked live, so dropping it tries again.
+    /// Ends the container without waiting: its keep-alive reads EOF and
+    /// exits, the container stops, and the engine removes it
+    /// (`AutoRemove`). For a container whose work is done; if the engine
+    /// cannot remove it, `cleanroom gc` finds it by its labels.
+    pub fn release(&self) {
+        lock(&self.keep_alive).take();
+        self.removed.store(true, Ordering::SeqCst);
+    }
+
     pub async fn remove(&self) -> Result<()> {
         if self.is_removed() {
             return Ok(());
@@ -281,17 +289,8 @@ fn start_error(engine: Engine, image: &str, doing: &str, e: bollard::errors::Err
     Error::backend(engine.name(), message)
 }
 
-/// Reads back the limits the engine recorded; any it did not keep are
-/// reported not enforced.
-pub async fn read_back_limits(
-    c: &Container,
-    spec: &SandboxSpec,
-    e: &mut Enforcement,
-) -> Result<()> {
-    read_back_limits_of(&c.docker, c.engine(), &c.id, spec, e).await
-}
-
-/// [`read_back_limits`] for container `id` of `engine`, however it was made.
+/// Reads back the limits the engine recorded for container `id` of
+/// `engine`; any it did not keep are reported not enforced.
 pub async fn read_back_limits_of(
     docker: &Docker,
     engine: &str,

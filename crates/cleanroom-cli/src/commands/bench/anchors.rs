@@ -26,6 +26,14 @@ pub(super) fn bwrap_command(
     Ok(c)
 }
 
+/// `bwrap --version`, the anchor of `cleanroom --version`.
+pub(super) fn bwrap_version(bwrap: Option<&Path>) -> std::result::Result<Command, String> {
+    let bwrap = bwrap.ok_or("bwrap is not installed (apt-get install bubblewrap)")?;
+    let mut c = Command::new(bwrap);
+    c.arg("--version");
+    Ok(c)
+}
+
 /// `docker run --rm --network none IMAGE true` (or podman's).
 pub(super) fn engine_command(
     choice: BackendChoice,

@@ -116,15 +116,60 @@ pub(super) enum Contender<'a> {
     Process(Box<dyn Fn() -> std::result::Result<Command, String> + Send + Sync + 'a>),
 }
 
+/// Lets the previous contender's background work end before the next one
+/// is timed, without idling longer: a native sandbox's first child exits
+/// (unmapping its copy of this process) and its cgroup is removed after
+/// the run returns, and on two cores that slowed whatever came next. The
+/// bwrap anchor measured 5.7 ms right after a library run but 3.5 ms after
+/// a `cleanroom run` process, which waits for its own clean-ups before it
+/// exits. Waits for the clean-ups, for every child process to be gone,
+/// and, on an engine (`engine_cli`), for the containers of this process
+/// and of `last_child` (labelled with their pid) to be removed: a one-shot
+/// leaves its removal to the engine, as `docker run --rm` does not.
+async fn settle(engine_cli: Option<&str>, last_child: Option<u32>) {
+    let engine_cli = engine_cli.map(str::to_string);
+    let _ = tokio::task::spawn_blocking(move || {
+        cleanroom::bridge::drain(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let busy = || {
+            !super::memory::descendants(std::process::id()).is_empty()
+                || engine_cli.as_deref().is_some_and(|cli| {
+                    [Some(std::process::id()), last_child]
+                        .into_iter()
+                        .flatten()
+                        .any(|pid| containers_labelled(cli, pid))
+                })
+        };
+        while busy() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    })
+    .await;
+}
+
+/// Whether the engine still has a container labelled as made by `pid`.
+fn containers_labelled(cli: &str, pid: u32) -> bool {
+    Command::new(cli)
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=cleanroom.pid={pid}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty())
+}
+
 /// Runs every contender once per round for `runs` rounds, after one
 /// unmeasured round that warms caches (a tarball unpack, an image lookup,
 /// the page cache). A process contender that fails drops out with its
-/// error; a library one ends the benchmark. Medians in milliseconds.
+/// error; a library one ends the benchmark. Each contender starts on a
+/// settled machine ([`settle`]). Medians in milliseconds.
 pub(super) async fn rounds(
     backend: &Arc<dyn Backend>,
+    engine_cli: Option<&str>,
     contenders: &[Contender<'_>],
     runs: usize,
 ) -> Result<Vec<std::result::Result<f64, String>>> {
+    let mut last_child = None;
     let mut times: Vec<std::result::Result<Vec<f64>, String>> = contenders
         .iter()
         .map(|_| Ok(Vec::with_capacity(runs)))
@@ -134,6 +179,7 @@ pub(super) async fn rounds(
             if slot.is_err() {
                 continue;
             }
+            settle(engine_cli, last_child.take()).await;
             let took = match contender {
                 Contender::Burst(spec) => {
                     time_true(backend, spec).await?;
@@ -141,7 +187,10 @@ pub(super) async fn rounds(
                 }
                 Contender::Library(spec) => time_true(backend, spec).await?,
                 Contender::Process(make) => match make().and_then(|mut c| time_once(&mut c)) {
-                    Ok(took) => took,
+                    Ok((took, pid)) => {
+                        last_child = Some(pid);
+                        took
+                    }
                     Err(e) => {
                         *slot = Err(e);
                         continue;
@@ -160,18 +209,23 @@ pub(super) fn bench_error(e: String) -> Error {
     Error::backend("bench", e)
 }
 
-/// Runs `c` once to completion with no input or output; its wall time in ms.
-pub(super) fn time_once(c: &mut Command) -> std::result::Result<f64, String> {
+/// Runs `c` once to completion with no input or output; its wall time in
+/// ms and its pid.
+pub(super) fn time_once(c: &mut Command) -> std::result::Result<(f64, u32), String> {
     let start = Instant::now();
-    let out = c
+    let child = c
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
+        .map_err(|e| format!("{:?}: {e}", c.get_program()))?;
+    let pid = child.id();
+    let out = child
+        .wait_with_output()
         .map_err(|e| format!("{:?}: {e}", c.get_program()))?;
     let took = ms(start.elapsed());
     if out.status.success() {
-        Ok(took)
+        Ok((took, pid))
     } else {
         Err(format!(
             "{:?} failed: {}",

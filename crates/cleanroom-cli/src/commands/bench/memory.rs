@@ -47,7 +47,8 @@ pub(super) async fn idle_memory(
     Ok((!unreadable).then(|| total as f64 / count as f64))
 }
 
-fn descendants(root: u32) -> Vec<u32> {
+/// Every process below `root`, however deep.
+pub(super) fn descendants(root: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {

@@ -21,14 +21,39 @@ use serde::Serialize;
 use crate::cli::BenchArgs;
 use crate::output;
 
-use anchors::{busybox_rootfs, bwrap_command, cli_command, engine_command, which};
+use anchors::{busybox_rootfs, bwrap_command, bwrap_version, cli_command, engine_command, which};
 use measure::{bench_error, one_shots, rounds, throughput, warm_execs, Contender};
 use memory::idle_memory;
+
+/// How a row's numbers were taken.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    /// A `Backend` call in this process; its anchor is a process this one
+    /// spawns, timed from spawn to exit.
+    Library,
+    /// A whole process (`cleanroom ...`) timed from spawn to exit, its
+    /// anchor the same way, by the same code.
+    Process,
+    /// No anchor: a number of ours alone.
+    Ours,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Library => "library",
+            Kind::Process => "process",
+            Kind::Ours => "-",
+        }
+    }
+}
 
 /// One line of the report.
 #[derive(Debug, Serialize)]
 struct Row {
     what: String,
+    kind: Kind,
     /// Median in milliseconds (or the unit in `unit`).
     median: f64,
     unit: &'static str,
@@ -109,7 +134,8 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
         Contender::Process(Box::new(anchor_cmd)),
         Contender::Library(&spec),
     ];
-    let mut medians = wait(rounds(&backend, &library, runs))?.into_iter();
+    let engine_cli = engine.then(|| choice.as_str());
+    let mut medians = wait(rounds(&backend, engine_cli, &library, runs))?.into_iter();
     let mut next = || medians.next().unwrap_or_else(|| Err("not measured".into()));
     let (burst, ours_unlimited, anchor, ours) = (next(), next(), next(), next());
     let (ours, ours_unlimited, burst) = (
@@ -119,19 +145,22 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
     );
     let anchor = anchor.map(|m| (anchor_name.clone(), m));
     rows.push(with_anchor(
-        "one-shot `true`, no memory limit (library call)",
+        "one-shot `true`, no memory limit",
+        Kind::Library,
         ours_unlimited,
         anchor.as_ref().ok(),
         Some("ratio <= 1.0"),
     ));
     rows.push(with_anchor(
-        "one-shot `true`, 256 MiB limit, alone (library call)",
+        "one-shot `true`, 256 MiB limit, alone",
+        Kind::Library,
         ours,
         anchor.as_ref().ok(),
         Some("ratio <= 1.0"),
     ));
     rows.push(with_anchor(
         "one-shot `true`, 256 MiB limit, right after another",
+        Kind::Library,
         burst,
         anchor.as_ref().ok(),
         Some("ratio <= 1.0"),
@@ -147,9 +176,10 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
         let warm_pool = wait(one_shots(&pooled, &spec, runs))?;
         rows.push(with_anchor(
             "one-shot `true` with a warm pool of 2",
+            Kind::Library,
             warm_pool,
             anchor.as_ref().ok(),
-            None,
+            Some("ratio <= 0.25"),
         ));
         // Dropping the pool inside the runtime lets it remove its spare containers.
         wait(async move {
@@ -159,29 +189,52 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
     }
     // The same through the `cleanroom` binary, a process per run.
     let exe = std::env::current_exe().map_err(|e| Error::io("finding the cleanroom binary", e))?;
-    let processes = [
+    let mut processes = vec![
         Contender::Process(Box::new(|| Ok(cli_command(&exe, choice, &spec)))),
         Contender::Process(Box::new(|| Ok(cli_command(&exe, choice, &unlimited)))),
         Contender::Process(Box::new(anchor_cmd)),
     ];
-    let mut medians = wait(rounds(&backend, &processes, runs))?.into_iter();
+    // Start-up alone: `cleanroom --version` beside `bwrap --version`.
+    if rootfs_dir.is_some() {
+        processes.push(Contender::Process(Box::new(|| {
+            let mut c = Command::new(&exe);
+            c.arg("--version");
+            Ok(c)
+        })));
+        processes.push(Contender::Process(Box::new(|| {
+            bwrap_version(bwrap.as_deref())
+        })));
+    }
+    let mut medians = wait(rounds(&backend, engine_cli, &processes, runs))?.into_iter();
     let mut next = || medians.next().unwrap_or_else(|| Err("not measured".into()));
     let (cli, cli_unlimited, cli_anchor) = (next(), next(), next());
+    let (version, version_anchor) = (next(), next());
     let cli = cli.map_err(|e| Error::backend(choice.as_str(), e))?;
     let cli_unlimited = cli_unlimited.map_err(|e| Error::backend(choice.as_str(), e))?;
     let cli_anchor = cli_anchor.map(|m| (anchor_name.clone(), m));
     rows.push(with_anchor(
-        "one-shot `true` (`cleanroom run` process)",
+        "one-shot `true`, 256 MiB limit (`cleanroom run`)",
+        Kind::Process,
         cli,
         cli_anchor.as_ref().ok(),
-        None,
+        Some("ratio <= 1.1"),
     ));
     rows.push(with_anchor(
-        "one-shot `true`, no memory limit (`cleanroom run` process)",
+        "one-shot `true`, no memory limit (`cleanroom run`)",
+        Kind::Process,
         cli_unlimited,
         cli_anchor.as_ref().ok(),
-        None,
+        Some("ratio <= 1.0"),
     ));
+    if let (Ok(ours), Ok(anchor)) = (version, version_anchor) {
+        rows.push(with_anchor(
+            "`cleanroom --version`",
+            Kind::Process,
+            ours,
+            Some(&("bwrap --version".to_string(), anchor)),
+            Some("ratio <= 1.0"),
+        ));
+    }
     if let Err(why) = &anchor {
         eprintln!("anchor not measured: {why}");
     }
@@ -231,10 +284,10 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
         runs,
     ));
 
-    // The targets are the native backend's (issue: faster than bubblewrap),
-    // but for the named sandboxes' exec, which has targets on every backend.
+    // The targets without an anchor (exec, idle memory) are the native
+    // backend's; every backend's one-shots are held to their anchor.
     if choice != BackendChoice::Native {
-        for r in &mut rows {
+        for r in rows.iter_mut().filter(|r| r.anchor.is_none()) {
             r.target = None;
         }
     }
@@ -252,12 +305,14 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
 
 fn with_anchor(
     what: &str,
+    kind: Kind,
     ours: f64,
     anchor: Option<&(String, f64)>,
     target: Option<&'static str>,
 ) -> Row {
     Row {
         what: what.into(),
+        kind,
         median: ours,
         unit: "ms",
         anchor: anchor.map(|a| a.0.clone()),
@@ -270,6 +325,7 @@ fn with_anchor(
 fn plain(what: &str, median: f64, unit: &'static str, target: Option<&'static str>) -> Row {
     Row {
         what: what.into(),
+        kind: Kind::Ours,
         median,
         unit,
         anchor: None,
@@ -285,6 +341,7 @@ fn print_rows(rows: &[Row]) {
         .map(|r| {
             vec![
                 r.what.clone(),
+                r.kind.as_str().to_string(),
                 format!("{:.2} {}", r.median, r.unit),
                 match (&r.anchor, r.anchor_median) {
                     (Some(a), Some(m)) => format!("{a}: {m:.2} ms"),
@@ -298,11 +355,16 @@ fn print_rows(rows: &[Row]) {
     output::table(
         &[
             "MEASURE",
+            "TIMED AS",
             "OURS (median)",
             "ANCHOR (median)",
             "RATIO",
             "TARGET",
         ],
         &table,
+    );
+    eprintln!(
+        "library: a call in this process, its anchor a process this one spawns; \
+         process: a whole process timed from spawn to exit, its anchor the same way"
     );
 }

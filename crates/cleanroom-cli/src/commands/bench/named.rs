@@ -153,7 +153,7 @@ async fn measure(
         }
         for ((_, make), slot) in makers.iter().zip(times.iter_mut()) {
             let Ok(list) = slot else { continue };
-            match make().and_then(|mut c| time_once(&mut c)) {
+            match make().and_then(|mut c| time_once(&mut c).map(|(ms, _pid)| ms)) {
                 Ok(took) if round > 0 => list.push(took),
                 Ok(_) => {}
                 Err(e) => *slot = Err(e),
