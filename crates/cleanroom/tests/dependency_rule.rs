@@ -21,8 +21,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cleanroom-docker",
         ],
     ),
+    ("cleanroom-env", &["cleanroom"]),
     ("cleanroom-runner", &["cleanroom"]),
-    ("cleanroom-cli", &["cleanroom", "cleanroom-runner"]),
+    ("cleanroom-cli", &["cleanroom", "cleanroom-runner", "cleanroom-env"]),
 ];
 
 /// Every edge between workspace members, as `(from, to)`.
