@@ -56,6 +56,11 @@ fn main() -> ExitCode {
         Command::Init(args) => commands::init::main(args),
         Command::Validate(args) => commands::validate::main(args),
         Command::SelfTest(args) => commands::self_test::main(args),
+        Command::Up(args) => commands::env::up(args),
+        Command::Plan(args) => commands::env::plan(args),
+        Command::Down(args) => commands::env::down(args),
+        Command::Convert(args) => commands::env::convert(args),
+        Command::Env(args) => commands::env::env_main(args),
     };
     let code = match outcome {
         Ok(code) => code,

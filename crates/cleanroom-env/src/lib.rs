@@ -8,10 +8,10 @@
 
 mod compose;
 pub mod convert;
-// pub mod engine;
+pub mod engine;
 mod fields;
 pub mod graph;
-// pub mod health;
+pub mod health;
 mod interpolate;
 pub mod model;
 pub mod plan;

@@ -130,7 +130,7 @@ pub struct Dependency {
 }
 
 /// What a dependency must reach before its dependent starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Condition {
     Started,
     Healthy,
