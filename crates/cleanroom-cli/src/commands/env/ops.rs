@@ -2,7 +2,6 @@
 //! by name.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -59,13 +58,15 @@ async fn ps(args: EnvPsArgs) -> Result<ExitCode, EnvError> {
         eprintln!("no environments are up");
     }
     for (env, members) in groups {
-        println!("{env} ({} sandboxes, {})", members.len(), backend.name());
-        println!(
+        say!("{env} ({} sandboxes, {})", members.len(), backend.name());
+        say!(
             "  {:<16} {:<28} {:<14} IMAGE",
-            "SERVICE", "SANDBOX", "STATE"
+            "SERVICE",
+            "SANDBOX",
+            "STATE"
         );
         for m in &members {
-            println!("{}", ps_line(m));
+            say!("{}", ps_line(m));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -94,18 +95,16 @@ pub async fn follow(backend: Arc<dyn Backend>, sandbox: String, prefix: String, 
         while let Some(chunk) = rx.recv().await {
             pending.extend_from_slice(&chunk.bytes);
             while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=pos).collect();
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(prefix.as_bytes());
-                let _ = out.write_all(&line);
-                let _ = out.flush();
+                let mut line = prefix.as_bytes().to_vec();
+                line.extend(pending.drain(..=pos));
+                crate::output::print_bytes(&line);
             }
         }
         if !pending.is_empty() {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(prefix.as_bytes());
-            let _ = out.write_all(&pending);
-            let _ = out.write_all(b"\n");
+            let mut line = prefix.as_bytes().to_vec();
+            line.extend(pending);
+            line.push(b'\n');
+            crate::output::print_bytes(&line);
         }
     });
     let _ = handle.logs(LogOptions { tail: None, follow }, sink).await;
@@ -114,7 +113,7 @@ pub async fn follow(backend: Arc<dyn Backend>, sandbox: String, prefix: String, 
 
 async fn logs(args: EnvLogsArgs) -> Result<ExitCode, EnvError> {
     let name = env_name(&args.files, &args.project_name)?;
-    let (backend, _) = backend_and_spec(&cleanroom_cli_default_sandbox()).await?;
+    let (backend, _) = backend_and_spec(&args.sandbox).await?;
     let members: Vec<SandboxInfo> = engine::sandboxes(backend.as_ref(), Some(&name), true)
         .await?
         .into_iter()
@@ -150,11 +149,6 @@ async fn logs(args: EnvLogsArgs) -> Result<ExitCode, EnvError> {
         let _ = t.await;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `env logs` takes no sandbox flags (its `-f` is --follow): the configured backend.
-fn cleanroom_cli_default_sandbox() -> crate::cli::SandboxArgs {
-    crate::cli::SandboxArgs::default()
 }
 
 async fn exec(args: EnvExecArgs) -> Result<ExitCode, EnvError> {

@@ -24,7 +24,7 @@ pub fn plan(args: PlanArgs) -> cleanroom::Result<ExitCode> {
             let (backend, spec) = backend_and_spec(&args.sandbox).await?;
             let env = load(&args.env, spec.strict)?;
             let plan = cleanroom_env::plan(&env, &args.services, backend.as_ref(), &spec)?;
-            print!("{}", plan.render());
+            crate::output::print_bytes(plan.render().as_bytes());
             Ok::<_, EnvError>(())
         };
         match run.await {
@@ -47,7 +47,7 @@ pub fn convert(args: ConvertArgs) -> cleanroom::Result<ExitCode> {
             for w in &env.warnings {
                 eprintln!("{w}");
             }
-            print!("{}", cleanroom_env::convert::to_toml(&env));
+            crate::output::print_bytes(cleanroom_env::convert::to_toml(&env).as_bytes());
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(report(e)),
