@@ -175,7 +175,7 @@ fn three_services_on_native_up_exec_restart_down() {
     if !supports_named(&up) {
         return;
     }
-    let teardown = || run(&dir, &state, &["down", "-v", "--backend", "native"]);
+    let teardown = || run(&dir, &state, &["down", "--volumes", "--backend", "native"]);
     assert!(up.status.success(), "{}", text(&up.stderr));
 
     let ex = |args: &[&str]| {
@@ -291,4 +291,77 @@ fn a_healthcheck_that_never_passes_names_the_service_and_stops_everything() {
         "everything started was removed: {}",
         text(&ps.stdout)
     );
+}
+
+#[test]
+fn every_environment_command_parses_its_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    for c in [
+        &["up"][..],
+        &["plan"],
+        &["down"],
+        &["convert"],
+        &["env"],
+        &["env", "ps"],
+        &["env", "logs"],
+        &["env", "exec"],
+        &["env", "stop"],
+        &["env", "restart"],
+    ] {
+        let mut args = c.to_vec();
+        args.push("--help");
+        let out = run(tmp.path(), tmp.path(), &args);
+        assert!(out.status.success(), "{c:?}: {}", text(&out.stderr));
+    }
+}
+
+/// The busybox environment of the benchmark on an engine: up, wiring, the
+/// names, logs, restart, a failing probe, down.
+fn three_services_on(engine: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(format!("trio-{engine}"));
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cleanroom-env/bench/compose.yaml");
+    std::fs::copy(bench, dir.join("compose.yaml")).unwrap();
+    let up = run(&dir, &state, &["up", "-d", "--backend", engine]);
+    if !supports_named(&up) {
+        return;
+    }
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let ex = |args: &[&str]| {
+        let mut a = vec!["env", "exec", "--backend", engine];
+        a.extend_from_slice(args);
+        run(&dir, &state, &a)
+    };
+    let got = ex(&[
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "wget -qO- http://$KV_HOST:$KV_PORT/k && wget -qO- http://kv:7000/k",
+    ]);
+    assert_eq!(text(&got.stdout), "v1\nv1\n", "{}", text(&got.stderr));
+    let logs = run(&dir, &state, &["env", "logs", "--backend", engine]);
+    let l = text(&logs.stdout);
+    assert!(
+        l.contains("migrate | migrated") && l.contains("kv      | kv-up"),
+        "{l}"
+    );
+    let restarted = run(&dir, &state, &["env", "restart", "kv", "--backend", engine]);
+    assert!(restarted.status.success(), "{}", text(&restarted.stderr));
+    let down = run(&dir, &state, &["down", "--backend", engine, "--grace", "1"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    let ps = run(&dir, &state, &["env", "ps", "-a", "--backend", engine]);
+    assert!(!text(&ps.stdout).contains("trio"), "{}", text(&ps.stdout));
+}
+
+#[test]
+fn three_services_on_docker() {
+    three_services_on("docker");
+}
+
+#[test]
+fn three_services_on_podman() {
+    three_services_on("podman");
 }

@@ -365,20 +365,53 @@ async fn remove_named(backend: &dyn Backend, name: &str) -> Result<(), EnvError>
     Ok(())
 }
 
-/// `down`: removes every sandbox of `env` (services, then the pod), its
-/// `/etc/hosts`, and with `volumes` its named volumes. Returns the sandboxes removed.
+/// `down`: removes every sandbox of `env` (the services in parallel, each
+/// given `grace` after SIGTERM, then the pod), its `/etc/hosts`, and with
+/// `volumes` its named volumes. Returns the sandboxes removed.
 pub async fn down(
-    backend: &dyn Backend,
+    backend: Arc<dyn Backend>,
     env: &str,
     volumes: bool,
+    grace: Duration,
 ) -> Result<Vec<String>, EnvError> {
-    let list = sandboxes(backend, Some(env), true).await?;
+    let list = sandboxes(backend.as_ref(), Some(env), true).await?;
     let (pods, services): (Vec<_>, Vec<_>) =
         list.into_iter().partition(|s| service_of(s) == POD_SERVICE);
     let mut removed = Vec::new();
-    for s in services.iter().rev().chain(pods.iter()) {
-        remove_named(backend, &s.name).await?;
-        removed.push(s.name.clone());
+    let mut tasks = JoinSet::new();
+    for s in services {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            let r = match backend.attach(&s.name).await {
+                Ok(Some(h)) => {
+                    if h.info().state == SandboxState::Running {
+                        let _ = h.stop(grace).await;
+                    }
+                    h.remove(true).await.map_err(EnvError::from)
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
+            (s.name, r)
+        });
+    }
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((name, Ok(()))) => removed.push(name),
+            Ok((_, Err(e))) => first_error = first_error.or(Some(e)),
+            Err(e) => {
+                first_error =
+                    first_error.or(Some(EnvError::Run(format!("a removal task failed: {e}"))))
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    for p in pods {
+        remove_named(backend.as_ref(), &p.name).await?;
+        removed.push(p.name);
     }
     let dir = crate::plan::env_state_dir(env)?;
     let _ = std::fs::remove_file(dir.join("hosts"));
@@ -389,7 +422,7 @@ pub async fn down(
                 .map_err(|e| EnvError::Run(format!("removing {}: {e}", v.display())))?;
         }
     }
-    // Gone when nothing is left in it (named volumes stay without -v).
+    // Gone when nothing is left in it (named volumes stay without --volumes).
     let _ = std::fs::remove_dir(&dir);
     Ok(removed)
 }

@@ -13,10 +13,11 @@ use crate::model::{Condition, Environment, Healthcheck, Probe, Service, VolumeSo
 use crate::problem::Problems;
 use crate::EnvError;
 
-/// The label every sandbox of an environment carries, holding its name.
-pub const ENV_LABEL: &str = "io.cleanroom.env";
+/// The label every sandbox of an environment carries, holding its name
+/// (`io.cleanroom.` keys are the backends' own).
+pub const ENV_LABEL: &str = "cleanroom-env";
 /// The label holding the service's name.
-pub const SERVICE_LABEL: &str = "io.cleanroom.service";
+pub const SERVICE_LABEL: &str = "cleanroom-env.service";
 /// The service name the pod's idle sandbox takes (it holds the network
 /// namespace every service joins, and the published ports).
 pub const POD_SERVICE: &str = "pod";

@@ -56,9 +56,13 @@ pub struct DownArgs {
     pub env: EnvFileArgs,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
-    /// Also remove the environment's named volumes.
-    #[arg(short = 'v', long)]
+    /// Also remove the environment's named volumes (long form only: `-v`
+    /// is --verbose everywhere).
+    #[arg(long)]
     pub volumes: bool,
+    /// Seconds each service gets to exit after SIGTERM before it is killed.
+    #[arg(long = "grace", value_name = "SECONDS", default_value_t = 10)]
+    pub grace: u64,
 }
 
 #[derive(Debug, Args)]

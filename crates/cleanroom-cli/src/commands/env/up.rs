@@ -59,7 +59,13 @@ pub fn down(args: DownArgs) -> cleanroom::Result<ExitCode> {
         let run = async {
             let name = env_name(&args.env.files, &args.env.project_name)?;
             let (backend, _) = backend_and_spec(&args.sandbox).await?;
-            let removed = engine::down(backend.as_ref(), &name, args.volumes).await?;
+            let removed = engine::down(
+                backend,
+                &name,
+                args.volumes,
+                Duration::from_secs(args.grace),
+            )
+            .await?;
             for r in &removed {
                 eprintln!("removed {r}");
             }
@@ -103,7 +109,7 @@ async fn up_async(args: UpArgs) -> Result<ExitCode, EnvError> {
         r = engine::up(backend.clone(), &plan, args.detach, progress.clone()) => r?,
         _ = interrupted() => {
             eprintln!("cleanroom: interrupted; removing environment `{}`", plan.env);
-            engine::down(backend.as_ref(), &plan.env, false).await?;
+            engine::down(backend.clone(), &plan.env, false, engine::STOP_GRACE).await?;
             return Ok(ExitCode::from(130));
         }
     }
