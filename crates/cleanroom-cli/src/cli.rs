@@ -82,6 +82,8 @@ pub enum Command {
     Convert(crate::commands::env::args::ConvertArgs),
     /// An environment's services by name: ps, logs, exec, stop, restart.
     Env(crate::commands::env::args::EnvArgs),
+    /// A live dashboard of environments: state, health, CPU, memory, pids, logs.
+    Top(crate::commands::env::args::TopArgs),
 }
 
 const VALIDATE_AFTER_HELP: &str = "Exit status: 0 when every file is valid (warnings \

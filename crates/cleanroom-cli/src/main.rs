@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         Command::Down(args) => commands::env::down(args),
         Command::Convert(args) => commands::env::convert(args),
         Command::Env(args) => commands::env::env_main(args),
+        Command::Top(args) => commands::env::top(args),
     };
     let code = match outcome {
         Ok(code) => code,

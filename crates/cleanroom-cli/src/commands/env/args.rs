@@ -165,3 +165,15 @@ pub struct EnvRestartArgs {
     pub sandbox: SandboxArgs,
     pub service: String,
 }
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// Only this environment (default: all of them).
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// How often to read the sandboxes, in milliseconds.
+    #[arg(long = "interval", value_name = "MS", default_value_t = 1000)]
+    pub interval_ms: u64,
+}

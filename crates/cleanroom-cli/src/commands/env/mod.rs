@@ -5,6 +5,7 @@
 
 pub mod args;
 mod ops;
+mod top;
 mod up;
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use cleanroom::{AutoBackend, Backend, SandboxSpec};
 use cleanroom_env::{EnvError, Environment, LoadOptions};
 
 pub use ops::env_main;
+pub use top::top;
 pub use up::{convert, down, plan, up};
 
 use crate::cli::SandboxArgs;
