@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::fields::did_you_mean;
 use crate::model::{Environment, Service};
 use crate::problem::Problems;
+use crate::syntax::did_you_mean;
 
 /// The services in start levels; names within a level in file order.
 #[derive(Clone, Debug, PartialEq, Eq)]

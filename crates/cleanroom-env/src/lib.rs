@@ -16,6 +16,7 @@ mod interpolate;
 pub mod model;
 pub mod plan;
 mod problem;
+mod syntax;
 mod toml_file;
 mod tree;
 mod yaml;
@@ -23,11 +24,11 @@ mod yaml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use fields::did_you_mean;
 pub use interpolate::{interpolate, parse_env_file, Issue, Variables};
 pub use model::*;
 pub use plan::{plan, Plan};
 pub use problem::{Location, Problem, Problems, Severity};
+pub use syntax::did_you_mean;
 
 /// The files `up` looks for, in order, when no `-f` is given (after
 /// `cleanroom.toml` with a `[services]` table).
