@@ -46,7 +46,7 @@ pub async fn wait_healthy(
             });
         }
         probes += 1;
-        match probe(sandbox.as_ref(), &h.test, h.timeout).await {
+        match probe(sandbox.as_ref(), sandbox.as_ref(), &h.test, h.timeout).await {
             Ok(()) => return Ok(probes),
             Err(output) => last = output,
         }
@@ -83,8 +83,57 @@ pub fn not_running(state: SandboxState) -> Option<String> {
     }
 }
 
-/// Runs one probe; `Err` holds its output (or why it could not run).
-pub async fn probe(sandbox: &dyn Detached, test: &Probe, timeout: Duration) -> Result<(), String> {
+/// What a probe runs in: a named sandbox of an environment, or a test's
+/// service sandbox (the test runner's), so both share one implementation.
+#[async_trait::async_trait]
+pub trait ProbeTarget: Send + Sync {
+    async fn run(&self, cmd: Cmd) -> cleanroom::Result<cleanroom::RunResult>;
+    /// The main process's output so far (the last `tail` lines when given).
+    async fn output(&self, tail: Option<usize>) -> Result<String, String>;
+}
+
+#[async_trait::async_trait]
+impl<'a> ProbeTarget for dyn Detached + 'a {
+    async fn run(&self, cmd: Cmd) -> cleanroom::Result<cleanroom::RunResult> {
+        self.exec(cmd, None).await
+    }
+    async fn output(&self, tail: Option<usize>) -> Result<String, String> {
+        log_text(self, tail).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<'a> ProbeTarget for dyn cleanroom::Sandbox + 'a {
+    async fn run(&self, cmd: Cmd) -> cleanroom::Result<cleanroom::RunResult> {
+        self.exec(cmd).await
+    }
+    async fn output(&self, tail: Option<usize>) -> Result<String, String> {
+        let logs = self.logs().await.map_err(|e| e.to_string())?;
+        let mut text = String::from_utf8_lossy(&logs.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&logs.stderr));
+        Ok(match tail {
+            Some(n) => {
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(n)..].join("\n")
+            }
+            None => text,
+        })
+    }
+}
+
+/// Runs one probe in `target`; a port probe reads the listening sockets
+/// through `netns` (any sandbox of the same network namespace, often the
+/// target itself). `Err` holds its output (or why it could not run).
+pub async fn probe<T, N>(
+    target: &T,
+    netns: &N,
+    test: &Probe,
+    timeout: Duration,
+) -> Result<(), String>
+where
+    T: ProbeTarget + ?Sized,
+    N: ProbeTarget + ?Sized,
+{
     let cmd = match test {
         Probe::Cmd(argv) => Cmd::from(argv.clone()),
         Probe::Shell(script) => Cmd::shell(script.clone()),
@@ -93,18 +142,21 @@ pub async fn probe(sandbox: &dyn Detached, test: &Probe, timeout: Duration) -> R
         Probe::Log(re) => {
             let re = regex::Regex::new(re)
                 .map_err(|e| format!("`{re}` is not a regular expression: {e}"))?;
-            let text = log_text(sandbox, None).await?;
-            return if re.is_match(&text) {
+            let text = target.output(None).await?;
+            // A pattern matches one line of output (`^ready$`), or the whole.
+            return if text.lines().any(|l| re.is_match(l)) || re.is_match(&text) {
                 Ok(())
             } else {
-                Err(format!("no output line matched /{re}/ yet"))
+                Err(format!("its output never matched /{re}/"))
             };
         }
     };
-    let result = sandbox
-        .exec(cmd.timeout(timeout), None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let cmd = cmd.timeout(timeout);
+    let result = match test {
+        Probe::Port(_) => netns.run(cmd).await,
+        _ => target.run(cmd).await,
+    }
+    .map_err(|e| e.to_string())?;
     let output = format!("{}{}", result.stdout_lossy(), result.stderr_lossy())
         .trim()
         .to_string();
@@ -113,7 +165,7 @@ pub async fn probe(sandbox: &dyn Detached, test: &Probe, timeout: Duration) -> R
             if listening(&output, *port) {
                 Ok(())
             } else {
-                Err(format!("nothing listens on TCP port {port} yet"))
+                Err(format!("nothing listens on TCP port {port}"))
             }
         }
         _ if result.success() => Ok(()),
@@ -126,6 +178,39 @@ pub async fn probe(sandbox: &dyn Detached, test: &Probe, timeout: Duration) -> R
         } else {
             format!("{} ({})", output, result.status_line())
         }),
+    }
+}
+
+/// Probes `target` as [`wait_healthy`] does, for a sandbox that is not
+/// named (the test runner's services): healthy, or `retries` failures in a
+/// row after the start period.
+pub async fn wait_probe<T, N>(target: &T, netns: &N, h: &Healthcheck) -> Result<u32, Unhealthy>
+where
+    T: ProbeTarget + ?Sized,
+    N: ProbeTarget + ?Sized,
+{
+    let started = Instant::now();
+    let mut failures = 0u32;
+    let mut probes = 0u32;
+    loop {
+        probes += 1;
+        let last = match probe(target, netns, &h.test, h.timeout).await {
+            Ok(()) => return Ok(probes),
+            Err(output) => output,
+        };
+        if started.elapsed() >= h.start_period {
+            failures += 1;
+            if failures >= h.retries.max(1) {
+                return Err(Unhealthy {
+                    reason: format!(
+                        "failed {failures} health probes in a row ({} apart)",
+                        crate::model::format_duration(h.interval)
+                    ),
+                    last_probe: last,
+                });
+            }
+        }
+        tokio::time::sleep(h.interval).await;
     }
 }
 

@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("cleanroom-env", &["cleanroom"]),
-    ("cleanroom-runner", &["cleanroom"]),
+    ("cleanroom-runner", &["cleanroom", "cleanroom-env"]),
     ("cleanroom-cli", &["cleanroom", "cleanroom-runner", "cleanroom-env"]),
 ];
 
