@@ -365,3 +365,37 @@ fn three_services_on_docker() {
 fn three_services_on_podman() {
     three_services_on("podman");
 }
+
+#[test]
+fn test_file_services_resolve_by_name_on_native() {
+    let tmp = tempfile::tempdir().unwrap();
+    if !common::native_available(tmp.path()) {
+        return;
+    }
+    std::fs::write(
+        tmp.path().join("named.clnrm.toml"),
+        r#"
+[services.web]
+command = ["sh", "-c", "mkdir -p /tmp/w && echo served > /tmp/w/i && exec busybox httpd -f -p 8095 -h /tmp/w"]
+ports = [8095]
+wait_for = { port = 8095, timeout = "10s" }
+
+[[steps]]
+name = "by name and by wiring"
+command = ["sh", "-c", "busybox wget -qO- http://web:8095/i && busybox wget -qO- http://$WEB_HOST:$WEB_PORT/i"]
+expected_output = "served\nserved"
+"#,
+    )
+    .unwrap();
+    let out = run(
+        tmp.path(),
+        tmp.path(),
+        &["test", "--backend", "native", "named.clnrm.toml"],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

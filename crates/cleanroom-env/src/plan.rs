@@ -316,24 +316,28 @@ fn check_ports(env: &Environment, problems: &mut Problems) {
 /// `127.0.0.1 localhost SERVICE...`: every service name resolves to the
 /// shared loopback.
 fn hosts_file(env: &Environment) -> String {
-    let mut names = vec!["localhost".to_string()];
-    names.extend(env.services.iter().map(|s| s.name.clone()));
+    hosts_for(env.services.iter().map(|s| s.name.as_str()))
+}
+
+/// The `/etc/hosts` of a pod whose members are `names`: each resolves to
+/// the shared loopback (the test runner's services use it too).
+pub fn hosts_for<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut all = vec!["localhost"];
+    all.extend(names);
     format!(
         "127.0.0.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-        names.join(" ")
+        all.join(" ")
     )
 }
 
-/// For each dependency D: `D_HOST` (its name, which `/etc/hosts` resolves
-/// to the pod's loopback) and `D_PORT` (its first declared port).
-pub fn wiring(env: &Environment, svc: &Service) -> BTreeMap<String, String> {
+/// `D_HOST` (the name, which the pod's `/etc/hosts` resolves) and `D_PORT`
+/// (the first declared port) for each `(name, first port)`.
+pub fn wiring_vars<'a>(
+    deps: impl IntoIterator<Item = (&'a str, Option<u16>)>,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for d in &svc.depends_on {
-        let Some(dep) = env.service(&d.service) else {
-            continue;
-        };
-        let prefix: String = dep
-            .name
+    for (name, port) in deps {
+        let prefix: String = name
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() {
@@ -343,12 +347,23 @@ pub fn wiring(env: &Environment, svc: &Service) -> BTreeMap<String, String> {
                 }
             })
             .collect();
-        out.insert(format!("{prefix}_HOST"), dep.name.clone());
-        if let Some(p) = dep.ports.first() {
-            out.insert(format!("{prefix}_PORT"), p.container.to_string());
+        out.insert(format!("{prefix}_HOST"), name.to_string());
+        if let Some(p) = port {
+            out.insert(format!("{prefix}_PORT"), p.to_string());
         }
     }
     out
+}
+
+/// For each dependency D: `D_HOST` (its name, which `/etc/hosts` resolves
+/// to the pod's loopback) and `D_PORT` (its first declared port).
+pub fn wiring(env: &Environment, svc: &Service) -> BTreeMap<String, String> {
+    wiring_vars(
+        svc.depends_on
+            .iter()
+            .filter_map(|d| env.service(&d.service))
+            .map(|dep| (dep.name.as_str(), dep.ports.first().map(|p| p.container))),
+    )
 }
 
 /// The sandbox spec of one service: the configured spec with its image,

@@ -154,6 +154,34 @@ pub fn test_spec(file: &TestFile, base: &SandboxSpec) -> SandboxSpec {
     spec
 }
 
+/// For a test with services: every sandbox of the test gets
+/// `NAME_HOST`/`NAME_PORT` for each service and an `/etc/hosts` naming
+/// them (returned: the directory holding it).
+fn wire_services(
+    file: &TestFile,
+    spec: &mut SandboxSpec,
+) -> Result<Option<tempfile::TempDir>, String> {
+    if file.services.is_empty() {
+        return Ok(None);
+    }
+    let failure = |e: std::io::Error| format!("writing the services' /etc/hosts: {e}");
+    let dir = tempfile::tempdir().map_err(failure)?;
+    let hosts = dir.path().join("hosts");
+    let names = file.services.iter().map(|s| s.name.as_str());
+    std::fs::write(&hosts, cleanroom_env::plan::hosts_for(names)).map_err(failure)?;
+    spec.mounts
+        .push(cleanroom::Mount::read_only(&hosts, "/etc/hosts"));
+    let wiring = cleanroom_env::plan::wiring_vars(
+        file.services
+            .iter()
+            .map(|s| (s.name.as_str(), s.ports.first().copied())),
+    );
+    for (k, v) in wiring {
+        spec.env.entry(k).or_insert(v);
+    }
+    Ok(Some(dir))
+}
+
 /// `CLEANROOM_SEED` for `seed`; `SOURCE_DATE_EPOCH` for a `freeze_clock`
 /// time (the reproducible-builds convention tools read for "now").
 fn determinism_env(file: &TestFile) -> Vec<(String, String)> {
@@ -180,7 +208,14 @@ async fn body(
     steps: &Mutex<Vec<StepReport>>,
     warnings: &mut Vec<String>,
 ) -> Result<(), Failure> {
-    let spec = test_spec(file, base);
+    let mut spec = test_spec(file, base);
+    // Services are wired as in `cleanroom up`: SERVICE_HOST/SERVICE_PORT for
+    // each, and their names resolving to the pod's loopback. The file lives
+    // as long as this test.
+    let _hosts_dir = wire_services(file, &mut spec).map_err(|message| Failure {
+        message,
+        ..Failure::default()
+    })?;
     let sandbox_at = file.sandbox.rootfs.as_ref().map(|r| r.at.to_string());
     spec.validate().map_err(|e| Failure {
         message: e.to_string(),

@@ -277,7 +277,9 @@ async fn read_rows(
             };
             let health = match (&handle, check, running) {
                 (Some(h), Some(c), true) => {
-                    match cleanroom_env::health::probe(h.as_ref(), h.as_ref(), &c.test, c.timeout).await {
+                    match cleanroom_env::health::probe(h.as_ref(), h.as_ref(), &c.test, c.timeout)
+                        .await
+                    {
                         Ok(()) => "healthy".to_string(),
                         Err(out) => format!("unhealthy: {out}"),
                     }
