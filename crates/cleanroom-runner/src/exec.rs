@@ -92,7 +92,16 @@ pub async fn run_once(
     let live = Live::default();
     let steps = Mutex::new(Vec::new());
     let mut warnings = Vec::new();
-    let body = body(file, backend.as_ref(), base, &live, &steps, &mut warnings);
+    let environment = Mutex::new(None);
+    let body = body(
+        file,
+        &backend,
+        base,
+        &live,
+        &steps,
+        &mut warnings,
+        &environment,
+    );
     let stop = tokio::select! {
         r = body => r.err().map(Stop::Failed),
         _ = cancel.cancelled() => Some(Stop::Cancelled),
@@ -126,7 +135,13 @@ pub async fn run_once(
             status = Status::Skipped;
         }
     }
-    let leftovers = live.teardown().await;
+    let mut leftovers = live.teardown().await;
+    let brought_up = environment.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(env) = brought_up {
+        if let Err(e) = env.down(backend.clone()).await {
+            leftovers.push(e);
+        }
+    }
     if !leftovers.is_empty() {
         warnings.extend(leftovers.iter().map(|l| format!("teardown: {l}")));
         if status == Status::Passed {
@@ -161,7 +176,8 @@ fn wire_services(
     file: &TestFile,
     spec: &mut SandboxSpec,
 ) -> Result<Option<tempfile::TempDir>, String> {
-    if file.services.is_empty() {
+    // With an environment file, its /etc/hosts and wiring are the test's.
+    if file.services.is_empty() || file.environment.is_some() {
         return Ok(None);
     }
     let failure = |e: std::io::Error| format!("writing the services' /etc/hosts: {e}");
@@ -202,16 +218,22 @@ fn determinism_env(file: &TestFile) -> Vec<(String, String)> {
 
 async fn body(
     file: &TestFile,
-    backend: &dyn Backend,
+    env_backend: &Arc<dyn Backend>,
     base: &SandboxSpec,
     live: &Live,
     steps: &Mutex<Vec<StepReport>>,
     warnings: &mut Vec<String>,
+    environment: &Mutex<Option<crate::environment::Started>>,
 ) -> Result<(), Failure> {
     let mut spec = test_spec(file, base);
     // Services are wired as in `cleanroom up`: SERVICE_HOST/SERVICE_PORT for
     // each, and their names resolving to the pod's loopback. The file lives
     // as long as this test.
+    let backend: &dyn Backend = env_backend.as_ref();
+    // An environment file brings its services up first; the test joins its pod.
+    if let Some(started) = crate::environment::up(file, env_backend.clone(), &mut spec).await? {
+        *environment.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
+    }
     let _hosts_dir = wire_services(file, &mut spec).map_err(|message| Failure {
         message,
         ..Failure::default()
