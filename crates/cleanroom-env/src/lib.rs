@@ -2,7 +2,7 @@
 //! from `[services.*]` tables or compose files read as they are — the model,
 //! the graph, the plan, and `up`/`down` over Cleanroom's named sandboxes.
 //!
-//! [`load`] reads an environment (every problem at `file:line`), [`plan`]
+//! [`load`] reads an environment (every problem at `file:line`), [`plan()`]
 //! says what `up` would do without starting anything, and [`engine`] starts,
 //! watches and removes it.
 

@@ -330,6 +330,26 @@ pub fn hosts_for<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     )
 }
 
+/// A shared `/etc/hosts` for `names` in the user's cache, named by its
+/// content (`hosts/KEY`): written once and reused, never a temporary file,
+/// so a caller killed mid-test leaves nothing behind in TMPDIR.
+pub fn hosts_file_for<'a>(names: impl IntoIterator<Item = &'a str>) -> std::io::Result<PathBuf> {
+    let text = hosts_for(names);
+    let dir = cleanroom::paths::cache_dir("hosts");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(cleanroom::paths::cache_key(text.as_bytes()));
+    if !path.is_file() {
+        let tmp = dir.join(format!(
+            ".{}.{}",
+            cleanroom::paths::cache_key(text.as_bytes()),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, &text)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
 /// `D_HOST` (the name, which the pod's `/etc/hosts` resolves) and `D_PORT`
 /// (the first declared port) for each `(name, first port)`.
 pub fn wiring_vars<'a>(

@@ -171,20 +171,15 @@ pub fn test_spec(file: &TestFile, base: &SandboxSpec) -> SandboxSpec {
 
 /// For a test with services: every sandbox of the test gets
 /// `NAME_HOST`/`NAME_PORT` for each service and an `/etc/hosts` naming
-/// them (returned: the directory holding it).
-fn wire_services(
-    file: &TestFile,
-    spec: &mut SandboxSpec,
-) -> Result<Option<tempfile::TempDir>, String> {
+/// them (a shared file in the user's cache, nothing temporary).
+fn wire_services(file: &TestFile, spec: &mut SandboxSpec) -> Result<(), String> {
     // With an environment file, its /etc/hosts and wiring are the test's.
     if file.services.is_empty() || file.environment.is_some() {
-        return Ok(None);
+        return Ok(());
     }
-    let failure = |e: std::io::Error| format!("writing the services' /etc/hosts: {e}");
-    let dir = tempfile::tempdir().map_err(failure)?;
-    let hosts = dir.path().join("hosts");
     let names = file.services.iter().map(|s| s.name.as_str());
-    std::fs::write(&hosts, cleanroom_env::plan::hosts_for(names)).map_err(failure)?;
+    let hosts = cleanroom_env::plan::hosts_file_for(names)
+        .map_err(|e| format!("writing the services' /etc/hosts: {e}"))?;
     spec.mounts
         .push(cleanroom::Mount::read_only(&hosts, "/etc/hosts"));
     let wiring = cleanroom_env::plan::wiring_vars(
@@ -195,7 +190,7 @@ fn wire_services(
     for (k, v) in wiring {
         spec.env.entry(k).or_insert(v);
     }
-    Ok(Some(dir))
+    Ok(())
 }
 
 /// `CLEANROOM_SEED` for `seed`; `SOURCE_DATE_EPOCH` for a `freeze_clock`
@@ -234,7 +229,7 @@ async fn body(
     if let Some(started) = crate::environment::up(file, env_backend.clone(), &mut spec).await? {
         *environment.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
     }
-    let _hosts_dir = wire_services(file, &mut spec).map_err(|message| Failure {
+    wire_services(file, &mut spec).map_err(|message| Failure {
         message,
         ..Failure::default()
     })?;

@@ -23,7 +23,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("cleanroom-env", &["cleanroom"]),
     ("cleanroom-runner", &["cleanroom", "cleanroom-env"]),
-    ("cleanroom-cli", &["cleanroom", "cleanroom-runner", "cleanroom-env"]),
+    (
+        "cleanroom-cli",
+        &["cleanroom", "cleanroom-runner", "cleanroom-env"],
+    ),
 ];
 
 /// Every edge between workspace members, as `(from, to)`.
