@@ -139,13 +139,10 @@ fn top_follows_a_service_that_stops_on_docker() {
             .output()
             .unwrap()
     };
-    let up = run(&["up", "-d", "--backend", "docker"]);
-    if text(&up.stderr).contains("does not support named sandboxes") {
-        eprintln!(
-            "NOTE: docker cannot hold named sandboxes yet (#13); top was not tested with services"
-        );
+    if !common::backend_available(&dir, "docker") {
         return;
     }
+    let up = run(&["up", "-d", "--backend", "docker"]);
     assert!(up.status.success(), "{}", text(&up.stderr));
     let t = Tmux::start(
         &dir,

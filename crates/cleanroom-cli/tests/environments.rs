@@ -129,22 +129,28 @@ fn file_mistakes_are_errors_at_file_and_line() {
     );
 }
 
-/// Whether the backend can hold named sandboxes yet (#13); the error says so.
-fn supports_named(out: &Output) -> bool {
-    let err = text(&out.stderr);
-    if err.contains("does not support named sandboxes") {
-        assert!(
-            std::env::var("CLEANROOM_REQUIRE_NAMED").is_err(),
-            "CLEANROOM_REQUIRE_NAMED is set but: {err}"
-        );
-        eprintln!("NOTE: this backend cannot hold named sandboxes yet (#13); the environment was not started: {err}");
-        return false;
-    }
-    true
+/// `down` of one environment when dropped, so that a failed assertion
+/// leaves no sandbox running behind the test.
+struct Down<'a> {
+    dir: &'a Path,
+    state: &'a Path,
+    backend: &'a str,
 }
 
-const NATIVE_ENV: &str = r#"
-[services.redis]
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        run(
+            self.dir,
+            self.state,
+            &["down", "--volumes", "--backend", self.backend],
+        );
+    }
+}
+
+/// The acceptance environment on native, with host tools: redis; a one-shot
+/// `migrate` that seeds it; an HTTP app serving what migrate wrote, once
+/// redis is healthy and migrate completed. Three levels.
+const NATIVE_TOML: &str = r#"[services.redis]
 image = "host"
 command = ["redis-server", "--port", "6390", "--save", "", "--appendonly", "no"]
 ports = [6390]
@@ -152,34 +158,160 @@ healthcheck = { test = ["CMD", "redis-cli", "-p", "6390", "ping"], interval = "1
 
 [services.migrate]
 image = "host"
-command = ["sh", "-c", "echo migrated"]
+command = ["sh", "-c", "redis-cli -h $REDIS_HOST -p $REDIS_PORT set greeting hi && echo migrated"]
+depends_on = { redis = "service_healthy" }
 
 [services.app]
 image = "host"
-command = ["sh", "-c", "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && redis-cli -h $REDIS_HOST -p $REDIS_PORT set greeting hi && exec busybox httpd -f -p 8091 -h /tmp/www"]
+command = ["sh", "-c", "mkdir -p /tmp/www && redis-cli -h redis -p 6390 get greeting > /tmp/www/index.html && exec busybox httpd -f -p 8091 -h /tmp/www"]
 ports = [8091]
 depends_on = { redis = "service_healthy", migrate = "service_completed_successfully" }
+healthcheck = { test = ["CMD", "busybox", "wget", "-qO-", "http://127.0.0.1:8091/"], interval = "100ms", retries = 50 }
 "#;
 
-#[test]
-fn three_services_on_native_up_exec_restart_down() {
+/// [`NATIVE_TOML`] as a compose file.
+const NATIVE_COMPOSE: &str = r#"services:
+  redis:
+    image: host
+    command: ["redis-server", "--port", "6390", "--save", "", "--appendonly", "no"]
+    ports: ["6390"]
+    healthcheck:
+      test: ["CMD", "redis-cli", "-p", "6390", "ping"]
+      interval: 100ms
+      timeout: 2s
+      retries: 50
+  migrate:
+    image: host
+    command: ["sh", "-c", "redis-cli -h $$REDIS_HOST -p $$REDIS_PORT set greeting hi && echo migrated"]
+    depends_on:
+      redis:
+        condition: service_healthy
+  app:
+    image: host
+    command: ["sh", "-c", "mkdir -p /tmp/www && redis-cli -h redis -p 6390 get greeting > /tmp/www/index.html && exec busybox httpd -f -p 8091 -h /tmp/www"]
+    ports: ["8091"]
+    depends_on:
+      redis:
+        condition: service_healthy
+      migrate:
+        condition: service_completed_successfully
+    healthcheck:
+      test: ["CMD", "busybox", "wget", "-qO-", "http://127.0.0.1:8091/"]
+      interval: 100ms
+      retries: 50
+"#;
+
+/// A directory `trio` holding both forms, and a state directory beside it.
+fn native_trio() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("trio");
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cleanroom.toml"), NATIVE_TOML).unwrap();
+    std::fs::write(dir.join("compose.yaml"), NATIVE_COMPOSE).unwrap();
+    (tmp, dir, state)
+}
+
+#[test]
+fn three_services_on_native_plan_the_same_from_toml_compose_and_convert() {
+    let (_tmp, dir, state) = native_trio();
     if !common::native_available(&dir) {
         return;
     }
-    std::fs::write(dir.join("cleanroom.toml"), NATIVE_ENV).unwrap();
-    let up = run(&dir, &state, &["up", "-d", "--backend", "native"]);
-    if !supports_named(&up) {
+    let plan = |args: &[&str]| {
+        let mut a = vec!["plan", "--backend", "native"];
+        a.extend_from_slice(args);
+        let out = run(&dir, &state, &a);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let toml = plan(&[]);
+    assert!(
+        toml.contains("environment trio on native (3 services, one pod)\nlevel 0: redis\nlevel 1: migrate\nlevel 2: app\n"),
+        "{toml}"
+    );
+    assert!(toml.contains("wiring: REDIS_PORT=6390"), "{toml}");
+    assert_eq!(plan(&["-f", "compose.yaml"]), toml);
+    let converted = run(&dir, &state, &["convert", "compose.yaml"]);
+    assert!(converted.status.success(), "{}", text(&converted.stderr));
+    let converted = text(&converted.stdout);
+    // Round trip: the compose file converts back to the hand-written TOML.
+    let body = converted
+        .split_once("\n\n")
+        .map(|(_, b)| b)
+        .unwrap_or(&converted);
+    assert_eq!(body, NATIVE_TOML, "{converted}");
+    std::fs::write(dir.join("converted.toml"), &converted).unwrap();
+    assert_eq!(plan(&["-f", "converted.toml"]), toml);
+}
+
+/// The running sandboxes' init processes and cgroups, from their records.
+fn native_traces(state: &Path) -> Vec<(u32, u64, Vec<PathBuf>)> {
+    std::fs::read_dir(state)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("record.json")).ok())
+        .map(|b| {
+            let r: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            let cgroups = r["cgroup"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| PathBuf::from(p.as_str().unwrap()))
+                .collect();
+            (
+                r["init_pid"].as_u64().unwrap() as u32,
+                r["init_start"].as_u64().unwrap(),
+                cgroups,
+            )
+        })
+        .collect()
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// up -d, the wiring and the names, ps, logs, exec, restart, and a `down`
+/// that leaves no process, cgroup, mount or state behind.
+fn three_services_on_native(file: &[&str]) {
+    let (_tmp, dir, state) = native_trio();
+    if !common::native_available(&dir) {
         return;
     }
-    let teardown = || run(&dir, &state, &["down", "--volumes", "--backend", "native"]);
+    // `env ps` lists every environment: it takes no file.
+    let ps = || run(&dir, &state, &["env", "ps", "-a", "--backend", "native"]);
+    let with = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend_from_slice(file);
+        a.extend_from_slice(&["--backend", "native"]);
+        run(&dir, &state, &a)
+    };
+    let up = with(&["up", "-d"]);
+    let _down = Down {
+        dir: &dir,
+        state: &state,
+        backend: "native",
+    };
     assert!(up.status.success(), "{}", text(&up.stderr));
+    let up_err = text(&up.stderr);
+    assert!(
+        up_err.contains("redis: healthy") && up_err.contains("app: healthy"),
+        "up -d returns once all are healthy: {up_err}"
+    );
+    let traces = native_traces(&state);
+    assert_eq!(traces.len(), 4, "three services and the pod");
 
     let ex = |args: &[&str]| {
-        let mut a = vec!["env", "exec", "--backend", "native"];
+        let mut a = vec!["env", "exec"];
+        a.extend_from_slice(file);
+        a.extend_from_slice(&["--backend", "native"]);
         a.extend_from_slice(args);
         run(&dir, &state, &a)
     };
@@ -204,18 +336,13 @@ fn three_services_on_native_up_exec_restart_down() {
     ]);
     assert_eq!(text(&got.stdout).trim(), "PONG", "{}", text(&got.stderr));
     let got = ex(&["redis", "--", "busybox", "wget", "-qO-", "http://app:8091/"]);
-    assert_eq!(text(&got.stdout).trim(), "hello", "{}", text(&got.stderr));
+    assert_eq!(text(&got.stdout).trim(), "hi", "{}", text(&got.stderr));
 
-    let ps = run(&dir, &state, &["env", "ps", "-a", "--backend", "native"]);
-    let ps_out = text(&ps.stdout);
+    let ps_out = text(&ps().stdout);
     for s in ["trio-redis", "trio-migrate", "trio-app", "trio-pod"] {
         assert!(ps_out.contains(s), "{ps_out}");
     }
-    let logs = run(
-        &dir,
-        &state,
-        &["env", "logs", "migrate", "--backend", "native"],
-    );
+    let logs = with(&["env", "logs", "migrate"]);
     assert!(
         text(&logs.stdout).contains("migrate | migrated"),
         "{}{}",
@@ -223,11 +350,7 @@ fn three_services_on_native_up_exec_restart_down() {
         text(&logs.stderr)
     );
 
-    let restarted = run(
-        &dir,
-        &state,
-        &["env", "restart", "redis", "--backend", "native"],
-    );
+    let restarted = with(&["env", "restart", "redis"]);
     assert!(restarted.status.success(), "{}", text(&restarted.stderr));
     let got = ex(&[
         "app",
@@ -246,15 +369,49 @@ fn three_services_on_native_up_exec_restart_down() {
         "a fresh redis has no keys: {}",
         text(&got.stderr)
     );
+    let traces: Vec<_> = traces.into_iter().chain(native_traces(&state)).collect();
 
-    let down = teardown();
+    let down = with(&["down", "--volumes"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
-    let ps = run(&dir, &state, &["env", "ps", "-a", "--backend", "native"]);
-    assert!(!text(&ps.stdout).contains("trio"), "{}", text(&ps.stdout));
+    let ps_out = text(&ps().stdout);
+    assert!(!ps_out.contains("trio"), "{ps_out}");
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "env")
+        .collect();
+    assert!(left.is_empty(), "down leaves no sandbox state: {left:?}");
     assert!(
         !state.join("env/trio").exists(),
         "down leaves no environment state"
     );
+    for (pid, start, cgroups) in traces {
+        assert_ne!(
+            start_time(pid),
+            Some(start),
+            "down leaves no process: init {pid} still runs"
+        );
+        for cg in cgroups {
+            assert!(!cg.exists(), "down leaves no cgroup: {}", cg.display());
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let state_text = state.display().to_string();
+    assert!(
+        !mounts.contains(&state_text),
+        "down leaves no mount under the state directory: {mounts}"
+    );
+}
+
+#[test]
+fn three_services_on_native_up_exec_restart_down() {
+    three_services_on_native(&[]);
+}
+
+#[test]
+fn three_services_on_native_from_the_compose_file() {
+    three_services_on_native(&["--file", "compose.yaml"]);
 }
 
 #[test]
@@ -273,9 +430,6 @@ fn a_healthcheck_that_never_passes_names_the_service_and_stops_everything() {
     .unwrap();
     let started = std::time::Instant::now();
     let up = run(&dir, &state, &["up", "-d", "--backend", "native"]);
-    if !supports_named(&up) {
-        return;
-    }
     let err = text(&up.stderr);
     assert_eq!(up.status.code(), Some(1), "{err}");
     assert!(started.elapsed().as_secs() < 20, "fails within its retries");
@@ -324,10 +478,15 @@ fn three_services_on(engine: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cleanroom-env/bench/compose.yaml");
     std::fs::copy(bench, dir.join("compose.yaml")).unwrap();
-    let up = run(&dir, &state, &["up", "-d", "--backend", engine]);
-    if !supports_named(&up) {
+    if !common::backend_available(&dir, engine) {
         return;
     }
+    let up = run(&dir, &state, &["up", "-d", "--backend", engine]);
+    let _down = Down {
+        dir: &dir,
+        state: &state,
+        backend: engine,
+    };
     assert!(up.status.success(), "{}", text(&up.stderr));
     let ex = |args: &[&str]| {
         let mut a = vec!["env", "exec", "--backend", engine];
@@ -412,16 +571,15 @@ fn a_test_file_brings_up_its_environment(engine: &str) {
     )
     .unwrap();
     let state = tmp.path().join("state");
+    if !common::backend_available(tmp.path(), engine) {
+        return;
+    }
     let out = run(
         tmp.path(),
         &state,
         &["test", "--backend", engine, "uses-env.clnrm.toml"],
     );
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    if all.contains("does not support named sandboxes") {
-        eprintln!("NOTE: {engine} cannot hold named sandboxes yet (#13): {all}");
-        return;
-    }
     assert!(out.status.success(), "{all}");
     let ps = run(
         tmp.path(),
@@ -438,4 +596,9 @@ fn a_test_file_brings_up_its_environment(engine: &str) {
 #[test]
 fn a_test_file_brings_up_its_environment_on_docker() {
     a_test_file_brings_up_its_environment("docker");
+}
+
+#[test]
+fn a_test_file_brings_up_its_environment_on_podman() {
+    a_test_file_brings_up_its_environment("podman");
 }
