@@ -177,7 +177,7 @@ async fn resolve(
         // A sandbox of this process, else a named one of this user's.
         Network::Pod(id) => match sandbox::pod(id) {
             Some(pod) => Some(pod),
-            None => detached::pod::join(id)?,
+            None => detached::pod::join(id).await?,
         },
         _ => None,
     };

@@ -1,20 +1,21 @@
 //! Joining a named sandbox's network from any process: `Network::Pod(id)`
 //! where `id` is the sandbox's state directory (its `SandboxInfo::id`).
 //!
-//! A pid in a record is only a hint: the init may have died and its pid
-//! been reused by a stranger. So the record must be the caller's own, the
-//! sandbox must still hold its lock, and the process behind `/proc/PID`
-//! must have the recorded start time; the namespaces are then opened
-//! through that same `/proc/PID` directory descriptor, which the kernel
-//! ties to that one process (a reused pid is a different directory).
+//! The namespaces come from the sandbox's own init over its control
+//! socket, not through `/proc/<init_pid>/ns`: a pid in a record is only a
+//! hint (the init may have died and its pid gone to a stranger), and the
+//! init is not dumpable, so a caller without privileges may not open its
+//! `/proc` entries anyway. The socket is the sandbox's and nobody else's
+//! (0600 in the caller's 0700 directory, the peer's uid checked by the
+//! init), so what arrives over it is that sandbox's namespaces.
 
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use cleanroom_core::detached::{current_uid, state_dir, validate_name};
 use cleanroom_core::{Error, Result};
 
 use super::state;
+use crate::client::Channel;
 use crate::plan::Pod;
 
 fn refuse(id: &str, why: impl std::fmt::Display) -> Error {
@@ -26,7 +27,7 @@ fn refuse(id: &str, why: impl std::fmt::Display) -> Error {
 
 /// The pod of this user's running named sandbox whose state directory is
 /// `id`; `Ok(None)` when `id` is not such a directory at all.
-pub fn join(id: &str) -> Result<Option<Pod>> {
+pub async fn join(id: &str) -> Result<Option<Pod>> {
     let dir = Path::new(id);
     let root = state_dir()?;
     let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
@@ -69,56 +70,14 @@ pub fn join(id: &str) -> Result<Option<Pod>> {
             ),
         ));
     }
-    let (net, user) = open_namespaces(record.init_pid, record.init_start)
-        .map_err(|why| refuse(id, format!("sandbox `{}`: {why}", record.name)))?;
+    let chan = Channel::connect_path(&dir.join(state::SOCKET), &record.name)
+        .await
+        .map_err(|e| refuse(id, e))?;
+    let (net, user) = chan.namespaces().await.map_err(|e| refuse(id, e))?;
     Ok(Some(Pod {
         net,
         user,
         uid: record.spec.user.uid,
         gid: record.spec.user.gid,
     }))
-}
-
-/// The network and user namespaces of process `pid`, provided it is the
-/// one that started at `start` (clock ticks after boot).
-fn open_namespaces(pid: u32, start: u64) -> std::result::Result<(OwnedFd, OwnedFd), String> {
-    use rustix::fs::{Mode, OFlags};
-    if pid == 0 || start == 0 {
-        return Err("its record names no init process".into());
-    }
-    let gone = |e: rustix::io::Errno| format!("its init (pid {pid}) is gone: {e}");
-    let proc_dir = rustix::fs::open(
-        format!("/proc/{pid}"),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(gone)?;
-    let stat = rustix::fs::openat(
-        &proc_dir,
-        "stat",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(gone)?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::fs::File::from(stat), &mut text)
-        .map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
-    match state::parse_start_time(&text) {
-        Some(t) if t == start => {}
-        _ => {
-            return Err(format!(
-                "pid {pid} is no longer its init (the init died and the pid was reused)"
-            ))
-        }
-    }
-    let ns = |which: &str| {
-        rustix::fs::openat(
-            &proc_dir,
-            format!("ns/{which}"),
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| format!("opening /proc/{pid}/ns/{which}: {e}"))
-    };
-    Ok((ns("net")?, ns("user")?))
 }
