@@ -10,4 +10,4 @@ cd "$(dirname "$0")/../.."
 source scripts/lib/rootless.sh
 
 run_tests_rootless cleanroom-native \
-    conformance_native conformance_native_busybox escape rootfs pods copy userns oom detached -- "$@"
+    conformance_native conformance_native_busybox escape rootfs pods copy userns oom detached detached_pod -- "$@"

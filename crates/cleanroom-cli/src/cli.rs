@@ -97,6 +97,19 @@ pub enum Command {
     /// user's cache and builds the initramfs.
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Start an environment's services in dependency order (compose files
+    /// or cleanroom.toml [services.*]); -d returns once they are up.
+    Up(crate::commands::env::args::UpArgs),
+    /// Show how `up` would start an environment: levels, wiring, enforcement.
+    Plan(crate::commands::env::args::PlanArgs),
+    /// Remove an environment's sandboxes (-v: its named volumes too).
+    Down(crate::commands::env::args::DownArgs),
+    /// Print a compose file's services as cleanroom.toml [services.*] tables.
+    Convert(crate::commands::env::args::ConvertArgs),
+    /// An environment's services by name: ps, logs, exec, stop, restart.
+    Env(crate::commands::env::args::EnvArgs),
+    /// A live dashboard of environments: state, health, CPU, memory, pids, logs.
+    Top(crate::commands::env::args::TopArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -73,6 +73,12 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::main(args),
         Command::SelfTest(args) => commands::self_test::main(args),
         Command::Vm(cmd) => commands::vm::main(cmd),
+        Command::Up(args) => commands::env::up(args),
+        Command::Plan(args) => commands::env::plan(args),
+        Command::Down(args) => commands::env::down(args),
+        Command::Convert(args) => commands::env::convert(args),
+        Command::Env(args) => commands::env::env_main(args),
+        Command::Top(args) => commands::env::top(args),
     };
     let code = match outcome {
         Ok(code) => code,

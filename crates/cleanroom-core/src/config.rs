@@ -232,6 +232,11 @@ fn table_layer(
     })?;
     let mut layer = Layer::default();
     for (key, value) in table {
+        // `[services.NAME]` tables describe an environment (cleanroom-env
+        // reads them), not the sandbox configuration.
+        if prefix.is_none() && key == "services" {
+            continue;
+        }
         let line = key_line(text, prefix, key);
         let at = format!("{}:{line}", path.display());
         // A duration string (`timeout = "30s"`) is accepted beside a

@@ -206,6 +206,30 @@ impl Channel {
         }
     }
 
+    /// The sandbox's network and user namespaces, handed over by its init
+    /// (which a caller without privileges may not open through /proc: the
+    /// init is not dumpable).
+    pub async fn namespaces(&self) -> Result<(OwnedFd, OwnedFd)> {
+        let (id, mut rx) = self.request(|id| Message::Namespaces { id }, &[]).await?;
+        let reply = rx.recv().await;
+        self.done(id);
+        match reply {
+            Some((Message::Ns { .. }, fds)) if fds.len() == 2 => {
+                let mut fds = fds.into_iter();
+                match (fds.next(), fds.next()) {
+                    (Some(net), Some(user)) => Ok((net, user)),
+                    _ => Err(Error::backend("native", "the init sent no namespaces")),
+                }
+            }
+            Some((Message::Err { reason, .. }, _)) => Err(Error::backend("native", reason)),
+            Some((other, _)) => Err(Error::backend(
+                "native",
+                format!("asking for the sandbox's namespaces: unexpected reply {other:?}"),
+            )),
+            None => Err(gone("asking for its namespaces")),
+        }
+    }
+
     /// A TCP connection to `port` on the sandbox's loopback, made by its init.
     pub async fn connect(&self, port: u16) -> Result<std::net::TcpStream> {
         let (id, mut rx) = self

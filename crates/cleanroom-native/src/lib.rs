@@ -174,7 +174,11 @@ async fn resolve(
 ) -> Result<(Enforcement, Plan, Option<cgroups::Cgroup>)> {
     let spec = &run.spec;
     let pod = match &spec.network {
-        Network::Pod(id) => sandbox::pod(id),
+        // A sandbox of this process, else a named one of this user's.
+        Network::Pod(id) => match sandbox::pod(id) {
+            Some(pod) => Some(pod),
+            None => detached::pod::join(id).await?,
+        },
         _ => None,
     };
     let owned = spec.clone();

@@ -186,7 +186,7 @@ impl Plan {
             (Network::Pod(_), Some(fd)) => NetPlan::Join(fd),
             (Network::Pod(id), None) => {
                 return Err(Error::InvalidSpec(format!(
-                    "network pod:{id}: no live native sandbox has id `{id}`; create it first in this process"
+                    "network pod:{id}: no live native sandbox has id `{id}`: neither one of this process nor a running named sandbox of yours (`cleanroom ps`)"
                 )))
             }
         };

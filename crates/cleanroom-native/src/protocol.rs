@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The protocol's version: raised whenever [`Message`] changes shape. The
 /// string-tagged protocol before it counts as 1.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// This build's release, named in version-mismatch errors.
 pub const RELEASE: &str = env!("CARGO_PKG_VERSION");
 
@@ -198,6 +198,11 @@ pub enum Message {
         id: u64,
         port: u16,
     },
+    /// The sandbox's network and user namespaces, for a sandbox joining it
+    /// as a pod from another process (replied with [`Message::Ns`]).
+    Namespaces {
+        id: u64,
+    },
 
     // ---- init to caller, replies ----
     /// An exec with a terminal started; its controlling side is attached.
@@ -245,6 +250,10 @@ pub enum Message {
     Conn {
         id: u64,
     },
+    /// The network and user namespaces asked for, attached in that order.
+    Ns {
+        id: u64,
+    },
 }
 
 impl Message {
@@ -261,6 +270,7 @@ impl Message {
             | Symlink { id, .. }
             | Get { id, .. }
             | Connect { id, .. }
+            | Namespaces { id }
             | Started { id }
             | Exit { id, .. }
             | Ok { id }
@@ -270,7 +280,8 @@ impl Message {
             | More { id, .. }
             | Link { id, .. }
             | Done { id }
-            | Conn { id } => Some(*id),
+            | Conn { id }
+            | Ns { id } => Some(*id),
         }
     }
 
@@ -493,6 +504,8 @@ mod tests {
             },
             Done { id: 9 },
             Conn { id: 10 },
+            Namespaces { id: 11 },
+            Ns { id: 11 },
         ]
     }
 

@@ -92,7 +92,16 @@ pub async fn run_once(
     let live = Live::default();
     let steps = Mutex::new(Vec::new());
     let mut warnings = Vec::new();
-    let body = body(file, backend.as_ref(), base, &live, &steps, &mut warnings);
+    let environment = Mutex::new(None);
+    let body = body(
+        file,
+        &backend,
+        base,
+        &live,
+        &steps,
+        &mut warnings,
+        &environment,
+    );
     let stop = tokio::select! {
         r = body => r.err().map(Stop::Failed),
         _ = cancel.cancelled() => Some(Stop::Cancelled),
@@ -126,7 +135,13 @@ pub async fn run_once(
             status = Status::Skipped;
         }
     }
-    let leftovers = live.teardown().await;
+    let mut leftovers = live.teardown().await;
+    let brought_up = environment.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(env) = brought_up {
+        if let Err(e) = env.down(backend.clone()).await {
+            leftovers.push(e);
+        }
+    }
     if !leftovers.is_empty() {
         warnings.extend(leftovers.iter().map(|l| format!("teardown: {l}")));
         if status == Status::Passed {
@@ -154,6 +169,30 @@ pub fn test_spec(file: &TestFile, base: &SandboxSpec) -> SandboxSpec {
     spec
 }
 
+/// For a test with services: every sandbox of the test gets
+/// `NAME_HOST`/`NAME_PORT` for each service and an `/etc/hosts` naming
+/// them (a shared file in the user's cache, nothing temporary).
+fn wire_services(file: &TestFile, spec: &mut SandboxSpec) -> Result<(), String> {
+    // With an environment file, its /etc/hosts and wiring are the test's.
+    if file.services.is_empty() || file.environment.is_some() {
+        return Ok(());
+    }
+    let names = file.services.iter().map(|s| s.name.as_str());
+    let hosts = cleanroom_env::plan::hosts_file_for(names)
+        .map_err(|e| format!("writing the services' /etc/hosts: {e}"))?;
+    spec.mounts
+        .push(cleanroom::Mount::read_only(&hosts, "/etc/hosts"));
+    let wiring = cleanroom_env::plan::wiring_vars(
+        file.services
+            .iter()
+            .map(|s| (s.name.as_str(), s.ports.first().copied())),
+    );
+    for (k, v) in wiring {
+        spec.env.entry(k).or_insert(v);
+    }
+    Ok(())
+}
+
 /// `CLEANROOM_SEED` for `seed`; `SOURCE_DATE_EPOCH` for a `freeze_clock`
 /// time (the reproducible-builds convention tools read for "now").
 fn determinism_env(file: &TestFile) -> Vec<(String, String)> {
@@ -174,13 +213,26 @@ fn determinism_env(file: &TestFile) -> Vec<(String, String)> {
 
 async fn body(
     file: &TestFile,
-    backend: &dyn Backend,
+    env_backend: &Arc<dyn Backend>,
     base: &SandboxSpec,
     live: &Live,
     steps: &Mutex<Vec<StepReport>>,
     warnings: &mut Vec<String>,
+    environment: &Mutex<Option<crate::environment::Started>>,
 ) -> Result<(), Failure> {
-    let spec = test_spec(file, base);
+    let mut spec = test_spec(file, base);
+    // Services are wired as in `cleanroom up`: SERVICE_HOST/SERVICE_PORT for
+    // each, and their names resolving to the pod's loopback. The file lives
+    // as long as this test.
+    let backend: &dyn Backend = env_backend.as_ref();
+    // An environment file brings its services up first; the test joins its pod.
+    if let Some(started) = crate::environment::up(file, env_backend.clone(), &mut spec).await? {
+        *environment.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
+    }
+    wire_services(file, &mut spec).map_err(|message| Failure {
+        message,
+        ..Failure::default()
+    })?;
     let sandbox_at = file.sandbox.rootfs.as_ref().map(|r| r.at.to_string());
     // The preamble once per test: the report it makes is the one this test
     // shows and checks, and the one its sandbox or run carries.

@@ -20,6 +20,7 @@
 
 mod clnrm_v1;
 pub mod discover;
+mod environment;
 mod exec;
 mod expect;
 mod fields;

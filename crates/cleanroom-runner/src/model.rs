@@ -26,6 +26,10 @@ pub struct TestFile {
     pub sandbox: SandboxOverrides,
     /// In the order they must start (dependencies first).
     pub services: Vec<Service>,
+    /// `environment = "compose.yaml"`: an environment file (compose or
+    /// TOML, relative to the test file) brought up by cleanroom-env before
+    /// the steps, in the test's pod, and removed after them.
+    pub environment: Option<Located<PathBuf>>,
     pub files: Vec<FileCopy>,
     pub steps: Vec<Step>,
     pub determinism: Determinism,

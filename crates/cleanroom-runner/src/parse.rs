@@ -22,6 +22,7 @@ const TOP: &[&str] = &[
     "test",
     "sandbox",
     "services",
+    "environment",
     "files",
     "steps",
     "determinism",
@@ -179,6 +180,7 @@ fn read_test(r: &mut Reader<'_>, path: &Path, root: &[Entry]) -> TestFile {
         timeout: None,
         sandbox: SandboxOverrides::default(),
         services: Vec::new(),
+        environment: None,
         files: Vec::new(),
         steps: Vec::new(),
         determinism: Determinism::default(),
@@ -205,6 +207,12 @@ fn read_test(r: &mut Reader<'_>, path: &Path, root: &[Entry]) -> TestFile {
     }
     if let Some(e) = clnrm_v1::services_entry(root) {
         file.services = services::read(r, &e);
+    }
+    if let Some(e) = get(root, "environment") {
+        if let Some(p) = r.string(e) {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            file.environment = Some(located(r, dir.join(p), &e.value.span));
+        }
     }
     if let Some(e) = get(root, "files") {
         file.files = read_files(r, e);

@@ -26,8 +26,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cleanroom-vm",
         ],
     ),
-    ("cleanroom-runner", &["cleanroom"]),
-    ("cleanroom-cli", &["cleanroom", "cleanroom-runner"]),
+    ("cleanroom-env", &["cleanroom"]),
+    ("cleanroom-runner", &["cleanroom", "cleanroom-env"]),
+    (
+        "cleanroom-cli",
+        &["cleanroom", "cleanroom-runner", "cleanroom-env"],
+    ),
 ];
 
 /// Every edge between workspace members, as `(from, to)`.

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod completions;
 pub mod config;
 pub mod doctor;
+pub mod env;
 pub mod gc;
 pub mod images;
 pub mod init;

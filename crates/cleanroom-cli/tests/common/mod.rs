@@ -31,6 +31,12 @@ pub fn text(b: &[u8]) -> String {
 /// Whether the native backend works here (asked from `dir`); under
 /// CI=true it must.
 pub fn native_available(dir: &Path) -> bool {
+    backend_available(dir, "native")
+}
+
+/// Whether `backend` works here, as `cleanroom doctor` sees it from `dir`;
+/// under CI=true it must, and otherwise its absence is said, never silent.
+pub fn backend_available(dir: &Path, backend: &str) -> bool {
     let out = command(dir, &["doctor", "--json"])
         .output()
         .expect("running the cleanroom binary");
@@ -39,14 +45,14 @@ pub fn native_available(dir: &Path) -> bool {
         .as_array()
         .into_iter()
         .flatten()
-        .any(|b| b["name"] == "native" && b["available"] == true);
+        .any(|b| b["name"] == backend && b["available"] == true);
     if !ok {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the native backend is not available: {}",
+            "CI=true but the {backend} backend is not available: {}",
             text(&out.stdout)
         );
-        eprintln!("NOTE: native backend not available here; its part of this test did not run");
+        eprintln!("NOTE: {backend} backend not available here; its part of this test did not run");
     }
     ok
 }

@@ -9,6 +9,7 @@
 
 pub mod handle;
 pub mod logfile;
+pub mod pod;
 pub mod state;
 mod stats;
 mod tty;

@@ -210,7 +210,11 @@ pub fn names(root: &Path) -> Vec<String> {
 
 /// When process `pid` started (field 22 of its stat), if it exists.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time (field 22) in the text of a `/proc/PID/stat`.
+pub fn parse_start_time(stat: &str) -> Option<u64> {
     stat.rsplit_once(')')?
         .1
         .split_whitespace()

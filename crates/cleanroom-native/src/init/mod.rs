@@ -520,6 +520,12 @@ impl Server {
                 Ok(fd) => self.send(conn, &Message::Conn { id }, &[fd.as_fd()]),
                 Err(e) => self.reply(conn, id, Err(e)),
             },
+            Message::Namespaces { id } => match own_namespaces() {
+                Ok([net, user]) => {
+                    self.send(conn, &Message::Ns { id }, &[net.as_fd(), user.as_fd()])
+                }
+                Err(e) => self.reply(conn, id, Err(e)),
+            },
             other => {
                 if let Some(id) = other.id() {
                     self.reply(conn, id, Err(format!("not a request: {other:?}")));
@@ -583,6 +589,16 @@ fn kill_all(sig: Signal) {
 }
 
 /// A TCP connection to `port` on this sandbox's loopback, for a published port.
+/// This sandbox's network and user namespaces, for a pod member.
+fn own_namespaces() -> Step<[OwnedFd; 2]> {
+    let open = |which: &str| {
+        std::fs::File::open(format!("/proc/self/ns/{which}"))
+            .map(OwnedFd::from)
+            .map_err(|e| format!("opening /proc/self/ns/{which} in the init: {e}"))
+    };
+    Ok([open("net")?, open("user")?])
+}
+
 fn connect(port: u16) -> Step<OwnedFd> {
     let s = std::net::TcpStream::connect(("127.0.0.1", port))
         .map_err(|e| format!("connecting to 127.0.0.1:{port} inside the sandbox: {e}"))?;
