@@ -14,7 +14,8 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use cleanroom_core::{
-    async_trait, Cmd, Enforcement, Error, Logs, OutputSink, Result, RunResult, Sandbox, SandboxSpec,
+    async_trait, Cmd, Constraint, Enforcement, Error, Logs, OutputSink, Result, RunResult, Sandbox,
+    SandboxSpec,
 };
 use futures_util::StreamExt;
 

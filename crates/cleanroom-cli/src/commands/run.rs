@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use cleanroom::bridge::wait;
 use cleanroom::{
-    backend_for, output_channel, AutoBackend, Backend, BackendChoice, Cmd, Error, Mount, OutputSink,
-    Prepared, Result, RunResult, SandboxSpec, Stream, Warnings,
+    backend_for, output_channel, AutoBackend, Backend, BackendChoice, Cmd, Error, Mount,
+    OutputSink, Prepared, Result, RunResult, SandboxSpec, Stream, Warnings,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};

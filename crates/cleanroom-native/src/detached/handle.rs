@@ -331,7 +331,10 @@ impl Detached for NativeDetached {
             }
             self.stop(Duration::ZERO).await?;
         }
-        if state::lock_held(&self.dir) {
+        // An exit is recorded before the supervisor lets go of the lock
+        // (its teardown comes after), so a sandbox whose main command has
+        // just exited is given a moment rather than refused.
+        if !self.wait_ended(Duration::from_secs(5)).await {
             return Err(Error::backend(
                 "native",
                 format!(

@@ -17,7 +17,7 @@ use cleanroom::{
 
 use super::anchors::{bwrap_command, which};
 use super::measure::{median, ms, time_once};
-use super::{with_anchor, Row};
+use super::{with_anchor, Kind, Row};
 
 /// A process to time, by name.
 type Maker<'a> = (
@@ -186,12 +186,14 @@ async fn measure(
     if choice == BackendChoice::Native {
         rows.push(with_anchor(
             what,
+            Kind::Process,
             process,
             anchor("bwrap --unshare-all").as_ref(),
             Some("ratio <= 1.0"),
         ));
         rows.push(with_anchor(
             what,
+            Kind::Process,
             process,
             anchor(&engine_exec).as_ref(),
             Some("ratio <= 0.05"),
@@ -199,12 +201,14 @@ async fn measure(
     } else {
         rows.push(with_anchor(
             what,
+            Kind::Process,
             process,
             anchor(&engine_exec).as_ref(),
             Some("ratio <= 1.0"),
         ));
         rows.push(with_anchor(
             "exec `true` into a named sandbox (library call)",
+            Kind::Library,
             median(library),
             anchor(&engine_exec).as_ref(),
             Some("ratio <= 1.0"),
