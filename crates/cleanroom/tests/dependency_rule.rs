@@ -21,8 +21,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cleanroom-docker",
         ],
     ),
+    ("cleanroom-workspace", &["cleanroom"]),
     ("cleanroom-runner", &["cleanroom"]),
-    ("cleanroom-cli", &["cleanroom", "cleanroom-runner"]),
+    (
+        "cleanroom-cli",
+        &["cleanroom", "cleanroom-runner", "cleanroom-workspace"],
+    ),
 ];
 
 /// Every edge between workspace members, as `(from, to)`.
