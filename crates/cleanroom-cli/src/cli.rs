@@ -71,6 +71,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run the built-in conformance checks against the selected backend.
     SelfTest(SelfTestArgs),
+    /// Work on an isolated copy of a project: untrusted commands change it,
+    /// every change is recorded, `sync` applies them without overwriting yours.
+    #[command(visible_alias = "ws")]
+    Workspace(crate::commands::workspace::WorkspaceArgs),
 }
 
 const VALIDATE_AFTER_HELP: &str = "Exit status: 0 when every file is valid (warnings \

@@ -56,6 +56,7 @@ fn main() -> ExitCode {
         Command::Init(args) => commands::init::main(args),
         Command::Validate(args) => commands::validate::main(args),
         Command::SelfTest(args) => commands::self_test::main(args),
+        Command::Workspace(args) => commands::workspace::main(args),
     };
     let code = match outcome {
         Ok(code) => code,

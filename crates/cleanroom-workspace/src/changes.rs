@@ -13,7 +13,7 @@ use crate::history::History;
 use crate::tree::{MODE_EXEC, MODE_LINK};
 
 /// How one path changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     Added,

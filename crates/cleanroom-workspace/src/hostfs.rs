@@ -28,6 +28,18 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// bits `mode`: written to a temp file beside it, synced, then renamed over
 /// it, so a reader (or a crash) sees the old file or the new one.
 pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let (tmp, file) = write_temp_file(path, bytes, mode)?;
+    file.sync_all()
+        .map_err(|e| io(format!("syncing {}", tmp.display()), e))?;
+    rename_into(&tmp, path)?;
+    sync_parent(path);
+    Ok(())
+}
+
+/// Writes the temp file that will replace `path` (see [`temp_for`]), not
+/// yet synced: a caller replacing many files writes them all, then syncs
+/// each (the kernel has written most back by then), then renames them.
+pub(crate) fn write_temp_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(PathBuf, File)> {
     let tmp = temp_for(path);
     let ctx = |what: &str| format!("{what} {}", tmp.display());
     let _ = fs::remove_file(&tmp);
@@ -42,41 +54,40 @@ pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<
     // The umask may have cut `mode`; the project's file gets exactly it.
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| io(ctx("setting the mode of"), e))?;
-    file.sync_all().map_err(|e| io(ctx("syncing"), e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| {
-        io(
-            format!("renaming {} over {}", tmp.display(), path.display()),
-            e,
-        )
-    })?;
-    sync_parent(path);
-    Ok(())
+    Ok((tmp, file))
 }
 
-/// Replaces `path` with a symlink to `target`, atomically.
-pub(crate) fn symlink_atomic(path: &Path, target: &Path) -> Result<()> {
+/// Makes the symlink that will replace `path`, pointing at `target`.
+pub(crate) fn write_temp_symlink(path: &Path, target: &Path) -> Result<PathBuf> {
     let tmp = temp_for(path);
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)
         .map_err(|e| io(format!("creating symlink {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| {
+    Ok(tmp)
+}
+
+/// Renames the temp file `tmp` over `path`: the atomic step.
+pub(crate) fn rename_into(tmp: &Path, path: &Path) -> Result<()> {
+    fs::rename(tmp, path).map_err(|e| {
         io(
             format!("renaming {} over {}", tmp.display(), path.display()),
             e,
         )
-    })?;
-    sync_parent(path);
-    Ok(())
+    })
 }
 
-/// Makes a rename or unlink in `path`'s directory durable. Best effort: a
-/// file system without directory fsync still renamed atomically.
+/// Makes a rename or unlink in `path`'s directory durable.
 pub(crate) fn sync_parent(path: &Path) {
     if let Some(parent) = path.parent() {
-        if let Ok(dir) = File::open(parent) {
-            let _ = dir.sync_all();
-        }
+        sync_dir(parent);
+    }
+}
+
+/// Makes renames and unlinks in `dir` durable. Best effort: on a file
+/// system without directory fsync the renames were still atomic.
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
     }
 }
 

@@ -25,6 +25,9 @@ use crate::tree::{MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE};
 /// a file synced once and changed again is not a conflict with itself.
 const SYNCED_REF: &str = "refs/cleanroom/synced";
 
+/// Files written (as temp files) between two file-system syncs.
+const WRITE_BATCH: usize = 256;
+
 /// How to sync.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncOptions {
@@ -37,7 +40,7 @@ pub struct SyncOptions {
 }
 
 /// What a sync does to one path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Write,
@@ -145,7 +148,7 @@ pub fn sync(layout: &Layout, meta: &Meta, options: &SyncOptions) -> Result<SyncR
             continue;
         }
         if let Entry::Link { oid } = &after {
-            let target = history.blob(Oid::from_str(oid).map_err(|e| git("reading a link", e))?)?;
+            let target = history.blob(parse_oid(oid)?)?;
             let target = Path::new(std::ffi::OsStr::from_bytes(&target));
             if !hostfs::symlink_stays_inside(&rel, target) {
                 report.skipped.push(Skipped {
@@ -284,8 +287,10 @@ fn apply(history: &History, project: &Path, ops: &[Op], now_tree: &Oid) -> Resul
         .repo()
         .find_tree(*now_tree)
         .map_err(|e| git("reading the workspace tree", e))?;
+    let mut emptied = std::collections::BTreeSet::new();
     for op in ops.iter().filter(|op| op.after == Entry::Absent) {
         let path = project.join(&op.path);
+        emptied.insert(path.parent().map(Path::to_path_buf));
         match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => fs::remove_dir(&path)
                 .map_err(|e| io(format!("removing directory {}", path.display()), e))?,
@@ -295,7 +300,6 @@ fn apply(history: &History, project: &Path, ops: &[Op], now_tree: &Oid) -> Resul
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(format!("reading {}", path.display()), e)),
         }
-        hostfs::sync_parent(&path);
         // Directories the deletion emptied, when the workspace has none there.
         let mut dir = op.path.parent();
         while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
@@ -305,37 +309,70 @@ fn apply(history: &History, project: &Path, ops: &[Op], now_tree: &Oid) -> Resul
             dir = d.parent();
         }
     }
-    for op in ops.iter().filter(|op| op.after != Entry::Absent) {
-        let path = project.join(&op.path);
-        hostfs::create_parents(project, &op.path)?;
-        if let Ok(m) = fs::symlink_metadata(&path) {
-            if m.is_dir() {
-                // The workspace has a file where the host has a directory
-                // whose files this sync deleted.
-                fs::remove_dir(&path).map_err(|e| {
-                    io(
-                        format!("replacing directory {} (not empty)", path.display()),
-                        e,
-                    )
-                })?;
+    for dir in emptied.into_iter().flatten() {
+        hostfs::sync_dir(&dir);
+    }
+    // Writes in batches: every temp file of a batch is written, then each
+    // synced (by then the kernel has written most of them back, so the
+    // syncs are cheap), then each renamed over its target, then their
+    // directories synced. A kill leaves whole old files, whole new ones,
+    // and temp files the next sync removes.
+    let writes: Vec<&Op> = ops.iter().filter(|op| op.after != Entry::Absent).collect();
+    for batch in writes.chunks(WRITE_BATCH) {
+        let mut renames = Vec::with_capacity(batch.len());
+        let mut written = Vec::with_capacity(batch.len());
+        for op in batch {
+            let path = project.join(&op.path);
+            hostfs::create_parents(project, &op.path)?;
+            if let Ok(m) = fs::symlink_metadata(&path) {
+                if m.is_dir() {
+                    // The workspace has a file where the host has a
+                    // directory whose files this sync deleted.
+                    fs::remove_dir(&path).map_err(|e| {
+                        io(
+                            format!("replacing directory {} (not empty)", path.display()),
+                            e,
+                        )
+                    })?;
+                }
             }
+            let tmp = match &op.after {
+                Entry::File { oid, exec } => {
+                    let bytes = history.blob(parse_oid(oid)?)?;
+                    let (tmp, file) =
+                        hostfs::write_temp_file(&path, &bytes, file_mode(&path, *exec))?;
+                    written.push(file);
+                    tmp
+                }
+                Entry::Link { oid } => {
+                    let target = history.blob(parse_oid(oid)?)?;
+                    hostfs::write_temp_symlink(
+                        &path,
+                        Path::new(std::ffi::OsStr::from_bytes(&target)),
+                    )?
+                }
+                Entry::Absent | Entry::Dir | Entry::Special => continue,
+            };
+            renames.push((tmp, path));
         }
-        match &op.after {
-            Entry::File { oid, exec } => {
-                let bytes =
-                    history.blob(Oid::from_str(oid).map_err(|e| git("reading a blob id", e))?)?;
-                let mode = file_mode(&path, *exec);
-                hostfs::write_file_atomic(&path, &bytes, mode)?;
-            }
-            Entry::Link { oid } => {
-                let target =
-                    history.blob(Oid::from_str(oid).map_err(|e| git("reading a blob id", e))?)?;
-                hostfs::symlink_atomic(&path, Path::new(std::ffi::OsStr::from_bytes(&target)))?;
-            }
-            Entry::Absent | Entry::Dir | Entry::Special => {}
+        for file in written {
+            file.sync_all()
+                .map_err(|e| io("syncing a file written by sync", e))?;
+        }
+        let mut dirs = std::collections::BTreeSet::new();
+        for (tmp, path) in &renames {
+            hostfs::rename_into(tmp, path)?;
+            dirs.insert(path.parent().map(Path::to_path_buf));
+        }
+        for dir in dirs.into_iter().flatten() {
+            hostfs::sync_dir(&dir);
         }
     }
     Ok(())
+}
+
+fn parse_oid(oid: &str) -> Result<Oid> {
+    Oid::from_str(oid).map_err(|e| git("reading a blob id", e))
 }
 
 /// The permission bits a synced file gets: the host file's own (the user's

@@ -60,16 +60,17 @@ pub(crate) fn write_tree(repo: &Repository, root: &Path, cache_path: &Path) -> R
         .unwrap_or_default();
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| d.as_nanos() as i128)
         .unwrap_or_default();
     let mut writer = Writer {
         repo,
         old,
         new: StatCache::new(),
         skipped: Vec::new(),
-        // Files changed in the last two seconds may change again within
-        // the same timestamp: hash them next time too ("racy git").
-        racy_after: started - 2,
+        // A file changed just before now may change again within the
+        // same (coarse, a few ms) timestamp: hash it next time too
+        // ("racy git").
+        racy_after: started - RACY_NANOS,
     };
     let tree = match writer.dir(root, Path::new(""))? {
         Some(oid) => oid,
@@ -91,7 +92,16 @@ struct Writer<'r> {
     old: StatCache,
     new: StatCache,
     skipped: Vec<(PathBuf, String)>,
-    racy_after: i64,
+    /// Nanoseconds since the epoch.
+    racy_after: i128,
+}
+
+/// How close to the tree's writing a change must be to stay uncached:
+/// far above the kernel's timestamp granularity.
+const RACY_NANOS: i128 = 200_000_000;
+
+fn nanos((secs, nsec): (i64, i64)) -> i128 {
+    secs as i128 * 1_000_000_000 + nsec as i128
 }
 
 impl Writer<'_> {
@@ -181,7 +191,7 @@ impl Writer<'_> {
                 .blob_path(path)
                 .map_err(|e| git(format!("storing {}", rel.display()), e))?,
         };
-        if stat.mtime.0 < self.racy_after && stat.ctime.0 < self.racy_after {
+        if nanos(stat.mtime) < self.racy_after && nanos(stat.ctime) < self.racy_after {
             self.new.insert(
                 key,
                 Cached {

@@ -4,13 +4,12 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use cleanroom_workspace::changes::changes;
 use cleanroom_workspace::history::{exec_message, History};
 use cleanroom_workspace::{ChangeKind, ChangeSummary};
-use common::Fixture;
+use common::{sandbox_edits, Fixture};
 
 fn history(f: &Fixture) -> History {
     History::open(
@@ -25,22 +24,6 @@ fn summary(f: &Fixture, paths: &[&str]) -> ChangeSummary {
     let h = history(f);
     let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
     changes(&h, h.base().unwrap(), &paths, false).unwrap().0
-}
-
-/// What the acceptance scenario's first command does.
-fn sandbox_edits(f: &Fixture) {
-    fs::write(
-        f.ws("src/main.rs"),
-        "fn main() {\n    println!(\"hello\");\n    println!(\"two\");\n}\n",
-    )
-    .unwrap();
-    fs::write(f.ws("src/new.txt"), "new\n").unwrap();
-    fs::remove_file(f.ws("src/lib.rs")).unwrap();
-    fs::set_permissions(f.ws("tool.sh"), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::write(f.ws("out.bin"), [0u8, 159, 146, 150, 0, 1, 2]).unwrap();
-    fs::rename(f.ws("src/old_name.txt"), f.ws("src/renamed.txt")).unwrap();
-    fs::remove_file(f.ws("main-link")).unwrap();
-    std::os::unix::fs::symlink("README.md", f.ws("main-link")).unwrap();
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod run;
 pub mod self_test;
 pub mod test;
 pub mod validate;
+pub mod workspace;
 
 use std::path::Path;
 

@@ -163,7 +163,7 @@ fn spec_from(args: &RunArgs, mut spec: SandboxSpec, cwd: &Path) -> Result<Sandbo
 }
 
 /// A `--mount` value with a relative source taken from `cwd`; the source must exist.
-fn mount_from(value: &str, cwd: &Path) -> Result<Mount> {
+pub(crate) fn mount_from(value: &str, cwd: &Path) -> Result<Mount> {
     let bad = |message: String| Error::Config {
         origin: "flag --mount".into(),
         message,
