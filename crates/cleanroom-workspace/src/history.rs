@@ -90,16 +90,25 @@ impl History {
     /// changed since the newest commit; returns the new commit's id.
     pub fn commit(&self, message: &str) -> Result<Option<Oid>> {
         let written = self.write_tree()?;
+        self.commit_if_changed(written.tree, message)
+    }
+
+    /// Records `written_tree` with `message` unless it is the newest commit's tree.
+    pub(crate) fn commit_if_changed(
+        &self,
+        written_tree: Oid,
+        message: &str,
+    ) -> Result<Option<Oid>> {
         let head = self.head()?;
         let head_tree = self
             .repo
             .find_commit(head)
             .and_then(|c| c.tree())
             .map_err(|e| git("reading the newest commit", e))?;
-        if head_tree.id() == written.tree {
+        if head_tree.id() == written_tree {
             return Ok(None);
         }
-        self.commit_tree(written.tree, message).map(Some)
+        self.commit_tree(written_tree, message).map(Some)
     }
 
     fn commit_tree(&self, tree: Oid, message: &str) -> Result<Oid> {

@@ -227,7 +227,9 @@ pub fn sync(layout: &Layout, meta: &Meta, options: &SyncOptions) -> Result<SyncR
         journal::remove(&layout.journal())?;
     }
     if options.paths.is_empty() {
-        let head = match history.commit("sync")? {
+        // The tree this sync applied, not a fresh walk: the sandbox may
+        // have changed more since.
+        let head = match history.commit_if_changed(written.tree, "sync")? {
             Some(id) => id,
             None => history.head()?,
         };
