@@ -97,6 +97,10 @@ pub enum Command {
     /// user's cache and builds the initramfs.
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Work on an isolated copy of a project: untrusted commands change it,
+    /// every change is recorded, `sync` applies them without overwriting yours.
+    #[command(visible_alias = "ws")]
+    Workspace(crate::commands::workspace::WorkspaceArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::main(args),
         Command::SelfTest(args) => commands::self_test::main(args),
         Command::Vm(cmd) => commands::vm::main(cmd),
+        Command::Workspace(args) => commands::workspace::main(args),
     };
     let code = match outcome {
         Ok(code) => code,

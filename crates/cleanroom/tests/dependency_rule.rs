@@ -26,8 +26,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cleanroom-vm",
         ],
     ),
+    ("cleanroom-workspace", &["cleanroom"]),
     ("cleanroom-runner", &["cleanroom"]),
-    ("cleanroom-cli", &["cleanroom", "cleanroom-runner"]),
+    (
+        "cleanroom-cli",
+        &["cleanroom", "cleanroom-runner", "cleanroom-workspace"],
+    ),
 ];
 
 /// Every edge between workspace members, as `(from, to)`.
