@@ -22,6 +22,10 @@ use crate::sync::{self, SyncOptions, SyncReport};
 /// Where the workspace appears inside the sandbox (and its working directory).
 pub const MOUNT_POINT: &str = "/workspace";
 
+/// The label on a workspace's sandbox naming its workspace (`cleanroom ps`
+/// shows it).
+pub const WORKSPACE_LABEL: &str = "workspace";
+
 /// How `start` names the workspace, what it leaves out and where it runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StartOptions {
@@ -142,8 +146,10 @@ impl Workspace {
             read_only: false,
         });
         spec.workdir = PathBuf::from(MOUNT_POINT);
+        // A user-namespace key: the engines reserve `io.cleanroom.*` for
+        // the sandbox record itself.
         let mut labels = std::collections::BTreeMap::new();
-        labels.insert("io.cleanroom.workspace".to_string(), self.meta.name.clone());
+        labels.insert(WORKSPACE_LABEL.to_string(), self.meta.name.clone());
         self.backend
             .create_detached(
                 &spec,
