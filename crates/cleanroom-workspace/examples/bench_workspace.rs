@@ -62,6 +62,7 @@ fn main() {
                 Vec::new(),
                 "native",
                 None,
+                None,
             )
             .unwrap()
             .0,

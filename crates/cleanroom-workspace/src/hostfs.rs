@@ -51,7 +51,12 @@ pub(crate) fn write_temp_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(P
         .open(&tmp)
         .map_err(|e| io(ctx("creating"), e))?;
     file.write_all(bytes).map_err(|e| io(ctx("writing"), e))?;
-    // The umask may have cut `mode`; the project's file gets exactly it.
+    if let Some((uid, gid)) = owner_for(path) {
+        rustix::fs::fchown(&file, Some(uid), Some(gid))
+            .map_err(|e| io(ctx("giving the owner of the file it replaces to"), e.into()))?;
+    }
+    // The umask may have cut `mode` (and a chown cleared set-id bits);
+    // the project's file gets exactly it.
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| io(ctx("setting the mode of"), e))?;
     Ok((tmp, file))
@@ -63,7 +68,40 @@ pub(crate) fn write_temp_symlink(path: &Path, target: &Path) -> Result<PathBuf> 
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)
         .map_err(|e| io(format!("creating symlink {}", tmp.display()), e))?;
+    if let Some((uid, gid)) = owner_for(path) {
+        chown_nofollow(&tmp, uid, gid)?;
+    }
     Ok(tmp)
+}
+
+/// Whom a file sync writes at `path` must belong to, when the caller is
+/// root (anyone else's files are their own already): the owner of what it
+/// replaces, else of the directory it lands in, so that syncing as root
+/// never hands the user's project to root.
+fn owner_for(path: &Path) -> Option<(rustix::fs::Uid, rustix::fs::Gid)> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let meta = fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| !m.is_dir())
+        .or_else(|| fs::symlink_metadata(path.parent()?).ok())?;
+    Some((
+        rustix::fs::Uid::from_raw(meta.uid()),
+        rustix::fs::Gid::from_raw(meta.gid()),
+    ))
+}
+
+fn chown_nofollow(path: &Path, uid: rustix::fs::Uid, gid: rustix::fs::Gid) -> Result<()> {
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        path,
+        Some(uid),
+        Some(gid),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| io(format!("giving {} its owner", path.display()), e.into()))
 }
 
 /// Renames the temp file `tmp` over `path`: the atomic step.
@@ -169,6 +207,9 @@ pub(crate) fn create_parents(root: &Path, rel: &Path) -> Result<()> {
             Err(_) => {
                 fs::create_dir(&here)
                     .map_err(|e| io(format!("creating directory {}", here.display()), e))?;
+                if let Some((uid, gid)) = owner_for(&here) {
+                    chown_nofollow(&here, uid, gid)?;
+                }
             }
         }
     }

@@ -2,12 +2,15 @@
 //! user excludes, with modes, modification times, symlinks (as symlinks)
 //! and binaries as they are. Files are cloned (FICLONE, copy-on-write)
 //! where the file system can, else copied in the kernel (copy_file_range),
-//! so the host's later edits never show through.
+//! so the host's later edits never show through. A root caller can give
+//! the copy to the sandbox's user, for engines whose containers see host
+//! ids as they are.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use cleanroom::User;
 use serde::Serialize;
 
 use crate::error::{io, Result};
@@ -27,17 +30,25 @@ pub struct SnapshotReport {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Copies `project` into `dest` (which must not exist yet).
-pub fn snapshot(project: &Path, dest: &Path, excludes: &Excludes) -> Result<SnapshotReport> {
+/// Copies `project` into `dest` (which must not exist yet), every copy
+/// owned by `owner` when given (else by the caller).
+pub fn snapshot(
+    project: &Path,
+    dest: &Path,
+    excludes: &Excludes,
+    owner: Option<User>,
+) -> Result<SnapshotReport> {
     let mut copier = Copier {
         excludes,
         report: SnapshotReport::default(),
         clone_works: true,
+        owner,
     };
     let meta =
         fs::metadata(project).map_err(|e| io(format!("reading {}", project.display()), e))?;
     fs::create_dir(dest).map_err(|e| io(format!("creating {}", dest.display()), e))?;
     copier.copy_dir(project, dest, Path::new(""))?;
+    copier.chown(dest)?;
     fs::set_permissions(dest, fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(|e| io(format!("setting the mode of {}", dest.display()), e))?;
     Ok(copier.report)
@@ -48,6 +59,7 @@ struct Copier<'a> {
     report: SnapshotReport,
     /// Cleared after the first clone the file system refuses.
     clone_works: bool,
+    owner: Option<User>,
 }
 
 impl Copier<'_> {
@@ -77,11 +89,13 @@ impl Copier<'_> {
                     .map_err(|e| io(format!("reading link {}", from.display()), e))?;
                 std::os::unix::fs::symlink(&target, &to)
                     .map_err(|e| io(format!("creating symlink {}", to.display()), e))?;
+                self.chown(&to)?;
                 self.report.symlinks += 1;
             } else if kind.is_dir() {
                 fs::create_dir(&to).map_err(|e| io(format!("creating {}", to.display()), e))?;
                 self.copy_dir(&from, &to, &rel_child)?;
                 // After its contents: a read-only directory is still filled.
+                self.chown(&to)?;
                 fs::set_permissions(&to, fs::Permissions::from_mode(meta.mode() & 0o7777))
                     .map_err(|e| io(format!("setting the mode of {}", to.display()), e))?;
                 self.report.dirs += 1;
@@ -118,6 +132,15 @@ impl Copier<'_> {
             std::io::copy(&mut src, &mut dst)
                 .map_err(|e| io(format!("copying {} to {}", from.display(), to.display()), e))?;
         }
+        if let Some(owner) = self.owner {
+            // Before the mode: a chown clears set-id bits.
+            rustix::fs::fchown(
+                &dst,
+                Some(rustix::fs::Uid::from_raw(owner.uid)),
+                Some(rustix::fs::Gid::from_raw(owner.gid)),
+            )
+            .map_err(|e| io(format!("giving {} to {owner}", to.display()), e.into()))?;
+        }
         dst.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
             .map_err(|e| io(format!("setting the mode of {}", to.display()), e))?;
         if let Ok(mtime) = meta.modified() {
@@ -126,6 +149,23 @@ impl Copier<'_> {
             let _ = dst.set_times(fs::FileTimes::new().set_modified(mtime));
         }
         Ok(())
+    }
+}
+
+impl Copier<'_> {
+    /// Gives `path` (not what a symlink points at) to the owner, if any.
+    fn chown(&self, path: &Path) -> Result<()> {
+        let Some(owner) = self.owner else {
+            return Ok(());
+        };
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            Some(rustix::fs::Uid::from_raw(owner.uid)),
+            Some(rustix::fs::Gid::from_raw(owner.gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io(format!("giving {} to {owner}", path.display()), e.into()))
     }
 }
 
@@ -148,7 +188,7 @@ mod tests {
         fs::write(p.join("skip.log"), "x").unwrap();
         let dest = tmp.path().join("w");
         let ex = Excludes::load(&p, &["*.log".into()]).unwrap();
-        let r = snapshot(&p, &dest, &ex).unwrap();
+        let r = snapshot(&p, &dest, &ex, None).unwrap();
         assert!(!dest.join(".git").exists());
         assert_eq!(fs::read(dest.join("a/b/deep.txt")).unwrap(), b"deep");
         assert_eq!(fs::read(dest.join("bin.dat")).unwrap(), [0u8, 1, 2, 255]);

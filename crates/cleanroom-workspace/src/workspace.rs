@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cleanroom::detached::{DetachOptions, Detached, ExecStdio};
-use cleanroom::{Backend, BackendChoice, Cmd, Mount, OutputSink, RootFs, RunResult, SandboxSpec};
+use cleanroom::{
+    Backend, BackendChoice, Cmd, Mount, OutputSink, RootFs, RunResult, SandboxSpec, User,
+};
 
 use crate::changes::{self, ChangeSummary};
 use crate::error::{input, io, Result};
@@ -113,8 +115,17 @@ impl Workspace {
             );
             let backend_name = backend.name().to_string();
             let image = image.clone();
+            let owner = tree_owner(&backend_name, spec)?;
             tokio::task::spawn_blocking(move || {
-                prepare_files(&layout, &project, &excludes, patterns, &backend_name, image)
+                prepare_files(
+                    &layout,
+                    &project,
+                    &excludes,
+                    patterns,
+                    &backend_name,
+                    image,
+                    owner,
+                )
             })
             .await
             .expect("the snapshot task does not panic")
@@ -313,9 +324,10 @@ impl Workspace {
 }
 
 /// Makes a workspace's files without its sandbox: the snapshot of
-/// `project` (canonical) into `layout`, the shadow history with its base
-/// commit, and `meta.json` naming `backend`. [`Workspace::start_with`]
-/// then starts the sandbox; tests of diff and sync use it alone.
+/// `project` (canonical) into `layout` (owned by `owner` when given), the
+/// shadow history with its base commit, and `meta.json` naming `backend`.
+/// [`Workspace::start_with`] then starts the sandbox; tests of diff and
+/// sync use it alone.
 pub fn prepare_files(
     layout: &Layout,
     project: &Path,
@@ -323,10 +335,11 @@ pub fn prepare_files(
     patterns: Vec<String>,
     backend: &str,
     image: Option<String>,
+    owner: Option<User>,
 ) -> Result<(Meta, SnapshotReport)> {
     std::fs::create_dir_all(&layout.dir)
         .map_err(|e| io(format!("creating {}", layout.dir.display()), e))?;
-    let report = snapshot(project, &layout.tree(), excludes)?;
+    let report = snapshot(project, &layout.tree(), excludes, owner)?;
     let (_, base) = History::create(&layout.history(), &layout.tree(), &layout.stat_cache())?;
     let meta = Meta {
         name: layout.name.clone(),
@@ -340,6 +353,34 @@ pub fn prepare_files(
     };
     layout.write_meta(&meta)?;
     Ok((meta, report))
+}
+
+/// Who must own the workspace's files on the host for the sandbox's user
+/// to write them. Native maps the sandbox's ids onto the caller's (a
+/// rootless caller's user namespace, a root caller's idmapped mount), and
+/// local runs as the caller: `None`. The engines' containers use host ids
+/// as they are, so the copy goes to the sandbox's user, which only root
+/// can arrange for another user's ids.
+fn tree_owner(backend: &str, spec: &SandboxSpec) -> Result<Option<User>> {
+    if !matches!(backend, "docker" | "podman") {
+        return Ok(None);
+    }
+    let caller = rustix::process::geteuid().as_raw();
+    if caller == spec.user.uid {
+        return Ok(None);
+    }
+    if caller == 0 {
+        return Ok(Some(spec.user));
+    }
+    Err(input(
+        format!("--user {}", spec.user),
+        format!(
+            "a {backend} sandbox writes /workspace as uid {} but you are uid {caller}, and only root can give it the files; \
+             run it as yourself with `--user {caller}:{}`, or use `--backend native`",
+            spec.user.uid,
+            rustix::process::getegid().as_raw()
+        ),
+    ))
 }
 
 fn commit(layout: &Layout, message: &str) -> Result<Option<String>> {

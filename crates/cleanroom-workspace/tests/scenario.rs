@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -61,6 +62,17 @@ fn scenario(choice: BackendChoice) {
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("project");
     make_project(&project);
+    // A root caller syncs into someone else's project: what sync writes
+    // must stay that someone's, not become root's.
+    let owner = if rustix::process::geteuid().is_root() {
+        give_tree(&project, PROJECT_OWNER);
+        PROJECT_OWNER
+    } else {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    };
     let git_before = contents(&project.join(".git"));
     let name = format!("scenario-{choice}-{}", std::process::id());
     let (ws, _) = Workspace::start_with(
@@ -91,7 +103,8 @@ fn scenario(choice: BackendChoice) {
     let edit = ws
         .exec(sh(
             "echo changed >> src/main.rs && echo new > src/new.txt && rm src/lib.rs \
-                  && chmod +x tool.sh && printf '\\000\\001\\377' > out.bin",
+                  && chmod +x tool.sh && printf '\\000\\001\\377' > out.bin \
+                  && mkdir -p gen/deep && echo g > gen/deep/g.txt",
         ))
         .unwrap();
     assert_eq!(edit.exit_code, 0, "{:?}", edit.result);
@@ -116,6 +129,7 @@ fn scenario(choice: BackendChoice) {
         .map(|f| (f.path.clone(), f.status))
         .collect();
     let want: BTreeSet<(String, ChangeKind)> = [
+        ("gen/deep/g.txt", ChangeKind::Added),
         ("out.bin", ChangeKind::Added),
         ("partial.txt", ChangeKind::Added),
         ("src/lib.rs", ChangeKind::Deleted),
@@ -147,7 +161,7 @@ fn scenario(choice: BackendChoice) {
             ..SyncOptions::default()
         })
         .unwrap();
-    assert_eq!(plan.applied.len(), 6, "{plan:#?}");
+    assert_eq!(plan.applied.len(), 7, "{plan:#?}");
     assert_eq!(contents(&project), host_before);
     ws.sync_back(SyncOptions {
         force: true,
@@ -163,6 +177,16 @@ fn scenario(choice: BackendChoice) {
         .unwrap()
         .ends_with("changed\n"));
     assert!(!project.join("src/lib.rs").exists());
+    assert_eq!(fs::read(project.join("gen/deep/g.txt")).unwrap(), b"g\n");
+    assert_eq!(
+        fs::metadata(project.join("tool.sh")).unwrap().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(
+        owners(&project),
+        BTreeSet::from([owner]),
+        "sync keeps the project's owner"
+    );
     assert_eq!(contents(&project.join(".git")), git_before);
 
     // Hostile commands: none of this may reach the project or beyond.
@@ -190,6 +214,34 @@ fn scenario(choice: BackendChoice) {
     ws.sync_back(SyncOptions::default()).unwrap();
     ws.remove().unwrap();
     assert!(!workspace_root().join(&name).exists());
+}
+
+/// Who owns the project when a root caller runs the scenario.
+const PROJECT_OWNER: (u32, u32) = (4321, 4321);
+
+/// Gives everything under `dir` (symlinks themselves) to `(uid, gid)`.
+fn give_tree(dir: &Path, (uid, gid): (u32, u32)) {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).unwrap();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            give_tree(&e.path(), (uid, gid));
+        } else {
+            std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid)).unwrap();
+        }
+    }
+}
+
+/// Every owner (uid, gid) under `dir`, `dir` included.
+fn owners(dir: &Path) -> BTreeSet<(u32, u32)> {
+    let m = fs::symlink_metadata(dir).unwrap();
+    let mut out = BTreeSet::from([(m.uid(), m.gid())]);
+    if m.is_dir() {
+        for e in fs::read_dir(dir).unwrap() {
+            out.extend(owners(&e.unwrap().path()));
+        }
+    }
+    out
 }
 
 #[test]

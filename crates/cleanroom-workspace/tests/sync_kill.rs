@@ -53,6 +53,7 @@ fn busy_fixture() -> (Fixture, Versions) {
         Vec::new(),
         "native",
         None,
+        None,
     )
     .unwrap();
     let f = Fixture { meta, ..f };

@@ -35,6 +35,7 @@ impl Fixture {
             Vec::new(),
             "native",
             None,
+            None,
         )
         .unwrap();
         Fixture {
