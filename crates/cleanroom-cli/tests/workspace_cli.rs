@@ -129,3 +129,63 @@ fn the_whole_cycle_on_native() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!root.join(&name).exists());
 }
+
+/// Local has no long-lived sandboxes: each exec runs once in the copy, and
+/// start and every exec say that the commands see the whole host.
+#[test]
+fn local_workspaces_warn_and_run_each_exec_in_the_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("ws");
+    let project = tmp.path().join("project");
+    fs::create_dir_all(&project).unwrap();
+    fs::write(project.join("a.txt"), "a\n").unwrap();
+    let name = format!("local-{}", std::process::id());
+    let out = ws(
+        tmp.path(),
+        &root,
+        &["start", "project", "--name", &name, "--backend", "local"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("WARN: the local backend does not isolate"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ws(
+        tmp.path(),
+        &root,
+        &[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "pwd; echo local > a.txt; exit 2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("see the whole host"));
+    assert!(
+        text(&out.stdout)
+            .trim_end()
+            .ends_with(&format!("{name}/tree")),
+        "runs in the copy: {}",
+        text(&out.stdout)
+    );
+    assert_eq!(fs::read(project.join("a.txt")).unwrap(), b"a\n");
+    let out = ws(tmp.path(), &root, &["exec", &name, "-t", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("--backend native, docker or podman"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ws(tmp.path(), &root, &["sync", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(fs::read(project.join("a.txt")).unwrap(), b"local\n");
+    let out = ws(tmp.path(), &root, &["stop", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = ws(tmp.path(), &root, &["rm", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!root.join(&name).exists());
+}

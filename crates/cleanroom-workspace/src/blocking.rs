@@ -54,6 +54,11 @@ impl Workspace {
         self.inner.backend_name()
     }
 
+    /// See [`crate::Workspace::isolation_warning`].
+    pub fn isolation_warning(&self) -> Option<String> {
+        self.inner.isolation_warning()
+    }
+
     pub fn exec(&self, cmd: impl Into<Cmd>) -> Result<ExecOutcome> {
         let cmd = cmd.into();
         wait(self.inner.exec(cmd, None))

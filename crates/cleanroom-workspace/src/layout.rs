@@ -110,7 +110,7 @@ impl Layout {
 }
 
 /// What a workspace was made from, kept in `meta.json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
     pub name: String,
     /// The project, canonical: where `sync` writes.
@@ -128,6 +128,10 @@ pub struct Meta {
     pub excludes: Vec<String>,
     /// The shadow history's base commit: the snapshot.
     pub base: String,
+    /// On a backend without long-lived sandboxes (local), the spec each
+    /// exec runs with as a one-shot; `None` where a named sandbox keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_shot_spec: Option<cleanroom::SandboxSpec>,
 }
 
 /// Every workspace under `root`, by name.

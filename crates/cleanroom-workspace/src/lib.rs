@@ -13,6 +13,9 @@
 //! - `meta.json`, what the workspace was made from, and `sync.journal`
 //!   while a sync runs.
 //!
+//! On the local backend, which has no long-lived sandboxes, each exec runs
+//! once in the copy (with a warning that it sees the whole host).
+//!
 //! [`Workspace`] is the library API (async, with a [`blocking`] twin);
 //! [`changes`] summarises base → now, and [`sync`] applies the change to
 //! the project three-way against the base.
@@ -25,6 +28,7 @@ pub mod history;
 mod hostfs;
 mod journal;
 pub mod layout;
+mod one_shot;
 pub mod snapshot;
 pub mod sync;
 mod tree;

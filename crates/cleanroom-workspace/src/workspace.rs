@@ -18,6 +18,7 @@ use crate::error::{input, io, Result};
 use crate::excludes::Excludes;
 use crate::history::{self, History, LogEntry};
 use crate::layout::{self, Layout, Meta};
+use crate::one_shot;
 use crate::snapshot::{snapshot, SnapshotReport};
 use crate::sync::{self, SyncOptions, SyncReport};
 
@@ -101,10 +102,14 @@ impl Workspace {
         };
         let auto = cleanroom::AutoBackend::select(options.backend, image.as_deref()).await?;
         let backend = auto.inner();
-        if backend.name() == "local" {
-            tracing::warn!(
-                "the local backend does not isolate: commands in this workspace see the whole host"
-            );
+        let one_shot = one_shot::is_one_shot(backend.name());
+        if one_shot {
+            // Refuse what local cannot run before copying anything.
+            backend
+                .can_honour(spec)
+                .await
+                .map_err(|why| input(format!("workspace `{name}` on local"), why))?;
+            tracing::warn!("{}", one_shot::warning(&name));
         }
         let made = {
             let (layout, project, excludes, patterns) = (
@@ -130,19 +135,29 @@ impl Workspace {
             .await
             .expect("the snapshot task does not panic")
         };
-        let (meta, report) = match made {
+        let (mut meta, report) = match made {
             Ok(m) => m,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&layout.dir);
                 return Err(e);
             }
         };
+        let started = if one_shot {
+            meta.one_shot_spec = Some(spec.clone());
+            layout.write_meta(&meta)
+        } else {
+            Ok(())
+        };
         let ws = Workspace {
             layout,
             meta,
             backend,
         };
-        if let Err(e) = ws.create_sandbox(spec).await {
+        let started = match started {
+            Ok(()) if !one_shot => ws.create_sandbox(spec).await.map(drop),
+            other => other,
+        };
+        if let Err(e) = started {
             let _ = std::fs::remove_dir_all(&ws.layout.dir);
             return Err(e);
         }
@@ -213,6 +228,15 @@ impl Workspace {
         &self.meta.backend
     }
 
+    /// What the caller must be told about this workspace's isolation, if
+    /// anything: on local, that its commands see the whole host.
+    pub fn isolation_warning(&self) -> Option<String> {
+        self.meta
+            .one_shot_spec
+            .is_some()
+            .then(|| one_shot::warning(&self.meta.name))
+    }
+
     async fn sandbox(&self) -> Result<Box<dyn Detached>> {
         self.backend
             .attach(&self.meta.sandbox)
@@ -233,7 +257,13 @@ impl Workspace {
     /// records a commit if anything changed.
     pub async fn exec(&self, cmd: Cmd, sink: Option<OutputSink>) -> Result<ExecOutcome> {
         let line = cmd.display();
-        let result = self.sandbox().await?.exec(cmd, sink).await?;
+        let result = match &self.meta.one_shot_spec {
+            Some(spec) => {
+                tracing::warn!("{}", one_shot::warning(&self.meta.name));
+                one_shot::run(&*self.backend, spec, &self.layout.tree(), cmd, sink).await?
+            }
+            None => self.sandbox().await?.exec(cmd, sink).await?,
+        };
         let code = result.exit_code;
         let commit = self.record(history::exec_message(&line, code)).await?;
         Ok(ExecOutcome {
@@ -247,7 +277,20 @@ impl Workspace {
     /// a commit if anything changed.
     pub async fn exec_attached(&self, cmd: Cmd, stdio: ExecStdio) -> Result<ExecOutcome> {
         let line = cmd.display();
-        let code = self.sandbox().await?.exec_attached(cmd, stdio).await?;
+        let code = match &self.meta.one_shot_spec {
+            Some(spec) => {
+                tracing::warn!("{}", one_shot::warning(&self.meta.name));
+                one_shot::run_on_caller_streams(
+                    &*self.backend,
+                    spec,
+                    &self.layout.tree(),
+                    cmd,
+                    stdio,
+                )
+                .await?
+            }
+            None => self.sandbox().await?.exec_attached(cmd, stdio).await?,
+        };
         let commit = self.record(history::exec_message(&line, code)).await?;
         Ok(ExecOutcome {
             exit_code: code,
@@ -297,16 +340,22 @@ impl Workspace {
         self.history()?.export(dir)
     }
 
-    /// Stops the sandbox (its files and history stay).
+    /// Stops the sandbox (its files and history stay). A one-shot
+    /// workspace has nothing running between execs: nothing to do.
     pub async fn stop(&self) -> Result<()> {
+        if self.meta.one_shot_spec.is_some() {
+            return Ok(());
+        }
         self.sandbox().await?.stop(Duration::from_secs(5)).await
     }
 
     /// Removes the sandbox (killing it if it runs), the workspace's files
     /// and its history. The project is not touched.
     pub async fn remove(self) -> Result<()> {
-        if let Some(sandbox) = self.backend.attach(&self.meta.sandbox).await? {
-            sandbox.remove(true).await?;
+        if self.meta.one_shot_spec.is_none() {
+            if let Some(sandbox) = self.backend.attach(&self.meta.sandbox).await? {
+                sandbox.remove(true).await?;
+            }
         }
         let dir = self.layout.dir.clone();
         tokio::task::spawn_blocking(move || remove_tree(&dir))
@@ -350,6 +399,7 @@ pub fn prepare_files(
         created: cleanroom::detached::now_secs(),
         excludes: patterns,
         base: base.to_string(),
+        one_shot_spec: None,
     };
     layout.write_meta(&meta)?;
     Ok((meta, report))

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -31,7 +31,8 @@ fn workspace_root() -> &'static Path {
 /// The spec for `choice`, or `None` (said on stderr) when it is not
 /// available here; under `CI=true` a missing backend fails instead.
 fn spec_for(choice: BackendChoice) -> Option<SandboxSpec> {
-    let image = (choice != BackendChoice::Native).then_some(cleanroom::DEFAULT_ENGINE_IMAGE);
+    let image = matches!(choice, BackendChoice::Docker | BackendChoice::Podman)
+        .then_some(cleanroom::DEFAULT_ENGINE_IMAGE);
     let backend = cleanroom::backend_for(choice, image).unwrap();
     let a = wait(backend.availability());
     if !a.available {
@@ -86,6 +87,15 @@ fn scenario(choice: BackendChoice) {
     )
     .unwrap();
     assert_eq!(ws.backend_name(), choice.as_str());
+    let local = choice == BackendChoice::Local;
+    let warning = ws.isolation_warning();
+    assert_eq!(
+        warning
+            .as_ref()
+            .is_some_and(|w| w.contains("see the whole host")),
+        local,
+        "{warning:?}"
+    );
 
     let again = Workspace::start_with(
         &project,
@@ -190,6 +200,20 @@ fn scenario(choice: BackendChoice) {
     assert_eq!(contents(&project.join(".git")), git_before);
 
     // Hostile commands: none of this may reach the project or beyond.
+    // Not on local: it isolates nothing, its commands would reach the host.
+    if !local {
+        hostile(&ws, &project, &git_before);
+    }
+
+    // A stopped workspace still diffs and syncs: it reads files, not the sandbox.
+    ws.stop().unwrap();
+    ws.changes().unwrap();
+    ws.sync_back(SyncOptions::default()).unwrap();
+    ws.remove().unwrap();
+    assert!(!workspace_root().join(&name).exists());
+}
+
+fn hostile(ws: &Workspace, project: &Path, git_before: &BTreeMap<String, Vec<u8>>) {
     let _ = ws.exec(sh(
         "echo x > /etc/cleanroom-escape; echo x > ../escape; \
                         ln -s /etc/passwd x; echo pwned >> x; \
@@ -205,15 +229,8 @@ fn scenario(choice: BackendChoice) {
     assert!(hostile.applied.is_empty(), "{hostile:#?}");
     assert!(!project.join("x").exists() && fs::symlink_metadata(project.join("x")).is_err());
     assert!(!project.join(".git/hooks/post-commit").exists());
-    assert!(!tmp.path().join("escape").exists());
-    assert_eq!(contents(&project.join(".git")), git_before);
-
-    // A stopped workspace still diffs and syncs: it reads files, not the sandbox.
-    ws.stop().unwrap();
-    ws.changes().unwrap();
-    ws.sync_back(SyncOptions::default()).unwrap();
-    ws.remove().unwrap();
-    assert!(!workspace_root().join(&name).exists());
+    assert!(!project.parent().unwrap().join("escape").exists());
+    assert_eq!(&contents(&project.join(".git")), git_before);
 }
 
 /// Who owns the project when a root caller runs the scenario.
@@ -257,6 +274,13 @@ fn scenario_docker() {
 #[test]
 fn scenario_podman() {
     scenario(BackendChoice::Podman);
+}
+
+/// Local has no named sandboxes: each exec runs once in the copy, with a
+/// warning; everything else is the same.
+#[test]
+fn scenario_local() {
+    scenario(BackendChoice::Local);
 }
 
 #[test]

@@ -217,11 +217,8 @@ fn start(args: StartArgs) -> Result<ExitCode> {
         backend: config.backend.value,
     };
     let (ws, report) = wait(Workspace::start_with(&args.path, &spec, options))?;
-    if ws.backend_name() == "local" {
-        eprintln!(
-            "WARN: the local backend does not isolate: commands in workspace {} see the whole host",
-            ws.name()
-        );
+    if let Some(warning) = ws.isolation_warning() {
+        eprintln!("WARN: {warning}");
     }
     if args.json {
         output::json(&report)?;
@@ -236,6 +233,9 @@ fn start(args: StartArgs) -> Result<ExitCode> {
 
 fn exec(args: ExecArgs) -> Result<ExitCode> {
     let ws = Workspace::open(&args.name)?;
+    if let Some(warning) = ws.isolation_warning() {
+        eprintln!("WARN: {warning}");
+    }
     let stdio = ExecStdio {
         stdin: args.interactive,
         tty: args.tty,
