@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use git2::{Oid, Repository, Signature};
 use serde::Serialize;
 
-use crate::error::{git, input, Result};
+use crate::error::{git, input, io, Result};
 use crate::tree::{write_tree, WrittenTree};
 
 /// The branch the commits go on.
@@ -61,6 +61,41 @@ impl History {
             tree_dir: tree_dir.to_path_buf(),
             stat_cache: stat_cache.to_path_buf(),
         })
+    }
+
+    /// Removes the lock files a process killed while updating a ref left
+    /// behind (libgit2 would refuse every later update). Only for a caller
+    /// holding the workspace lock: no one else can be updating them.
+    pub(crate) fn remove_stale_locks(&self) -> Result<()> {
+        fn walk(dir: &Path) -> std::io::Result<()> {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    walk(&path)?;
+                } else if path.extension().is_some_and(|e| e == "lock") {
+                    tracing::warn!("removing {} left by a killed update", path.display());
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            Ok(())
+        }
+        let dir = self.repo.path();
+        for name in ["HEAD.lock", "packed-refs.lock"] {
+            match std::fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io(format!("removing {}", dir.join(name).display()), e))
+                }
+                _ => {}
+            }
+        }
+        walk(&dir.join("refs"))
+            .map_err(|e| io(format!("clearing stale locks in {}", dir.display()), e))
     }
 
     pub(crate) fn repo(&self) -> &Repository {

@@ -93,6 +93,7 @@ pub fn sync(layout: &Layout, meta: &Meta, options: &SyncOptions) -> Result<SyncR
     let project = &meta.project;
     check_project(project)?;
     let history = History::open(&layout.history(), &layout.tree(), &layout.stat_cache())?;
+    history.remove_stale_locks()?;
     let mut report = SyncReport {
         dry_run: options.dry_run,
         ..SyncReport::default()

@@ -436,6 +436,7 @@ fn tree_owner(backend: &str, spec: &SandboxSpec) -> Result<Option<User>> {
 fn commit(layout: &Layout, message: &str) -> Result<Option<String>> {
     let _lock = crate::hostfs::lock(&layout.lock_file())?;
     let history = History::open(&layout.history(), &layout.tree(), &layout.stat_cache())?;
+    history.remove_stale_locks()?;
     Ok(history.commit(message)?.map(|id| id.to_string()))
 }
 

@@ -204,3 +204,19 @@ fn sync_works_from_the_files_alone_and_reports_already_synced_paths() {
         "{r:#?}"
     );
 }
+
+/// A sync or commit killed while libgit2 updated a ref leaves its lock
+/// file; the next sync (holding the workspace lock) clears it and works.
+#[test]
+fn a_ref_lock_left_by_a_killed_update_does_not_wedge_the_workspace() {
+    let f = Fixture::new();
+    sandbox_edits(&f);
+    let history = f.layout.history();
+    fs::create_dir_all(history.join("refs/cleanroom")).unwrap();
+    fs::write(history.join("refs/cleanroom/synced.lock"), "").unwrap();
+    fs::write(history.join("refs/heads/main.lock"), "").unwrap();
+    let report = run(&f, true, false);
+    assert!(!report.applied.is_empty(), "{report:#?}");
+    assert!(!history.join("refs/cleanroom/synced.lock").exists());
+    assert!(!history.join("refs/heads/main.lock").exists());
+}

@@ -18,6 +18,13 @@ use common::{contents, Fixture};
 const CHILD: &str = "CLEANROOM_WS_SYNC_CHILD";
 const FILES: usize = 80;
 const ROUNDS: usize = 50;
+/// Big enough that a half-written file shows (several writes' worth),
+/// small enough that 50 rounds stay quick.
+const SIZE: usize = 12_000;
+
+fn old_bytes(i: usize) -> Vec<u8> {
+    vec![b'o'; SIZE + i]
+}
 
 /// Runs a sync and nothing else when started as the child of
 /// [`killed_syncs_leave_old_or_new_files_and_finish_next_time`].
@@ -38,17 +45,21 @@ type Versions = BTreeMap<String, [Option<Vec<u8>>; 2]>;
 /// A workspace whose sandbox rewrote, deleted and added many files; the
 /// old and new content of every path (absent = `None`).
 fn busy_fixture() -> (Fixture, Versions) {
-    let f = Fixture::new();
+    // Made once (not Fixture::new plus a second snapshot): each of the 50
+    // rounds needs a fresh one.
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("project");
+    common::make_project(&project);
+    let project = fs::canonicalize(&project).unwrap();
     let mut versions = BTreeMap::new();
-    fs::create_dir(f.host("many")).unwrap();
+    fs::create_dir(project.join("many")).unwrap();
     for i in 0..FILES {
-        fs::write(f.host(&format!("many/f{i}")), vec![b'o'; 20_000 + i]).unwrap();
+        fs::write(project.join(format!("many/f{i}")), old_bytes(i)).unwrap();
     }
-    // Re-snapshot with the many files in place.
-    fs::remove_dir_all(&f.layout.dir).unwrap();
+    let layout = Layout::new(&tmp.path().join("workspaces"), "demo").unwrap();
     let (meta, _) = cleanroom_workspace::prepare_files(
-        &f.layout,
-        &f.project,
+        &layout,
+        &project,
         &cleanroom_workspace::excludes::Excludes::none(),
         Vec::new(),
         "native",
@@ -56,13 +67,18 @@ fn busy_fixture() -> (Fixture, Versions) {
         None,
     )
     .unwrap();
-    let f = Fixture { meta, ..f };
+    let f = Fixture {
+        tmp,
+        project,
+        layout,
+        meta,
+    };
     for i in 0..FILES {
         let rel = format!("many/f{i}");
-        let old = Some(vec![b'o'; 20_000 + i]);
+        let old = Some(old_bytes(i));
         let new = match i % 5 {
             0 => None,
-            _ => Some(vec![b'n'; 30_000 + i]),
+            _ => Some(vec![b'n'; SIZE + 1000 + i]),
         };
         match &new {
             Some(bytes) => fs::write(f.ws(&rel), bytes).unwrap(),
@@ -73,8 +89,8 @@ fn busy_fixture() -> (Fixture, Versions) {
     for i in 0..FILES / 5 {
         let rel = format!("added/d{}/g{i}", i % 4);
         fs::create_dir_all(f.ws(&rel).parent().unwrap()).unwrap();
-        fs::write(f.ws(&rel), vec![b'a'; 30_000]).unwrap();
-        versions.insert(rel, [None, Some(vec![b'a'; 30_000])]);
+        fs::write(f.ws(&rel), vec![b'a'; SIZE]).unwrap();
+        versions.insert(rel, [None, Some(vec![b'a'; SIZE])]);
     }
     (f, versions)
 }
@@ -124,7 +140,11 @@ fn killed_syncs_leave_old_or_new_files_and_finish_next_time() {
     let mut mid_apply = 0;
     for round in 0..ROUNDS {
         let (f, versions) = busy_fixture();
-        let delay = Duration::from_micros(rng.next() % (full.as_micros() as u64 * 6 / 5 + 1));
+        // Every other round aims at the sync's second half, where it
+        // changes the project (the first half is mostly starting up).
+        let span = full.as_micros() as u64;
+        let from = if round % 2 == 0 { 0 } else { span * 3 / 5 };
+        let delay = Duration::from_micros(from + rng.next() % (span * 6 / 5 - from + 1));
         let mut proc = child(&f).spawn().unwrap();
         std::thread::sleep(delay);
         // SIGKILL, as kill -9: no chance to clean up.
