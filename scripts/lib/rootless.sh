@@ -65,4 +65,7 @@ run_tests_rootless() {
                 "$dir/$test" --test-threads=2 "${args[@]}"
         )
     done
+    # A later call sets its own trap: clean up this call's copies now.
+    rm -rf "$dir"
+    trap - EXIT
 }

@@ -110,6 +110,10 @@ pub enum Command {
     Env(crate::commands::env::args::EnvArgs),
     /// A live dashboard of environments: state, health, CPU, memory, pids, logs.
     Top(crate::commands::env::args::TopArgs),
+    /// Work on an isolated copy of a project: untrusted commands change it,
+    /// every change is recorded, `sync` applies them without overwriting yours.
+    #[command(visible_alias = "ws")]
+    Workspace(crate::commands::workspace::WorkspaceArgs),
 }
 
 #[derive(Debug, Subcommand)]

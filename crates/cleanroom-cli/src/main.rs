@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::env::convert(args),
         Command::Env(args) => commands::env::env_main(args),
         Command::Top(args) => commands::env::top(args),
+        Command::Workspace(args) => commands::workspace::main(args),
     };
     let code = match outcome {
         Ok(code) => code,

@@ -27,10 +27,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("cleanroom-env", &["cleanroom"]),
+    ("cleanroom-workspace", &["cleanroom"]),
     ("cleanroom-runner", &["cleanroom", "cleanroom-env"]),
     (
         "cleanroom-cli",
-        &["cleanroom", "cleanroom-runner", "cleanroom-env"],
+        &[
+            "cleanroom",
+            "cleanroom-runner",
+            "cleanroom-env",
+            "cleanroom-workspace",
+        ],
     ),
 ];
 

@@ -14,6 +14,7 @@ pub mod self_test;
 pub mod test;
 pub mod validate;
 pub mod vm;
+pub mod workspace;
 
 use std::path::Path;
 

@@ -225,7 +225,7 @@ pub fn env_pair(pair: &str) -> Result<(String, String)> {
 }
 
 /// A `--mount` value with a relative source taken from `cwd`; the source must exist.
-fn mount_from(value: &str, cwd: &Path) -> Result<Mount> {
+pub(crate) fn mount_from(value: &str, cwd: &Path) -> Result<Mount> {
     let bad = |message: String| Error::Config {
         origin: "flag --mount".into(),
         message,

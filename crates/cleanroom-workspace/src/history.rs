@@ -1,0 +1,229 @@
+//! The shadow history: a bare git repository beside the workspace (never
+//! inside the sandbox's mount), holding the snapshot as its base commit and
+//! one commit per recorded change. Written with libgit2, no `git` binary.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository, Signature};
+use serde::Serialize;
+
+use crate::error::{git, input, io, Result};
+use crate::tree::{write_tree, WrittenTree};
+
+/// The branch the commits go on.
+const BRANCH: &str = "refs/heads/main";
+/// Points at the base commit (the snapshot).
+const BASE_REF: &str = "refs/cleanroom/base";
+
+/// One recorded commit, as `workspace log` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LogEntry {
+    pub id: String,
+    /// Seconds since the Unix epoch.
+    pub time: i64,
+    pub message: String,
+}
+
+/// The shadow history of one workspace.
+pub struct History {
+    repo: Repository,
+    /// The workspace directory it records.
+    tree_dir: PathBuf,
+    stat_cache: PathBuf,
+}
+
+impl History {
+    /// Creates the repository at `git_dir` and records `tree_dir` as the
+    /// base commit.
+    pub fn create(git_dir: &Path, tree_dir: &Path, stat_cache: &Path) -> Result<(History, Oid)> {
+        let repo = Repository::init_bare(git_dir)
+            .map_err(|e| git(format!("creating {}", git_dir.display()), e))?;
+        let history = History {
+            repo,
+            tree_dir: tree_dir.to_path_buf(),
+            stat_cache: stat_cache.to_path_buf(),
+        };
+        let written = history.write_tree()?;
+        let base = history.commit_tree(written.tree, "snapshot (base)")?;
+        history
+            .repo
+            .reference(BASE_REF, base, true, "base")
+            .map_err(|e| git("recording the base", e))?;
+        Ok((history, base))
+    }
+
+    /// Opens the repository at `git_dir`.
+    pub fn open(git_dir: &Path, tree_dir: &Path, stat_cache: &Path) -> Result<History> {
+        let repo = Repository::open_bare(git_dir)
+            .map_err(|e| git(format!("opening {}", git_dir.display()), e))?;
+        Ok(History {
+            repo,
+            tree_dir: tree_dir.to_path_buf(),
+            stat_cache: stat_cache.to_path_buf(),
+        })
+    }
+
+    /// Removes the lock files a process killed while updating a ref left
+    /// behind (libgit2 would refuse every later update). Only for a caller
+    /// holding the workspace lock: no one else can be updating them.
+    pub(crate) fn remove_stale_locks(&self) -> Result<()> {
+        fn walk(dir: &Path) -> std::io::Result<()> {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    walk(&path)?;
+                } else if path.extension().is_some_and(|e| e == "lock") {
+                    tracing::warn!("removing {} left by a killed update", path.display());
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            Ok(())
+        }
+        let dir = self.repo.path();
+        for name in ["HEAD.lock", "packed-refs.lock"] {
+            match std::fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io(format!("removing {}", dir.join(name).display()), e))
+                }
+                _ => {}
+            }
+        }
+        walk(&dir.join("refs"))
+            .map_err(|e| io(format!("clearing stale locks in {}", dir.display()), e))
+    }
+
+    pub(crate) fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The workspace as it is now, as a tree in the repository.
+    pub(crate) fn write_tree(&self) -> Result<WrittenTree> {
+        write_tree(&self.repo, &self.tree_dir, &self.stat_cache)
+    }
+
+    /// The base commit (the snapshot).
+    pub fn base(&self) -> Result<Oid> {
+        self.repo
+            .refname_to_id(BASE_REF)
+            .map_err(|e| git("finding the base commit", e))
+    }
+
+    /// The newest commit.
+    pub fn head(&self) -> Result<Oid> {
+        self.repo
+            .refname_to_id(BRANCH)
+            .map_err(|e| git("finding the newest commit", e))
+    }
+
+    /// Records the workspace as it is now with `message`, unless nothing
+    /// changed since the newest commit; returns the new commit's id.
+    pub fn commit(&self, message: &str) -> Result<Option<Oid>> {
+        let written = self.write_tree()?;
+        self.commit_if_changed(written.tree, message)
+    }
+
+    /// Records `written_tree` with `message` unless it is the newest commit's tree.
+    pub(crate) fn commit_if_changed(
+        &self,
+        written_tree: Oid,
+        message: &str,
+    ) -> Result<Option<Oid>> {
+        let head = self.head()?;
+        let head_tree = self
+            .repo
+            .find_commit(head)
+            .and_then(|c| c.tree())
+            .map_err(|e| git("reading the newest commit", e))?;
+        if head_tree.id() == written_tree {
+            return Ok(None);
+        }
+        self.commit_tree(written_tree, message).map(Some)
+    }
+
+    fn commit_tree(&self, tree: Oid, message: &str) -> Result<Oid> {
+        let sig = Signature::now("cleanroom", "cleanroom@localhost")
+            .map_err(|e| git("making the commit signature", e))?;
+        let tree = self
+            .repo
+            .find_tree(tree)
+            .map_err(|e| git("reading a tree", e))?;
+        let parent = match self.repo.refname_to_id(BRANCH) {
+            Ok(id) => Some(
+                self.repo
+                    .find_commit(id)
+                    .map_err(|e| git("reading the newest commit", e))?,
+            ),
+            Err(_) => None,
+        };
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        self.repo
+            .commit(Some(BRANCH), &sig, &sig, message, &tree, &parents)
+            .map_err(|e| git("recording a commit", e))
+    }
+
+    /// Every commit, newest first.
+    pub fn log(&self) -> Result<Vec<LogEntry>> {
+        let mut walk = self
+            .repo
+            .revwalk()
+            .map_err(|e| git("reading the history", e))?;
+        walk.push(self.head()?)
+            .map_err(|e| git("reading the history", e))?;
+        let mut out = Vec::new();
+        for id in walk {
+            let id = id.map_err(|e| git("reading the history", e))?;
+            let commit = self
+                .repo
+                .find_commit(id)
+                .map_err(|e| git("reading a commit", e))?;
+            out.push(LogEntry {
+                id: id.to_string(),
+                time: commit.time().seconds(),
+                message: commit.message().unwrap_or_default().trim_end().to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Copies the history into a new ordinary git repository at `dir`
+    /// (which must not exist or be empty), with `main` checked out, for
+    /// `git log`, `git diff` and merging from.
+    pub fn export(&self, dir: &Path) -> Result<()> {
+        if dir.exists()
+            && std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(input(
+                format!("--git {}", dir.display()),
+                "exists and is not empty; name a new directory",
+            ));
+        }
+        let source = self.repo.path().to_string_lossy().into_owned();
+        git2::build::RepoBuilder::new()
+            .branch("main")
+            .clone(&source, dir)
+            .map_err(|e| git(format!("exporting to {}", dir.display()), e))?;
+        Ok(())
+    }
+
+    /// The bytes of blob `oid`.
+    pub(crate) fn blob(&self, oid: Oid) -> Result<Vec<u8>> {
+        self.repo
+            .find_blob(oid)
+            .map(|b| b.content().to_vec())
+            .map_err(|e| git(format!("reading blob {oid}"), e))
+    }
+}
+
+/// The message of an automatic commit after `exec`: the command line and
+/// how it ended.
+pub fn exec_message(command_line: &str, exit_code: i32) -> String {
+    format!("exec: {command_line} (exit {exit_code})")
+}
