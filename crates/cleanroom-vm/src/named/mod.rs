@@ -75,15 +75,15 @@ pub fn root() -> Result<PathBuf> {
     Ok(root)
 }
 
-/// When process `pid` started (field 22 of its stat), if it exists.
+/// When process `pid` started (field 22 of its stat), if it runs: a
+/// zombie (a killed QEMU its adoptive parent has not reaped yet) does not.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 impl Record {
@@ -149,14 +149,7 @@ fn kill_and_wait(pid: u32) {
         let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while cleanroom_core::process_alive(pid) && std::time::Instant::now() < deadline {
-        // A zombie (a QEMU this process spawned, unreaped) counts as gone.
-        if std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        }) {
-            break;
-        }
+    while start_time(pid).is_some() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
