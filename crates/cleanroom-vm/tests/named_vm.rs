@@ -11,6 +11,28 @@ use cleanroom_core::{Backend, Cmd, DetachOptions, SandboxSpec, SandboxState};
 use cleanroom_vm::VmBackend;
 
 const HELPER_VAR: &str = "CLEANROOM_VM_TEST_CREATE";
+const FLOOD_VAR: &str = "CLEANROOM_VM_TEST_FLOOD";
+
+/// Run by [`outlives_its_creator`] in a child process that it kills while
+/// the VM still sends this command's output.
+#[test]
+fn helper_flood() {
+    let Ok(name) = std::env::var(FLOOD_VAR) else {
+        return;
+    };
+    vm_common::setup();
+    vm_common::block_on(async {
+        let sb = VmBackend::new().attach(&name).await.unwrap().unwrap();
+        let _ = sb
+            .exec(
+                Cmd::new("sh")
+                    .arg("-c")
+                    .arg("yes 0123456789 | head -c 300000000"),
+                None,
+            )
+            .await;
+    });
+}
 
 /// Run by [`outlives_its_creator`] in a child process: creates the VM
 /// named in the variable, then the process exits.
