@@ -60,6 +60,19 @@ impl VmNamed {
     /// finished).
     fn live(&self) -> Result<&Record> {
         match &self.record {
+            // The state directory is the user's own; a record naming
+            // another owner was put there by hand and is not trusted.
+            Some(r) if r.owner_uid != cleanroom_core::detached::current_uid() => {
+                Err(Error::Config {
+                    origin: format!("sandbox `{}`", self.info.name),
+                    message: format!(
+                        "its record in {} names uid {} as its owner, not you; remove that \
+                         directory",
+                        self.dir.display(),
+                        r.owner_uid
+                    ),
+                })
+            }
             Some(r) if r.alive() => Ok(r),
             _ => Err(not_running(&SandboxInfo {
                 state: SandboxState::Dead {

@@ -429,7 +429,14 @@ pub fn attach(name: &str) -> Result<Option<Box<dyn Detached>>> {
     let (state, record) = state_of(&dir).unwrap_or((SandboxState::Running, None));
     let info = info_of(&dir, name, state, record.as_ref());
     let enforcement = match &record {
-        Some(r) => crate::backend::vm_enforcement(&r.spec),
+        Some(r) => {
+            let mut e = crate::backend::vm_enforcement(&r.spec);
+            e.notes.push(format!(
+                "vm: guest kernel {}, accelerator {}, QEMU pid {}",
+                r.kernel, r.accel, r.qemu_pid
+            ));
+            e
+        }
         None => cleanroom_core::Enforcement::new(NAME),
     };
     Ok(Some(Box::new(VmNamed::from_parts(
