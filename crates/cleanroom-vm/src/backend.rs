@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cleanroom_core::{
-    Availability, Backend, Captured, Cmd, Constraint, Enforcement, Error, Network, OutputChunk,
-    OutputSink, Prepared, Result, RootFs, RunResult, Sandbox, SandboxSpec, Stream,
+    Availability, Backend, Captured, Cmd, Constraint, DetachOptions, Detached, Enforcement, Error,
+    Network, OutputChunk, OutputSink, Prepared, Result, RootFs, RunResult, Sandbox, SandboxInfo,
+    SandboxSpec, Stream,
 };
 
 use crate::accel::AccelProbe;
 use crate::protocol::{Frame, Reply, Request, WireResult};
 use crate::sandbox::VmSandbox;
-use crate::vm::{BootOptions, Share, Vm};
+use crate::vm::{BootOptions, Link, Share, Vm};
 use crate::NAME;
 
 /// Memory the guest kernel and agent need beside the sandbox's own limit.
@@ -89,7 +90,7 @@ struct Spare {
 static SPARE: std::sync::Mutex<Option<Spare>> = std::sync::Mutex::new(None);
 
 /// The accelerator for this process's runs, chosen once.
-fn accel() -> Result<AccelProbe> {
+pub(crate) fn accel() -> Result<AccelProbe> {
     static CHOSEN: std::sync::OnceLock<AccelProbe> = std::sync::OnceLock::new();
     if let Some(p) = CHOSEN.get() {
         return Ok(p.clone());
@@ -254,10 +255,46 @@ impl Backend for VmBackend {
         Ok(Box::new(sb))
     }
 
-    async fn gc(&self) -> Result<Vec<cleanroom_core::Removed>> {
-        tokio::task::spawn_blocking(crate::gc::remove_dead)
+    async fn create_detached_prepared(
+        &self,
+        spec: &SandboxSpec,
+        main: Option<Cmd>,
+        options: DetachOptions,
+        prepared: Prepared,
+    ) -> Result<Box<dyn Detached>> {
+        self.can_honour(spec)
             .await
-            .map_err(|e| Error::backend(NAME, format!("vm gc: {e}")))
+            .map_err(|what| Error::Unsupported {
+                backend: NAME.into(),
+                what,
+            })?;
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || crate::named::create(&spec, main, options, prepared))
+            .await
+            .map_err(|e| Error::backend(NAME, format!("the VM's thread failed: {e}")))?
+    }
+
+    async fn list(&self, all: bool) -> Result<Vec<SandboxInfo>> {
+        tokio::task::spawn_blocking(move || crate::named::list(all))
+            .await
+            .map_err(|e| Error::backend(NAME, format!("vm list: {e}")))?
+    }
+
+    async fn attach(&self, name: &str) -> Result<Option<Box<dyn Detached>>> {
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || crate::named::attach(&name))
+            .await
+            .map_err(|e| Error::backend(NAME, format!("vm attach: {e}")))?
+    }
+
+    async fn gc(&self) -> Result<Vec<cleanroom_core::Removed>> {
+        tokio::task::spawn_blocking(|| {
+            let mut removed = crate::gc::remove_dead();
+            removed.extend(crate::named::gc());
+            removed
+        })
+        .await
+        .map_err(|e| Error::backend(NAME, format!("vm gc: {e}")))
     }
 }
 
@@ -344,14 +381,12 @@ impl Booted {
 /// as it comes, and is kept up to `limit` bytes per stream. `guard` bounds
 /// the wait (the command's own timeout plus a margin).
 pub(crate) fn collect_result(
-    vm: &mut Vm,
+    vm: &mut impl Link,
     limit: u64,
     guard: Option<Duration>,
     sink: &Option<OutputSink>,
 ) -> Result<WireResult> {
-    vm.stream
-        .set_read_timeout(guard)
-        .map_err(|e| Error::io("setting the agent socket's timeout", e))?;
+    vm.set_read_timeout(guard)?;
     let (mut out, mut err) = (Captured::default(), Captured::default());
     loop {
         match vm.read()? {
@@ -385,7 +420,7 @@ pub(crate) fn collect_result(
 }
 
 /// Waits for the agent's `Done`.
-pub(crate) fn expect_done(vm: &mut Vm) -> Result<()> {
+pub(crate) fn expect_done(vm: &mut impl Link) -> Result<()> {
     match vm.read()? {
         Frame::Message(Reply::Done) => Ok(()),
         Frame::Message(Reply::Failed { message }) => {

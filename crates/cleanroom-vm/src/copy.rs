@@ -37,6 +37,23 @@ pub fn unpack(bytes: &[u8], dir: &Path) -> io::Result<PathBuf> {
     Ok(entry)
 }
 
+/// Unpacks a tar from [`pack`] to `host` (beside it first, then renamed
+/// into place).
+pub fn place(tar: &[u8], host: &Path) -> cleanroom_core::Result<()> {
+    use cleanroom_core::Error;
+    let parent = match host.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix(".cleanroom-vm-copy-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(format!("making a scratch dir in {}", parent.display()), e))?;
+    let entry = unpack(tar, scratch.path()).map_err(|e| Error::io("unpacking the copy", e))?;
+    std::fs::rename(&entry, host)
+        .map_err(|e| Error::io(format!("moving the copy to {}", host.display()), e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

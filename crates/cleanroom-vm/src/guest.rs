@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use rustix::mount::MountFlags;
 
-use crate::agent::PORT_NAME;
-
 fn mount(
     src: &str,
     target: &str,
@@ -261,14 +259,15 @@ pub fn mount_shares(boot: &BootArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The virtio-serial port named [`PORT_NAME`], opened for reading and writing.
-pub fn open_port() -> Result<File, String> {
+/// The virtio-serial port called `port_name` (see [`crate::agent::PORT_NAME`]),
+/// opened for reading and writing.
+pub fn open_port(port_name: &str) -> Result<File, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(list) = std::fs::read_dir("/sys/class/virtio-ports") {
             for e in list.flatten() {
                 let name = std::fs::read_to_string(e.path().join("name")).unwrap_or_default();
-                if name.trim() == PORT_NAME {
+                if name.trim() == port_name {
                     let dev = Path::new("/dev").join(e.file_name());
                     if let Ok(f) = std::fs::OpenOptions::new()
                         .read(true)
@@ -281,7 +280,7 @@ pub fn open_port() -> Result<File, String> {
             }
         }
         if std::time::Instant::now() > deadline {
-            return Err(format!("no virtio-serial port named {PORT_NAME} appeared"));
+            return Err(format!("no virtio-serial port named {port_name} appeared"));
         }
         std::thread::sleep(Duration::from_millis(5));
     }

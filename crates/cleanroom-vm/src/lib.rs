@@ -6,7 +6,8 @@
 //! [`setup`] fetches the guest kernel ([`assets`]) and builds the
 //! initramfs ([`initramfs`], [`cpio`]); [`vm`] boots QEMU and talks to the
 //! agent ([`agent`], set up by [`guest`]) over virtio-serial with the [`protocol`];
-//! [`VmBackend`] is the backend itself.
+//! [`VmBackend`] is the backend itself; [`named`] holds the VMs that
+//! outlive their creator (`create`, `run -d`, `ps`).
 
 pub mod agent;
 pub mod assets;
@@ -14,6 +15,7 @@ pub mod copy;
 pub mod cpio;
 pub mod guest;
 pub mod initramfs;
+pub mod named;
 pub mod protocol;
 pub mod vm;
 

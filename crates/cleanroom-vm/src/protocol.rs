@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape; the caller refuses an agent
 /// that speaks another version.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The largest frame either side accepts.
 const MAX_FRAME: u32 = 64 << 20;
@@ -51,6 +51,28 @@ pub enum Request {
     Stop,
     /// Power the guest off.
     Shutdown,
+    /// The first request of every connection to a named VM's port: the
+    /// agent answers `Welcome` with the same nonce, and the caller drops
+    /// whatever it reads before that (output of a caller that went away
+    /// mid-request on this port).
+    Hello { nonce: u64 },
+    /// Make the VM's named sandbox: the native backend's detached sandbox
+    /// inside the guest, which the requests below then reach; `Done`.
+    CreateNamed {
+        spec: Box<SandboxSpec>,
+        main: Option<Cmd>,
+        name: String,
+    },
+    /// The named sandbox's state as the native backend inside sees it:
+    /// `Info`.
+    Info,
+    /// Its resource use: `Stats`.
+    Stats,
+    /// Its main command's output (output frames, then `Done`); with
+    /// `follow` until the main command exits.
+    NamedLogs { tail: Option<usize>, follow: bool },
+    /// Stop it: SIGTERM, SIGKILL after `grace_ms`; `Done`.
+    NamedStop { grace_ms: u64 },
 }
 
 /// Agent to caller.
@@ -74,6 +96,11 @@ pub enum Reply {
         stdout: Vec<u8>,
         stderr: Vec<u8>,
     },
+    Welcome {
+        nonce: u64,
+    },
+    Info(Box<cleanroom_core::SandboxInfo>),
+    Stats(Box<cleanroom_core::Stats>),
 }
 
 /// A frame off the wire.

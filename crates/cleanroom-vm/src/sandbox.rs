@@ -120,17 +120,7 @@ impl Sandbox for VmSandbox {
                     }
                 }
             }
-            let parent = host.parent().unwrap_or(Path::new("."));
-            let scratch = tempfile::Builder::new()
-                .prefix(".cleanroom-vm-copy-")
-                .tempdir_in(parent)
-                .map_err(|e| {
-                    Error::io(format!("making a scratch dir in {}", parent.display()), e)
-                })?;
-            let entry = crate::copy::unpack(&tar, scratch.path())
-                .map_err(|e| Error::io("unpacking the copy", e))?;
-            std::fs::rename(&entry, &host)
-                .map_err(|e| Error::io(format!("moving the copy to {}", host.display()), e))
+            crate::copy::place(&tar, &host)
         })
         .await
     }

@@ -204,7 +204,13 @@ impl Vm {
             .map_err(|e| Error::io(format!("creating {}", console.display()), e))?;
         let mut cmd = Command::new("setpriv");
         cmd.args(["--pdeathsig", "KILL", "--", QEMU]);
-        cmd.args(qemu_args(kernel, initramfs, opts, &sock, &console));
+        cmd.args(qemu_args(
+            kernel,
+            initramfs,
+            opts,
+            &Channel::Connect(&sock),
+            &console,
+        ));
         cmd.stdin(Stdio::null());
         let qemu_log = dir.path.join("qemu.log");
         let log =
@@ -334,17 +340,50 @@ impl Vm {
     }
 }
 
+/// A connection to an agent: a VM's own, or one port of a named VM.
+pub(crate) trait Link {
+    fn read(&mut self) -> Result<Frame<Reply>>;
+    fn set_read_timeout(&mut self, t: Option<Duration>) -> Result<()>;
+}
+
+impl Link for Vm {
+    fn read(&mut self) -> Result<Frame<Reply>> {
+        Vm::read(self)
+    }
+
+    fn set_read_timeout(&mut self, t: Option<Duration>) -> Result<()> {
+        self.stream
+            .set_read_timeout(t)
+            .map_err(|e| Error::io("setting the agent socket's timeout", e))
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
-fn qemu_args(
+/// How the caller reaches the agent.
+pub(crate) enum Channel<'a> {
+    /// QEMU connects to the caller's listening socket: one caller, for
+    /// the VM's whole life.
+    Connect(&'a Path),
+    /// QEMU listens on `port-N.sock` in `dir` for each of `ports`
+    /// virtio-serial ports: any process may connect, one per port at a time.
+    Listen { dir: &'a Path, ports: usize },
+}
+
+/// The socket of a named VM's port `i` in its directory.
+pub(crate) fn port_socket(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("port-{i}.sock"))
+}
+
+pub(crate) fn qemu_args(
     kernel: &Path,
     initramfs: &Path,
     opts: &BootOptions,
-    sock: &Path,
+    channel: &Channel<'_>,
     console: &Path,
 ) -> Vec<String> {
     let mut boot = BootArgs::default();
@@ -371,11 +410,14 @@ fn qemu_args(
     boot.links = opts.links.clone();
     // Under emulation the guest cannot calibrate its TSC against the PIT
     // (it hangs); QEMU's TSC runs at the host's, whose rate we know.
-    let append = format!(
+    let mut append = format!(
         "console=ttyS0 quiet panic=-1 rdinit=/init tsc_early_khz={} tsc=reliable no_timer_check {}",
         host_tsc_khz(),
         boot.to_cmdline()
     );
+    if let Channel::Listen { ports, .. } = channel {
+        append.push_str(&format!(" {}{ports}", crate::agent::PORTS_KEY));
+    }
     let mut args: Vec<String> = [
         "-M",
         "microvm",
@@ -415,14 +457,34 @@ fn qemu_args(
         "chardev:console".into(),
         "-device".into(),
         "virtio-serial-device".into(),
-        "-chardev".into(),
-        format!("socket,id=agent,path={}", sock.display()),
-        "-device".into(),
-        format!(
-            "virtserialport,chardev=agent,name={}",
-            crate::agent::PORT_NAME
-        ),
     ]);
+    match channel {
+        Channel::Connect(sock) => args.extend([
+            "-chardev".into(),
+            format!("socket,id=agent,path={}", sock.display()),
+            "-device".into(),
+            format!(
+                "virtserialport,chardev=agent,name={}",
+                crate::agent::PORT_NAME
+            ),
+        ]),
+        Channel::Listen { dir, ports } => {
+            for i in 0..*ports {
+                args.extend([
+                    "-chardev".into(),
+                    format!(
+                        "socket,id=port{i},path={},server=on,wait=off",
+                        port_socket(dir, i).display().to_string().replace(',', ",,")
+                    ),
+                    "-device".into(),
+                    format!(
+                        "virtserialport,chardev=port{i},name={}",
+                        crate::agent::port_name(i)
+                    ),
+                ]);
+            }
+        }
+    }
     args.extend(devices);
     args
 }
@@ -434,7 +496,7 @@ fn last_boot_file(accel: Accel) -> PathBuf {
         .join(format!("last-boot-{}", accel.name()))
 }
 
-fn record_boot(accel: Accel, took: Duration) {
+pub(crate) fn record_boot(accel: Accel, took: Duration) {
     let f = last_boot_file(accel);
     if let Some(d) = f.parent() {
         let _ = std::fs::create_dir_all(d);
@@ -495,7 +557,7 @@ fn accept_until(
     }
 }
 
-fn boot_failed(
+pub(crate) fn boot_failed(
     why: &str,
     console: &mut std::fs::File,
     qemu_log: &mut std::fs::File,
@@ -516,7 +578,7 @@ fn boot_failed(
 }
 
 /// The last lines of an open log, on one line.
-fn tail_of(f: &mut std::fs::File) -> String {
+pub(crate) fn tail_of(f: &mut std::fs::File) -> String {
     use std::io::Seek;
     let mut text = String::new();
     let _ = f.seek(std::io::SeekFrom::Start(0));

@@ -1,6 +1,6 @@
 //! Named sandboxes across backends: create one whose name no backend holds
 //! yet, find one by name from any later process ([`attach`]), and list
-//! them all. A name is looked up on native, then docker, then podman.
+//! them all. A name is looked up on native, then docker, then podman, then vm.
 
 use std::sync::Arc;
 
@@ -13,10 +13,11 @@ use crate::registry::backend_for;
 use crate::AutoBackend;
 
 /// The backends that can hold named sandboxes, in lookup order.
-pub const NAMED_ORDER: [BackendChoice; 3] = [
+pub const NAMED_ORDER: [BackendChoice; 4] = [
     BackendChoice::Native,
     BackendChoice::Docker,
     BackendChoice::Podman,
+    BackendChoice::Vm,
 ];
 
 /// The backends a name is looked up on: all of [`NAMED_ORDER`], or only

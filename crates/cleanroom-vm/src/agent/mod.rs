@@ -17,8 +17,17 @@ use cleanroom_core::{Backend, OutputChunk, Sandbox, Stream};
 use crate::guest;
 use crate::protocol::{self, Frame, Reply, Request, WireResult};
 
-/// The name of the virtio-serial port the caller and agent talk over.
+mod named;
+
+pub use named::port_name;
+
+/// The name of the virtio-serial port the caller and agent talk over (a
+/// named VM's first port; its others add `.1`, `.2`, …).
 pub const PORT_NAME: &str = "cleanroom.agent";
+
+/// The kernel command line's word that makes the agent serve a named VM
+/// over this many ports.
+pub const PORTS_KEY: &str = "cleanroom.ports=";
 
 /// The agent's entry point; returns only on a fatal error.
 pub fn main() -> String {
@@ -41,26 +50,19 @@ fn serve() -> Result<(), String> {
         &std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?,
     )?;
     guest::mount_shares(&boot)?;
-    let port = guest::open_port()?;
-    let writer = Arc::new(Mutex::new(
-        port.try_clone().map_err(|e| format!("port: {e}"))?,
-    ));
-    let mut reader = BufReader::new(port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
-    send(
-        &writer,
-        &Reply::Ready {
-            version: protocol::VERSION,
-            kernel: rustix::system::uname()
-                .release()
-                .to_string_lossy()
-                .into_owned(),
-            uptime_ms: uptime_ms(),
-        },
-    )?;
+    if let Some(ports) = named::ports_from_cmdline() {
+        return named::serve(ports, runtime);
+    }
+    let port = guest::open_port(PORT_NAME)?;
+    let writer = Arc::new(Mutex::new(
+        port.try_clone().map_err(|e| format!("port: {e}"))?,
+    ));
+    let mut reader = BufReader::new(port);
+    send(&writer, &ready())?;
     let mut sandbox: Option<Box<dyn Sandbox>> = None;
     let mut data = Vec::new();
     loop {
@@ -98,12 +100,14 @@ fn serve() -> Result<(), String> {
             Request::CopyIn { path } => match &sandbox {
                 Some(sb) => {
                     let bytes = std::mem::take(&mut data);
-                    runtime.block_on(copy_in(sb.as_ref(), &bytes, &path))
+                    runtime.block_on(copy_in(Inside::Sandbox(sb.as_ref()), &bytes, &path))
                 }
                 None => no_sandbox(),
             },
             Request::CopyOut { path } => match &sandbox {
-                Some(sb) => runtime.block_on(copy_out(sb.as_ref(), &path, &writer)),
+                Some(sb) => {
+                    runtime.block_on(copy_out(Inside::Sandbox(sb.as_ref()), &path, &writer))
+                }
                 None => no_sandbox(),
             },
             Request::Logs => match &sandbox {
@@ -123,6 +127,14 @@ fn serve() -> Result<(), String> {
                 },
                 None => no_sandbox(),
             },
+            Request::Hello { nonce } => Reply::Welcome { nonce },
+            Request::CreateNamed { .. }
+            | Request::Info
+            | Request::Stats
+            | Request::NamedLogs { .. }
+            | Request::NamedStop { .. } => Reply::Failed {
+                message: "this VM was booted for one sandbox, not a named one".into(),
+            },
             Request::Shutdown => {
                 if let Some(sb) = sandbox.take() {
                     let _ = runtime.block_on(sb.remove());
@@ -136,6 +148,18 @@ fn serve() -> Result<(), String> {
         // caller hears the request ended (and may kill the VM).
         rustix::fs::sync();
         send(&writer, &reply)?;
+    }
+}
+
+/// The agent's first message.
+fn ready() -> Reply {
+    Reply::Ready {
+        version: protocol::VERSION,
+        kernel: rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned(),
+        uptime_ms: uptime_ms(),
     }
 }
 
@@ -194,7 +218,30 @@ fn scratch() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-async fn copy_in(sb: &dyn Sandbox, tar: &[u8], path: &Path) -> Reply {
+/// What a copy goes into or comes out of.
+#[derive(Clone, Copy)]
+enum Inside<'a> {
+    Sandbox(&'a dyn Sandbox),
+    Named(&'a dyn cleanroom_core::Detached),
+}
+
+impl Inside<'_> {
+    async fn copy_in(self, host: &Path, path: &Path) -> cleanroom_core::Result<()> {
+        match self {
+            Inside::Sandbox(sb) => sb.copy_in(host, path).await,
+            Inside::Named(d) => d.copy_in(host, path).await,
+        }
+    }
+
+    async fn copy_out(self, path: &Path, host: &Path) -> cleanroom_core::Result<()> {
+        match self {
+            Inside::Sandbox(sb) => sb.copy_out(path, host).await,
+            Inside::Named(d) => d.copy_out(path, host).await,
+        }
+    }
+}
+
+async fn copy_in(sb: Inside<'_>, tar: &[u8], path: &Path) -> Reply {
     let dir = match scratch() {
         Ok(d) => d,
         Err(message) => return Reply::Failed { message },
@@ -212,7 +259,7 @@ async fn copy_in(sb: &dyn Sandbox, tar: &[u8], path: &Path) -> Reply {
     reply
 }
 
-async fn copy_out(sb: &dyn Sandbox, path: &Path, writer: &Mutex<File>) -> Reply {
+async fn copy_out(sb: Inside<'_>, path: &Path, writer: &Mutex<File>) -> Reply {
     let dir = match scratch() {
         Ok(d) => d,
         Err(message) => return Reply::Failed { message },
