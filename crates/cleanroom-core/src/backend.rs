@@ -43,7 +43,7 @@ impl Availability {
     }
 }
 
-/// A way of running sandboxes: native, podman, docker or local.
+/// A way of running sandboxes: native, podman, docker, local or vm.
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// `native`, `podman`, `docker` or `local`.

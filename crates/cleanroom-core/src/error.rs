@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("unknown backend `{name}` (from {origin}); choose one of: auto, native, podman, docker, local")]
+    #[error("unknown backend `{name}` (from {origin}); choose one of: auto, native, podman, docker, local, vm")]
     UnknownBackend { name: String, origin: String },
 
     #[error("backend `{backend}` is not available: {reason}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]

@@ -217,11 +217,12 @@ pub static FIELDS: &[Field] = &[
         flag: flag("backend", "BACKEND"),
         duration_key: None,
         sandbox_key: None,
-        help: "Backend: auto, native, podman, docker or local",
+        help: "Backend: auto, native, podman, docker, local or vm (auto never picks vm)",
         set: |c, v, o| {
             let b = BackendChoice::parse(v, "config").map_err(|_| {
                 Error::InvalidSpec(
-                    "unknown backend; choose one of: auto, native, podman, docker, local".into(),
+                    "unknown backend; choose one of: auto, native, podman, docker, local, vm"
+                        .into(),
                 )
             })?;
             set(&mut c.backend, b, o)

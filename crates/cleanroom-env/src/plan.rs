@@ -330,21 +330,30 @@ pub fn hosts_for<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     )
 }
 
-/// A shared `/etc/hosts` for `names` in the user's cache, named by its
-/// content (`hosts/KEY`): written once and reused, never a temporary file,
-/// so a caller killed mid-test leaves nothing behind in TMPDIR.
+/// A shared `/etc/hosts` for `names`, named by its content (`hosts/KEY`):
+/// written once and reused, never a temporary file, so a caller killed
+/// mid-test leaves nothing behind in TMPDIR. Kept in the user's cache, else
+/// (a HOME that is not theirs to write, as for `nobody`) in the private
+/// per-user state directory.
 pub fn hosts_file_for<'a>(names: impl IntoIterator<Item = &'a str>) -> std::io::Result<PathBuf> {
     let text = hosts_for(names);
-    let dir = cleanroom::paths::cache_dir("hosts");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(cleanroom::paths::cache_key(text.as_bytes()));
+    match shared_file(&cleanroom::paths::cache_dir("hosts"), &text) {
+        Ok(path) => Ok(path),
+        Err(_) => {
+            let state = cleanroom::detached::state_dir().map_err(std::io::Error::other)?;
+            shared_file(&state.join("hosts"), &text)
+        }
+    }
+}
+
+/// `dir/KEY` holding `text`, written (atomically) unless already there.
+fn shared_file(dir: &std::path::Path, text: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let key = cleanroom::paths::cache_key(text.as_bytes());
+    let path = dir.join(&key);
     if !path.is_file() {
-        let tmp = dir.join(format!(
-            ".{}.{}",
-            cleanroom::paths::cache_key(text.as_bytes()),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, &text)?;
+        let tmp = dir.join(format!(".{key}.{}", std::process::id()));
+        std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, &path)?;
     }
     Ok(path)
