@@ -60,3 +60,21 @@ fn make_writable(dir: &Path) {
         }
     }
 }
+
+/// Writes `dir/name` atomically, readable only by its owner: a temporary
+/// file beside it, synced, then renamed over it, so a reader (or a crash)
+/// sees the old content or the new, never half of it.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, dir.join(name))
+}

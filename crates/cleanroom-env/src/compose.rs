@@ -299,29 +299,7 @@ pub fn read_services(
 }
 
 fn read_service(r: &mut Reader<'_>, key: &Key, n: &Node) -> Option<Service> {
-    if cleanroom::detached::validate_name(&key.name).is_err() {
-        r.error(
-            key.line,
-            format!(
-                "service name `{}` is not valid: use letters, digits, `_`, `.` or `-`",
-                key.name
-            ),
-        );
-        return None;
-    }
-    let Some(entries) = n.as_map() else {
-        r.error(n.line, format!("service `{}` must be a map", key.name));
-        return None;
-    };
-    let mut s = Service {
-        name: key.name.clone(),
-        at: r.at(key.line),
-        ..Service::default()
-    };
-    // env_file first, `environment` over it, as compose orders them.
-    if let Some(f) = n.get("env_file") {
-        s.env = r.env_files(f);
-    }
+    let (mut s, entries) = r.service(key, n, &format!("service `{}` must be a map", key.name))?;
     for (k, v) in entries {
         match k.name.as_str() {
             "image" => s.image = r.string(v, "image"),

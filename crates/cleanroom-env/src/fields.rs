@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use crate::interpolate::{parse_env_file, Variables};
 use crate::model::{
-    parse_compose_duration, Condition, Dependency, Healthcheck, Port, Probe, Restart, Volume,
-    VolumeSource,
+    parse_compose_duration, Condition, Dependency, Healthcheck, Port, Probe, Restart, Service,
+    Volume, VolumeSource,
 };
 use crate::problem::{Location, Problems};
 use crate::syntax::{did_you_mean, normalize, parse_port, split_words};
-use crate::tree::{Node, ScalarKind, Value};
+use crate::tree::{Key, Node, ScalarKind, Value};
 
 /// What a reader needs besides the node: where it is, where problems go,
 /// and the variables `environment: [NAME]` entries take their value from.
@@ -37,6 +37,40 @@ impl Reader<'_> {
     pub fn warn(&mut self, line: usize, message: impl Into<String>) {
         let at = self.at(line);
         self.problems.warn(at, message);
+    }
+
+    /// The start of one service, in either file kind: its name checked, its
+    /// keys (`not_a_map` when it has none) and its `env_file` variables,
+    /// which `environment`/`env` entries then override, as compose orders them.
+    pub fn service<'n>(
+        &mut self,
+        key: &Key,
+        n: &'n Node,
+        not_a_map: &str,
+    ) -> Option<(Service, &'n [(Key, Node)])> {
+        if cleanroom::detached::validate_name(&key.name).is_err() {
+            self.error(
+                key.line,
+                format!(
+                    "service name `{}` is not valid: use letters, digits, `_`, `.` or `-`",
+                    key.name
+                ),
+            );
+            return None;
+        }
+        let Some(entries) = n.as_map() else {
+            self.error(n.line, not_a_map);
+            return None;
+        };
+        let mut s = Service {
+            name: key.name.clone(),
+            at: self.at(key.line),
+            ..Service::default()
+        };
+        if let Some(f) = n.get("env_file") {
+            s.env = self.env_files(f);
+        }
+        Some((s, entries))
     }
 
     /// A scalar as a string, or an error naming `what`.

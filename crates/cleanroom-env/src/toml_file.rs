@@ -80,28 +80,8 @@ pub fn read(path: &Path, text: &str, problems: &mut Problems, env: &mut Environm
 }
 
 fn read_service(r: &mut Reader<'_>, key: &Key, n: &Node) -> Option<Service> {
-    if cleanroom::detached::validate_name(&key.name).is_err() {
-        r.error(
-            key.line,
-            format!(
-                "service name `{}` is not valid: use letters, digits, `_`, `.` or `-`",
-                key.name
-            ),
-        );
-        return None;
-    }
-    let Some(entries) = n.as_map() else {
-        r.error(n.line, format!("[services.{}] must be a table", key.name));
-        return None;
-    };
-    let mut s = Service {
-        name: key.name.clone(),
-        at: r.at(key.line),
-        ..Service::default()
-    };
-    if let Some(f) = n.get("env_file") {
-        s.env = r.env_files(f);
-    }
+    let (mut s, entries) =
+        r.service(key, n, &format!("[services.{}] must be a table", key.name))?;
     for (k, v) in entries {
         match k.name.as_str() {
             "image" => s.image = r.string(v, "image"),

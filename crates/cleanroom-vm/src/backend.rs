@@ -433,6 +433,26 @@ pub(crate) fn expect_done(vm: &mut impl Link) -> Result<()> {
     }
 }
 
+/// Collects the tar archive a `CopyOut` sends, up to the agent's `Done`.
+pub(crate) fn receive_tar(vm: &mut impl Link) -> Result<Vec<u8>> {
+    let mut tar = Vec::new();
+    loop {
+        match vm.read()? {
+            Frame::Data(b) => tar.extend_from_slice(&b),
+            Frame::Message(Reply::Done) => return Ok(tar),
+            Frame::Message(Reply::Failed { message }) => {
+                return Err(Error::backend(NAME, format!("inside the VM: {message}")))
+            }
+            other => {
+                return Err(Error::backend(
+                    NAME,
+                    format!("the agent sent {} during a copy", describe(&other)),
+                ))
+            }
+        }
+    }
+}
+
 /// A frame in a few words, for protocol errors.
 pub(crate) fn describe(f: &Frame<Reply>) -> String {
     match f {

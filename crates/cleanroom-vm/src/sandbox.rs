@@ -11,7 +11,7 @@ use cleanroom_core::{
     Cmd, Enforcement, Error, Logs, OutputSink, Result, RunResult, Sandbox, SandboxSpec,
 };
 
-use crate::backend::{collect_result, describe, expect_done};
+use crate::backend::{collect_result, describe, expect_done, receive_tar};
 use crate::protocol::{Frame, Reply, Request};
 use crate::vm::Vm;
 use crate::NAME;
@@ -104,22 +104,7 @@ impl Sandbox for VmSandbox {
         let path = sandbox_path.to_path_buf();
         self.with_vm(move |vm| {
             vm.send(&Request::CopyOut { path })?;
-            let mut tar = Vec::new();
-            loop {
-                match vm.read()? {
-                    Frame::Data(b) => tar.extend_from_slice(&b),
-                    Frame::Message(Reply::Done) => break,
-                    Frame::Message(Reply::Failed { message }) => {
-                        return Err(Error::backend(NAME, format!("inside the VM: {message}")))
-                    }
-                    other => {
-                        return Err(Error::backend(
-                            NAME,
-                            format!("the agent sent {} during a copy", describe(&other)),
-                        ))
-                    }
-                }
-            }
+            let tar = receive_tar(vm)?;
             crate::copy::place(&tar, &host)
         })
         .await

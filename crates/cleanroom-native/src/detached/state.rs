@@ -93,21 +93,7 @@ pub fn try_lock(dir: &Path, create: bool) -> std::io::Result<Option<OwnedFd>> {
     }
 }
 
-/// Writes `name` in `dir` atomically: a temporary file, then a rename.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, dir.join(name))
-}
+pub use cleanroom_core::paths::write_atomic;
 
 /// Run by the supervisor once the init ended with `code`: writes
 /// `exit.json` through the state directory's descriptor (it may no longer

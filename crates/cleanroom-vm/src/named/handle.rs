@@ -15,7 +15,7 @@ use cleanroom_core::{
 
 use super::port::{Port, Use};
 use super::Record;
-use crate::backend::{collect_result, describe, expect_done};
+use crate::backend::{collect_result, describe, expect_done, receive_tar};
 use crate::protocol::{Frame, Reply, Request};
 use crate::vm::Link;
 use crate::NAME;
@@ -208,22 +208,7 @@ impl Detached for VmNamed {
         let path = sandbox_path.to_path_buf();
         self.on_port(Use::Command, move |port| {
             port.send(&Request::CopyOut { path })?;
-            let mut tar = Vec::new();
-            loop {
-                match port.read()? {
-                    Frame::Data(b) => tar.extend_from_slice(&b),
-                    Frame::Message(Reply::Done) => break,
-                    Frame::Message(Reply::Failed { message }) => {
-                        return Err(Error::backend(NAME, format!("inside the VM: {message}")))
-                    }
-                    other => {
-                        return Err(Error::backend(
-                            NAME,
-                            format!("the agent sent {} during a copy", describe(&other)),
-                        ))
-                    }
-                }
-            }
+            let tar = receive_tar(port)?;
             crate::copy::place(&tar, &host)
         })
         .await

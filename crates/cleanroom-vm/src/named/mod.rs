@@ -111,20 +111,7 @@ fn try_lock(dir: &Path, create: bool) -> std::io::Result<Option<OwnedFd>> {
     }
 }
 
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, dir.join(name))
-}
+use cleanroom_core::paths::write_atomic;
 
 /// The pid in QEMU's pidfile, if that process is the QEMU of `dir` (its
 /// command line names the directory).
