@@ -22,6 +22,8 @@ mkdir -p "$LOG_DIR"
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v xz >/dev/null || need+=(xz-utils)
+# objcopy strips the debug info off the agent put into the initramfs.
+command -v objcopy >/dev/null || need+=(binutils)
 if [ ${#need[@]} -gt 0 ] || ! apt-cache depends linux-image-amd64 2>/dev/null | grep -q 'Depends: linux-image-'; then
     apt-get update -qq
 fi

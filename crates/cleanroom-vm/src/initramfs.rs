@@ -13,7 +13,7 @@ use crate::assets::Kernel;
 use crate::cpio::CpioWriter;
 
 /// Bumped whenever the layout below changes, so cached images are rebuilt.
-const LAYOUT: u32 = 1;
+const LAYOUT: u32 = 2;
 
 /// Where the agent finds the modules to load, one file name per line.
 pub const MODULE_ORDER: &str = "/modules/order";
@@ -67,7 +67,8 @@ pub fn build(agent: &Path, kernel: &Kernel) -> Result<Vec<u8>> {
     ] {
         w.dir(d, 0o755).map_err(io(d))?;
     }
-    let agent_bytes = std::fs::read(agent).map_err(io(&format!("reading {}", agent.display())))?;
+    let agent_bytes =
+        agent_without_debug_info(agent).map_err(io(&format!("reading {}", agent.display())))?;
     w.file("/init", 0o755, &agent_bytes).map_err(io("/init"))?;
 
     let mut made_dirs = std::collections::BTreeSet::new();
@@ -124,6 +125,26 @@ pub fn build(agent: &Path, kernel: &Kernel) -> Result<Vec<u8>> {
 
 /// The shared libraries the dynamic loader maps for `binary`, by the path
 /// it asks for (the loader itself included).
+/// The agent's bytes without its debug sections (`objcopy --strip-debug`),
+/// else as they are. The initramfs is unpacked into the guest's memory, and
+/// a debug build's debug info (300 MB here) would not fit beside a small
+/// sandbox's memory limit: the guest ran out of memory before its init ran.
+fn agent_without_debug_info(agent: &Path) -> std::io::Result<Vec<u8>> {
+    let stripped = tempfile::NamedTempFile::new()?;
+    let status = std::process::Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(agent)
+        .arg(stripped.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => std::fs::read(stripped.path()),
+        _ => std::fs::read(agent),
+    }
+}
+
 fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
     let out = Command::new("ldd").arg(binary).output().map_err(|e| {
         Error::backend(
