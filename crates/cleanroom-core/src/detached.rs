@@ -212,6 +212,21 @@ pub fn not_running(info: &SandboxInfo) -> Error {
     }
 }
 
+/// The names of the sandbox directories under `root` (entries that are
+/// directories with a valid sandbox name), sorted.
+pub fn names_in(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| validate_name(n).is_ok())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()

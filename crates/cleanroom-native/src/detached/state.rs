@@ -181,18 +181,7 @@ pub fn info(dir: &Path, name: &str) -> Option<(SandboxInfo, Option<Record>)> {
 }
 
 /// Every sandbox directory under `root`, by name.
-pub fn names(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| cleanroom_core::detached::validate_name(n).is_ok())
-        .collect();
-    names.sort();
-    names
-}
+pub use cleanroom_core::detached::names_in as names;
 
 /// When process `pid` started (field 22 of its stat), if it exists.
 pub fn start_time(pid: u32) -> Option<u64> {

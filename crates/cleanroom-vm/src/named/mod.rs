@@ -378,18 +378,7 @@ fn info_of(dir: &Path, name: &str, state: SandboxState, record: Option<&Record>)
     }
 }
 
-fn names(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| cleanroom_core::detached::validate_name(n).is_ok())
-        .collect();
-    names.sort();
-    names
-}
+use cleanroom_core::detached::names_in as names;
 
 /// The named VMs of this user.
 pub fn list(all: bool) -> Result<Vec<SandboxInfo>> {
