@@ -51,6 +51,10 @@ run_tests_rootless() {
                 --message-format=json \
             | grep -o "\"executable\":\"[^\"]*/$test-[^\"]*\"" | tail -n1 | cut -d'"' -f4) || true
         if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+            # The JSON above hides the compiler's message: build once more
+            # in plain text so the log says why.
+            cargo test -p "$crate" --test "$test" --no-run --locked >&2 || true
+            df -h . >&2
             echo "rootless: could not build the $crate test binary $test" >&2
             return 1
         fi
