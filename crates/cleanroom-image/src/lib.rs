@@ -21,6 +21,7 @@
 
 mod archive;
 mod digest;
+mod extract;
 mod fsutil;
 mod image;
 mod import;
@@ -31,6 +32,7 @@ mod pull;
 mod reference;
 mod safepath;
 mod store;
+mod stream;
 mod tree;
 use cleanroom_core::time;
 mod unpack;

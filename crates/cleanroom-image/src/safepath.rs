@@ -3,10 +3,9 @@
 //! below the target can land outside it).
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
-use cleanroom_core::{Error, IoContext, Result};
+use cleanroom_core::{Error, Result};
 
 /// An archive path checked to be relative and free of `..`: its normal
 /// components, in order. Empty for the archive root (`./`).
@@ -34,45 +33,6 @@ pub(crate) fn unsafe_entry(what: &str, path: &str, why: &str) -> Error {
              the archive is malicious or broken, do not use it"
         ),
     }
-}
-
-/// Makes sure every parent of `parts` exists below `root` as a real
-/// directory, creating missing ones. A parent that is a symlink or a
-/// non-directory is an error. Returns the full path of the entry.
-pub(crate) fn prepare_parents(root: &Path, parts: &[String], what: &str) -> Result<PathBuf> {
-    let mut cur = root.to_path_buf();
-    let (last, parents) = parts
-        .split_last()
-        .expect("prepare_parents needs a non-empty path");
-    for (i, p) in parents.iter().enumerate() {
-        cur.push(p);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(unsafe_entry(
-                    what,
-                    &parts.join("/"),
-                    &format!("goes through the symlink `{}`", parts[..=i].join("/")),
-                ))
-            }
-            Ok(_) => {
-                return Err(Error::Image {
-                    reference: what.to_owned(),
-                    message: format!(
-                        "entry `{}` is below `{}`, which is not a directory; the archive is broken",
-                        parts.join("/"),
-                        parts[..=i].join("/")
-                    ),
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&cur).context(|| format!("creating {}", cur.display()))?;
-            }
-            Err(e) => return Err(Error::io(format!("inspecting {}", cur.display()), e)),
-        }
-    }
-    cur.push(last);
-    Ok(cur)
 }
 
 /// Finds `parts` below `root` without following any symlink on the way

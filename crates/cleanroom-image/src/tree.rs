@@ -20,6 +20,7 @@ use cleanroom_core::{Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, Hasher, HashingReader};
+use crate::extract::FileDigests;
 
 /// The two fingerprints of a tree (see the module docs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,11 +44,23 @@ pub(crate) enum Check {
 /// Seals the tree at `root` (everything below it; the root directory's own
 /// times change when it is renamed into place, so they do not count).
 pub(crate) fn seal(root: &Path) -> Result<Seal> {
-    let (entries, stat) = stat_fingerprint(root)?;
+    seal_with(root, &FileDigests::new())
+}
+
+/// [`seal`] of a tree just written, whose files' digests were taken on the
+/// way (`known`, by device and inode): one walk of `lstat`s, no file read
+/// back. A file not in `known` is read.
+pub(crate) fn seal_with(root: &Path, known: &FileDigests) -> Result<Seal> {
+    let mut stat = StatPrint::default();
+    let mut content = Hasher::new();
+    walk(root, &mut |path, rel, m| {
+        stat.add(rel, m);
+        content_add(&mut content, path, rel, m, known)
+    })?;
     Ok(Seal {
-        entries,
-        stat,
-        content: content_fingerprint(root)?,
+        entries: stat.entries,
+        stat: stat.hasher.finish(),
+        content: content.finish(),
     })
 }
 
@@ -126,12 +139,17 @@ fn walk(
     visit(root, root, each)
 }
 
-fn stat_fingerprint(root: &Path) -> Result<(u64, Digest)> {
-    let mut h = Hasher::new();
-    let mut entries = 0u64;
-    walk(root, &mut |_, rel, m| {
-        entries += 1;
-        h.update(rel.as_os_str().as_bytes());
+/// The `stat` fingerprint, one entry at a time.
+#[derive(Default)]
+struct StatPrint {
+    hasher: Hasher,
+    entries: u64,
+}
+
+impl StatPrint {
+    fn add(&mut self, rel: &Path, m: &fs::Metadata) {
+        self.entries += 1;
+        self.hasher.update(rel.as_os_str().as_bytes());
         let fields = [
             u64::from(m.mode()),
             u64::from(m.uid()),
@@ -144,25 +162,49 @@ fn stat_fingerprint(root: &Path) -> Result<(u64, Digest)> {
             m.ctime_nsec() as u64,
         ];
         for f in fields {
-            h.update(&f.to_le_bytes());
+            self.hasher.update(&f.to_le_bytes());
         }
+    }
+}
+
+fn stat_fingerprint(root: &Path) -> Result<(u64, Digest)> {
+    let mut stat = StatPrint::default();
+    walk(root, &mut |_, rel, m| {
+        stat.add(rel, m);
         Ok(())
     })?;
-    Ok((entries, h.finish()))
+    Ok((stat.entries, stat.hasher.finish()))
 }
 
 fn content_fingerprint(root: &Path) -> Result<Digest> {
     let mut h = Hasher::new();
+    let none = FileDigests::new();
     walk(root, &mut |path, rel, m| {
-        h.update(rel.as_os_str().as_bytes());
-        h.update(&[0]);
-        h.update(&u64::from(m.mode()).to_le_bytes());
-        h.update(&m.size().to_le_bytes());
-        if m.file_type().is_symlink() {
-            let target: PathBuf =
-                fs::read_link(path).context(|| format!("reading {}", path.display()))?;
-            h.update(target.as_os_str().as_bytes());
-        } else if m.is_file() {
+        content_add(&mut h, path, rel, m, &none)
+    })?;
+    Ok(h.finish())
+}
+
+/// Adds one entry to the `content` fingerprint.
+fn content_add(
+    h: &mut Hasher,
+    path: &Path,
+    rel: &Path,
+    m: &fs::Metadata,
+    known: &FileDigests,
+) -> Result<()> {
+    h.update(rel.as_os_str().as_bytes());
+    h.update(&[0]);
+    h.update(&u64::from(m.mode()).to_le_bytes());
+    h.update(&m.size().to_le_bytes());
+    if m.file_type().is_symlink() {
+        let target: PathBuf =
+            fs::read_link(path).context(|| format!("reading {}", path.display()))?;
+        h.update(target.as_os_str().as_bytes());
+    } else if m.is_file() {
+        if let Some(d) = known.get(&(m.dev(), m.ino())) {
+            h.update(d.hex().as_bytes());
+        } else {
             match File::open(path) {
                 Ok(f) => {
                     let (d, _) = HashingReader::new(BufReader::with_capacity(1 << 16, f))
@@ -175,10 +217,9 @@ fn content_fingerprint(root: &Path) -> Result<Digest> {
                 Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
             }
         }
-        h.update(&[0]);
-        Ok(())
-    })?;
-    Ok(h.finish())
+    }
+    h.update(&[0]);
+    Ok(())
 }
 
 #[cfg(test)]
