@@ -1,11 +1,21 @@
-//! Benchmark (not a test): import + unpack of a synthetic multi-layer image
-//! of about 200 MB, beside `tar -x` of the same layers in the same run.
+//! Benchmark (not a test): import of a `docker save` archive of about 200 MB
+//! in 4 layers plus the unpack a first run needs (the merged rootfs), beside
+//! `tar -x` of the same layers into one directory, in the same run, on the
+//! same filesystem, taking turns (A B A B ...), medians. Layers plain and
+//! gzip-compressed (`tar -xzf` then). Before every measurement the outputs
+//! of the last one are deleted and `sync`ed, so each starts with the inputs
+//! in the page cache and no dirty pages.
 //!
-//! `cargo run --release -p cleanroom-image --example bench_import [MB]`
+//! `cargo run --profile profiling -p cleanroom-image --example bench_import -- [MB] [ROUNDS]`
+//!
+//! With `CLEANROOM_BIN=path/to/cleanroom` it also times the CLI as whole
+//! processes: `cleanroom import FILE` and the first
+//! `cleanroom run --backend native --image bench:1 -- /bin/true` (the first
+//! layer carries a static busybox, so that run really runs).
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -22,14 +32,29 @@ fn fill(buf: &mut [u8], seed: &mut u64) {
     }
 }
 
-/// A layer tar of `files` files of `size` bytes in nested directories.
-fn make_layer(path: &Path, n: usize, files: usize, size: usize) -> u64 {
+/// A layer tar of `files` files of `size` bytes in nested directories; the
+/// first layer also holds /bin/busybox and /bin/true.
+fn make_layer(path: &Path, n: usize, files: usize, size: usize) {
     let f = fs::File::create(path).unwrap();
     let mut b = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, f));
+    if n == 0 {
+        if let Ok(bb) = fs::read("/usr/bin/busybox") {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bb.len() as u64);
+            h.set_mode(0o755);
+            b.append_data(&mut h, "bin/busybox", bb.as_slice()).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, "bin/true", "busybox").unwrap();
+        }
+    }
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ n as u64;
     let mut data = vec![0u8; size];
     for i in 0..files {
         fill(&mut data, &mut seed);
+        // A quarter of each file compresses, like real binaries.
+        data[..size / 4].fill(b'x');
         let mut h = tar::Header::new_gnu();
         h.set_size(size as u64);
         h.set_mode(0o644);
@@ -38,125 +63,204 @@ fn make_layer(path: &Path, n: usize, files: usize, size: usize) -> u64 {
         b.append_data(&mut h, name, data.as_slice()).unwrap();
     }
     b.into_inner().unwrap().flush().unwrap();
-    fs::metadata(path).unwrap().len()
 }
 
-fn mbps(bytes: u64, secs: f64) -> f64 {
-    bytes as f64 / 1e6 / secs
+fn gzip(src: &Path, dst: &Path) {
+    let mut enc =
+        flate2::write::GzEncoder::new(fs::File::create(dst).unwrap(), flate2::Compression::fast());
+    std::io::copy(&mut fs::File::open(src).unwrap(), &mut enc).unwrap();
+    enc.finish().unwrap();
 }
 
-fn main() {
-    let total_mb: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
-    let tmp = tempfile::tempdir().unwrap();
-    let layers = 4;
-    let size = 64 * 1024;
-    let files = total_mb * 1_000_000 / layers / size;
-    let mut paths = Vec::new();
-    let mut bytes = 0;
-    for n in 0..layers {
-        let p = tmp.path().join(format!("layer{n}.tar"));
-        bytes += make_layer(&p, n, files, size);
-        paths.push(p);
-    }
-    // A docker-save archive of those layers.
+/// A `docker save` archive (the layout before Docker 25) of `layers`, tagged `bench:1`.
+fn make_archive(archive: &Path, layers: &[PathBuf], diff_ids: &[String]) {
     let mut entries = Vec::new();
-    let mut diff_ids = Vec::new();
-    for p in &paths {
+    for p in layers {
         let d = Digest::of(&fs::read(p).unwrap());
-        diff_ids.push(d.to_string());
         entries.push(format!("{}/layer.tar", d.hex()));
     }
     let config = serde_json::json!({"architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": diff_ids}})
     .to_string();
-    let archive = tmp.path().join("image.tar");
-    {
-        let mut b = tar::Builder::new(std::io::BufWriter::new(fs::File::create(&archive).unwrap()));
-        let mut add = |name: &str, path: Option<&Path>, data: &[u8]| {
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(0o644);
-            match path {
-                Some(p) => b.append_path_with_name(p, name).unwrap(),
-                None => {
-                    h.set_size(data.len() as u64);
-                    b.append_data(&mut h, name, data).unwrap()
-                }
-            }
-        };
-        add("config.json", None, config.as_bytes());
-        for (p, e) in paths.iter().zip(&entries) {
-            add(e, Some(p), &[]);
-        }
-        let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": ["bench:1"], "Layers": entries}]);
-        add("manifest.json", None, manifest.to_string().as_bytes());
-        b.into_inner().unwrap().flush().unwrap();
+    let manifest =
+        serde_json::json!([{"Config": "config.json", "RepoTags": ["bench:1"], "Layers": entries}])
+            .to_string();
+    let mut b = tar::Builder::new(std::io::BufWriter::new(fs::File::create(archive).unwrap()));
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add("config.json", config.as_bytes());
+    add("manifest.json", manifest.as_bytes());
+    for (p, e) in layers.iter().zip(&entries) {
+        b.append_path_with_name(p, e).unwrap();
+    }
+    b.into_inner().unwrap().flush().unwrap();
+}
+
+fn clean(paths: &[&Path]) {
+    for p in paths {
+        let _ = Command::new("rm").arg("-rf").arg(p).status();
+    }
+    Command::new("sync").status().unwrap();
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct Case {
+    name: &'static str,
+    layers: Vec<PathBuf>,
+    archive: PathBuf,
+    gz: bool,
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let total_mb: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let cli = std::env::var_os("CLEANROOM_BIN").map(PathBuf::from);
+    let tmp = tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or(".".into())).unwrap();
+    let dir = tmp.path();
+    let n_layers = 4;
+    let size = 64 * 1024;
+    let files = total_mb * 1_000_000 / n_layers / size;
+    let mut plain = Vec::new();
+    let mut gz = Vec::new();
+    let mut diff_ids = Vec::new();
+    for n in 0..n_layers {
+        let p = dir.join(format!("layer{n}.tar"));
+        make_layer(&p, n, files, size);
+        diff_ids.push(Digest::of(&fs::read(&p).unwrap()).to_string());
+        let g = dir.join(format!("layer{n}.tar.gz"));
+        gzip(&p, &g);
+        plain.push(p);
+        gz.push(g);
+    }
+    let bytes: u64 = plain.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    let gz_bytes: u64 = gz.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    let cases = [
+        Case {
+            name: "plain",
+            archive: dir.join("image.tar"),
+            layers: plain,
+            gz: false,
+        },
+        Case {
+            name: "gzip",
+            archive: dir.join("image-gz.tar"),
+            layers: gz,
+            gz: true,
+        },
+    ];
+    for c in &cases {
+        make_archive(&c.archive, &c.layers, &diff_ids);
     }
     println!(
-        "image: {layers} layers, {} files of {} KiB each, {:.1} MB of layer tars",
-        files * layers,
+        "image: {n_layers} layers, {} files of {} KiB, {:.1} MB of layer tars ({:.1} MB gzipped), {rounds} rounds, medians, in {}",
+        files * n_layers,
         size / 1024,
-        bytes as f64 / 1e6
+        bytes as f64 / 1e6,
+        gz_bytes as f64 / 1e6,
+        dir.display()
     );
-    Command::new("sync").status().ok();
+    let out = dir.join("out");
+    let store_dir = dir.join("store");
+    for c in &cases {
+        let (mut tar_t, mut imp_t, mut unp_t, mut lib_t) = (vec![], vec![], vec![], vec![]);
+        let (mut cli_imp, mut cli_run, mut cli_t) = (vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            // A: tar -x of the layers into one directory, one after the other.
+            clean(&[&out, &store_dir]);
+            fs::create_dir(&out).unwrap();
+            let t = Instant::now();
+            for p in &c.layers {
+                let x = if c.gz { "-xzf" } else { "-xf" };
+                run(Command::new("tar").arg(x).arg(p).arg("-C").arg(&out));
+            }
+            tar_t.push(t.elapsed().as_secs_f64());
 
-    // Baseline: tar -x of the same layers, one after the other.
-    let out = tmp.path().join("tar-x");
-    fs::create_dir(&out).unwrap();
-    let t = Instant::now();
-    for p in &paths {
-        let ok = Command::new("tar")
-            .arg("-xf")
-            .arg(p)
-            .arg("-C")
-            .arg(&out)
-            .status()
-            .unwrap();
-        assert!(ok.success());
+            // B: the library: import, then the merged rootfs a first run needs.
+            clean(&[&out, &store_dir]);
+            let t = Instant::now();
+            let store = Store::open(&store_dir).unwrap();
+            store.import(c.archive.to_str().unwrap(), None).unwrap();
+            let i = t.elapsed().as_secs_f64();
+            let img = store.resolve("bench:1").unwrap();
+            store.rootfs_dir(&img).unwrap();
+            let all = t.elapsed().as_secs_f64();
+            imp_t.push(i);
+            unp_t.push(all - i);
+            lib_t.push(all);
+
+            // C: the CLI as whole processes.
+            if let Some(bin) = &cli {
+                clean(&[&out, &store_dir]);
+                let t = Instant::now();
+                run(Command::new(bin)
+                    .env("CLEANROOM_HOME", &store_dir)
+                    .arg("import")
+                    .arg(&c.archive));
+                let i = t.elapsed().as_secs_f64();
+                run(Command::new(bin).env("CLEANROOM_HOME", &store_dir).args([
+                    "run",
+                    "--backend",
+                    "native",
+                    "--image",
+                    "bench:1",
+                    "--",
+                    "/bin/true",
+                ]));
+                let all = t.elapsed().as_secs_f64();
+                cli_imp.push(i);
+                cli_run.push(all - i);
+                cli_t.push(all);
+            }
+        }
+        clean(&[&out, &store_dir]);
+        let mbps = |s: f64| bytes as f64 / 1e6 / s;
+        let tar = median(&mut tar_t);
+        let row = |what: &str, s: f64| {
+            println!(
+                "{:5} {what:44} {s:6.3} s {:7.1} MB/s  {:5.2}x tar -x",
+                c.name,
+                mbps(s),
+                tar / s
+            )
+        };
+        println!(
+            "{:5} {:44} {tar:6.3} s {:7.1} MB/s",
+            c.name,
+            if c.gz {
+                "tar -xzf (4 layers)"
+            } else {
+                "tar -xf (4 layers)"
+            },
+            mbps(tar)
+        );
+        row("library: import", median(&mut imp_t));
+        row(
+            "library: merged rootfs (first run's unpack)",
+            median(&mut unp_t),
+        );
+        row("library: import + merged rootfs", median(&mut lib_t));
+        if cli.is_some() {
+            row("cli: `cleanroom import` process", median(&mut cli_imp));
+            row("cli: first `cleanroom run` process", median(&mut cli_run));
+            row("cli: import + first run (processes)", median(&mut cli_t));
+        }
     }
-    let tar_secs = t.elapsed().as_secs_f64();
-
-    let store = Store::open(tmp.path().join("store")).unwrap();
-    let t = Instant::now();
-    store.import(archive.to_str().unwrap(), None).unwrap();
-    let import_secs = t.elapsed().as_secs_f64();
-    let img = store.resolve("bench:1").unwrap();
-    let t = Instant::now();
-    let dirs = store.layer_dirs(&img).unwrap();
-    let unpack_secs = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let again = store.layer_dirs(&img).unwrap();
-    let cached_secs = t.elapsed().as_secs_f64();
-    assert_eq!(dirs, again);
-    let t = Instant::now();
-    store.rootfs_dir(&img).unwrap();
-    let merge_secs = t.elapsed().as_secs_f64();
-
-    println!(
-        "tar -x (4 layers, sequential):       {tar_secs:7.2} s  {:7.1} MB/s",
-        mbps(bytes, tar_secs)
-    );
-    println!(
-        "import (hash + copy into store):     {import_secs:7.2} s  {:7.1} MB/s",
-        mbps(bytes, import_secs)
-    );
-    println!(
-        "unpack layers (verify, parallel):    {unpack_secs:7.2} s  {:7.1} MB/s",
-        mbps(bytes, unpack_secs)
-    );
-    let both = import_secs + unpack_secs;
-    println!(
-        "import + unpack:                     {both:7.2} s  {:7.1} MB/s",
-        mbps(bytes, both)
-    );
-    println!(
-        "layer_dirs again (cached):           {:7.3} ms",
-        cached_secs * 1e3
-    );
-    println!(
-        "merged rootfs (copy of all layers):  {merge_secs:7.2} s  {:7.1} MB/s",
-        mbps(bytes, merge_secs)
-    );
 }

@@ -155,14 +155,16 @@ impl<'a> Extractor<'a> {
                         &format!("goes through the symlink `{}`", parts[..=i].join("/")),
                     ))
                 }
-                Ok(_) => return Err(Error::Image {
-                    reference: self.what.clone(),
-                    message: format!(
+                Ok(_) => {
+                    return Err(Error::Image {
+                        reference: self.what.clone(),
+                        message: format!(
                         "entry `{}` is below `{}`, which is not a directory; the archive is broken",
                         parts.join("/"),
                         parts[..=i].join("/")
                     ),
-                }),
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir(&cur).context(|| format!("creating {}", cur.display()))?;
                 }

@@ -151,19 +151,21 @@ impl Store {
     /// is given and the content does not match, nothing is stored and the
     /// error names both digests. Returns the digest and size.
     pub fn put_blob(&self, reader: impl Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
-        let (d, n, _) = self.put_blob_with(reader, expected, &mut |_| {})?;
+        let (d, n, _) = self.put_blob_with(reader, expected, true, &mut |_| {})?;
         Ok((d, n))
     }
 
     /// [`Store::put_blob`], reporting bytes written so far to `progress`;
-    /// also says whether the blob is new to the store.
+    /// also says whether the blob is new to the store. With `reuse`, an
+    /// intact stored blob of the `expected` digest is not read again.
     pub(crate) fn put_blob_with(
         &self,
         mut reader: impl Read,
         expected: Option<&Digest>,
+        reuse: bool,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(Digest, u64, bool)> {
-        if let Some(d) = expected {
+        if let Some(d) = expected.filter(|_| reuse) {
             if self.has_blob(d) && self.blob_is_intact(d).unwrap_or(false) {
                 let n = self.blob_path(d).metadata().map_or(0, |m| m.len());
                 return Ok((d.clone(), n, false));

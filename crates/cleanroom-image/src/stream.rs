@@ -1,6 +1,7 @@
 //! Layer blobs verified as they stream past: one thread reads each blob
-//! once, hashes it, decompresses it, hashes the tar stream, and hands the
-//! tar bytes to the extractor in chunks. Verifying and decompressing run on
+//! once (from the store, or as an import copies it there), hashes it,
+//! decompresses it, hashes the tar stream, and hands the tar bytes to the
+//! extractor in chunks. Verifying and decompressing run on
 //! one core while files are written on the other, the next layer is read
 //! while the previous one is still being written, and a layer's digests are
 //! known as soon as its last chunk has been taken.
@@ -21,18 +22,72 @@ const CHUNK: usize = 256 << 10;
 const AHEAD: usize = 16;
 
 /// One blob to stream.
-pub(crate) struct Blob {
-    pub(crate) path: PathBuf,
-    pub(crate) compression: Compression,
+pub(crate) enum Blob {
+    /// A stored blob, read and hashed here.
+    Stored {
+        path: PathBuf,
+        compression: Compression,
+    },
+    /// The bytes an import is copying into the store, which hashes them
+    /// (see [`Tee`]); the compression is sniffed here.
+    Copied(Receiver<Vec<u8>>),
 }
 
 /// What streaming a blob found.
 pub(crate) struct Streamed {
-    /// SHA-256 and size of the blob as stored.
-    pub(crate) digest: Digest,
-    pub(crate) size: u64,
-    /// SHA-256 of the uncompressed tar stream.
-    pub(crate) diff_id: Digest,
+    /// SHA-256 and size of a stored blob (`None` for a copied one, which
+    /// the import hashes).
+    pub(crate) digest: Option<(Digest, u64)>,
+    /// SHA-256 of the uncompressed tar stream (`None` for a copied plain
+    /// blob: the blob's own digest).
+    pub(crate) diff_id: Option<Digest>,
+}
+
+/// The import's end of a [`Blob::Copied`]: a reader that passes on a copy
+/// of every byte read through it. When the layer thread is gone, it stops
+/// passing and the import goes on without it.
+pub(crate) struct Tee<R> {
+    pub(crate) inner: R,
+    pub(crate) to: Option<SyncSender<Vec<u8>>>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(to) = &self.to {
+                if to.send(buf[..n].to_vec()).is_err() {
+                    self.to = None;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A channel of a blob's bytes as a reader.
+struct Chunks {
+    rx: Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(v) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0), // the import closed it: the end
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Why a blob could not be streamed to its end.
@@ -65,9 +120,30 @@ pub(crate) fn feed(blobs: Vec<Blob>) -> io::Result<Feed> {
     let thread = std::thread::Builder::new()
         .name("layer-reader".into())
         .spawn(move || {
-            for b in &blobs {
-                let Some(end) = stream_one(b, &tx, &spares) else {
-                    return; // the extractor stopped listening
+            for b in blobs {
+                let end = match b {
+                    Blob::Stored { path, compression } => File::open(&path)
+                        .map_err(|e| match e.kind() {
+                            io::ErrorKind::NotFound => Failure::Missing,
+                            _ => Failure::Unreadable(e),
+                        })
+                        .map(|f| stream_one(f, true, Some(compression), &tx, &spares)),
+                    Blob::Copied(rx) => Ok(stream_one(
+                        Chunks {
+                            rx,
+                            cur: Vec::new(),
+                            pos: 0,
+                        },
+                        false,
+                        None,
+                        &tx,
+                        &spares,
+                    )),
+                };
+                let end = match end {
+                    Ok(Some(end)) => end,
+                    Ok(None) => return, // the extractor stopped listening
+                    Err(f) => Err(f),
                 };
                 if tx.send(Msg::End(end)).is_err() {
                     return;
@@ -84,27 +160,43 @@ pub(crate) fn feed(blobs: Vec<Blob>) -> io::Result<Feed> {
     })
 }
 
-/// Streams one blob; `None` when the receiver is gone.
+/// Streams one blob, hashing it when `hash_blob`, sniffing its compression
+/// when not given; `None` when the receiver is gone.
 fn stream_one(
-    b: &Blob,
+    source: impl Read,
+    hash_blob: bool,
+    compression: Option<Compression>,
     tx: &SyncSender<Msg>,
     spares: &Receiver<Vec<u8>>,
 ) -> Option<Result<Streamed, Failure>> {
-    let f = match File::open(&b.path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(Err(Failure::Missing)),
-        Err(e) => return Some(Err(Failure::Unreadable(e))),
+    let mut blob = if hash_blob {
+        HashingReader::new(source)
+    } else {
+        HashingReader::counting(source)
     };
-    let plain = b.compression == Compression::None;
-    let mut blob = HashingReader::new(f);
+    let mut head = Vec::new();
+    let compression = match compression {
+        Some(c) => c,
+        None => match crate::import::read_head(&mut blob, 8) {
+            Ok(h) => {
+                head = h;
+                Compression::sniff(&head)
+            }
+            Err(e) => return Some(Err(Failure::Unreadable(e))),
+        },
+    };
+    let plain = compression == Compression::None;
     let tar = {
         // Chunk-sized reads of a plain blob bypass a small buffer.
         let cap = if plain { 64 << 10 } else { 1 << 20 };
-        let dec = match decompress(BufReader::with_capacity(cap, &mut blob), b.compression) {
+        let raw = head
+            .as_slice()
+            .chain(BufReader::with_capacity(cap, &mut blob));
+        let dec = match decompress(raw, compression) {
             Ok(d) => d,
             Err(e) => return Some(Err(Failure::Unreadable(e))),
         };
-        // A plain blob's tar stream is the blob: hashed once.
+        // A plain blob's tar stream is the blob: hashed once, or not here.
         let mut tar = if plain {
             HashingReader::counting(dec)
         } else {
@@ -129,10 +221,23 @@ fn stream_one(
         Err(e) => return Some(Err(Failure::Unreadable(e))),
     };
     Some(match blob.finish() {
-        Ok((digest, size)) => Ok(Streamed {
-            diff_id: if plain { digest.clone() } else { tar_digest },
-            digest,
-            size,
+        Ok((digest, size)) => Ok(match (hash_blob, plain) {
+            (true, true) => Streamed {
+                diff_id: Some(digest.clone()),
+                digest: Some((digest, size)),
+            },
+            (true, false) => Streamed {
+                diff_id: Some(tar_digest),
+                digest: Some((digest, size)),
+            },
+            (false, true) => Streamed {
+                diff_id: None,
+                digest: None,
+            },
+            (false, false) => Streamed {
+                diff_id: Some(tar_digest),
+                digest: None,
+            },
         }),
         Err(e) => Err(Failure::Unreadable(e)),
     })

@@ -191,7 +191,7 @@ impl Store {
     pub(crate) fn feed(&self, layers: &[LayerRef]) -> Result<Feed> {
         let blobs = layers
             .iter()
-            .map(|l| Blob {
+            .map(|l| Blob::Stored {
                 path: self.blob_path(&l.digest),
                 compression: l.compression,
             })
@@ -210,8 +210,12 @@ pub(crate) fn verified(
     streamed: std::result::Result<Streamed, Failure>,
     extracted: Result<()>,
 ) -> Result<Digest> {
-    let s = match streamed {
-        Ok(s) => s,
+    let (s, (digest, size)) = match streamed {
+        Ok(Streamed {
+            digest: Some(d),
+            diff_id: Some(diff),
+        }) => (diff, d),
+        Ok(_) => unreachable!("a stored blob is hashed as it streams"),
         Err(Failure::Missing) => return Err(missing_blob(reference, &layer.digest)),
         Err(Failure::Unreadable(e)) => {
             return Err(corrupt_blob(
@@ -221,11 +225,11 @@ pub(crate) fn verified(
             ))
         }
     };
-    if s.digest != layer.digest || s.size != layer.size {
+    if digest != layer.digest || size != layer.size {
         return Err(corrupt_blob(
             reference,
             &layer.digest,
-            &format!("its content hashes to {} ({} bytes)", s.digest, s.size),
+            &format!("its content hashes to {digest} ({size} bytes)"),
         ));
     }
     // The bytes are the image's own: a tar it cannot read is a broken image.
@@ -237,18 +241,15 @@ pub(crate) fn verified(
         }
     })?;
     if let Some(want) = want {
-        if *want != s.diff_id {
+        if *want != s {
             return Err(corrupt_blob(
                 reference,
                 &layer.digest,
-                &format!(
-                    "it unpacks to {} but the image config expects {want}",
-                    s.diff_id
-                ),
+                &format!("it unpacks to {s} but the image config expects {want}"),
             ));
         }
     }
-    Ok(s.diff_id)
+    Ok(s)
 }
 
 fn is_data_error(e: &Error) -> bool {

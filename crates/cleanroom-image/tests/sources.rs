@@ -359,3 +359,79 @@ fn multi_arch_index_picks_the_host_platform() {
         "{e}"
     );
 }
+
+/// Importing a `docker save` archive builds the merged rootfs on the way
+/// (each layer read once): it is there, sealed, right after the import, and
+/// holds what building it from the stored blobs holds.
+#[test]
+fn docker_save_import_builds_the_merged_rootfs_on_the_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = store(tmp.path());
+    let p = tmp.path().join("app.tar");
+    fs::write(&p, tar_of(&docker_save_old(&layers(), &["app:1"]))).unwrap();
+    let info = s.import(p.to_str().unwrap(), None).unwrap();
+    let ready = s.root().join("rootfs").join(info.digest.hex());
+    assert!(ready.is_dir(), "the import left no merged rootfs");
+    let listing = |root: &Path| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("find . -printf '%p %y %m %s\\n' | sort")
+            .current_dir(root)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let prebuilt = listing(&ready);
+    check(&s, "app:1");
+    assert!(
+        s.verify(false).unwrap().is_ok(),
+        "the seal matches the tree"
+    );
+
+    // The same tree when built from the blobs on first use.
+    fs::remove_dir_all(&ready).unwrap();
+    let img = s.resolve("app:1").unwrap();
+    assert_eq!(listing(&s.rootfs_dir(&img).unwrap()), prebuilt);
+}
+
+/// A layer the extractor refuses does not fail the import (its blobs are
+/// verified): no tree is kept, and the first use says what is wrong.
+#[test]
+fn a_refused_layer_in_a_docker_save_archive_fails_at_first_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = store(tmp.path());
+    let evil = vec![layer(&[
+        E::Symlink("link", "/tmp"),
+        E::File("link/evil", b"pwned", 0o644),
+    ])];
+    let p = tmp.path().join("evil.tar");
+    fs::write(&p, tar_of(&docker_save_old(&evil, &["evil:1"]))).unwrap();
+    s.import(p.to_str().unwrap(), None).unwrap();
+    assert_eq!(s.root().join("rootfs").read_dir().unwrap().count(), 0);
+    let img = s.resolve("evil:1").unwrap();
+    let e = s.rootfs_dir(&img).unwrap_err().to_string();
+    assert!(e.contains("refusing to unpack"), "{e}");
+    assert!(!Path::new("/tmp/evil").exists());
+}
+
+/// A compressed layer whose tar stream does not match the config's diff ID
+/// fails the import (hashed by the unpacking thread), storing nothing.
+#[test]
+fn a_compressed_layer_with_the_wrong_diff_id_fails_the_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = store(tmp.path());
+    let mut files = docker_save_old(&layers(), &["bad:1"]);
+    // Swap the gzip layer for another one; the config still names the old one.
+    let other = gzip(&layer(&[E::File("etc/motd", b"changed\n", 0o644)]));
+    for (name, data) in files.iter_mut() {
+        if name.ends_with("layer.tar") && data.starts_with(&[0x1f, 0x8b]) {
+            *data = other.clone();
+        }
+    }
+    let p = tmp.path().join("bad.tar");
+    fs::write(&p, tar_of(&files)).unwrap();
+    let e = s.import(p.to_str().unwrap(), None).unwrap_err().to_string();
+    assert!(e.contains("but the config expects"), "{e}");
+    assert!(s.list().unwrap().is_empty());
+    assert_eq!(s.root().join("rootfs").read_dir().unwrap().count(), 0);
+}

@@ -7,6 +7,7 @@ use oci_spec::image::ImageConfiguration;
 use serde::Deserialize;
 
 use super::bundle::Bundle;
+use super::prebuild::Prebuild;
 use super::{choose, rootfs::store_layer, write_manifest, Imported, Tx};
 use crate::digest::Digest;
 
@@ -71,19 +72,40 @@ pub(super) fn import(
             entry.layers.len()
         )));
     }
-    let mut layers = Vec::new();
-    for (name, want_diff) in entry.layers.iter().zip(diff_ids) {
+    // The merged rootfs is built while the layers are copied (`prebuild.rs`).
+    tx.prebuild = Some(Prebuild::start(tx.store, entry.layers.len())?);
+    let mut stored = Vec::new();
+    for name in &entry.layers {
         let (reader, size) = b.open_file(name)?;
-        let layer = store_layer(tx, reader, Some(size), digest_in_name(name).as_ref(), name)?;
-        if layer.diff_id.to_string() != *want_diff {
+        stored.push(store_layer(
+            tx,
+            reader,
+            Some(size),
+            digest_in_name(name).as_ref(),
+            name,
+        )?);
+    }
+    let hashed = tx
+        .prebuild
+        .as_mut()
+        .map(|p| p.finish_layers())
+        .unwrap_or_default();
+    let mut layers = Vec::new();
+    for (i, ((layer, name), want_diff)) in
+        stored.iter().zip(&entry.layers).zip(diff_ids).enumerate()
+    {
+        let diff_id = layer.diff_id_or_read(tx, hashed.get(i).and_then(Option::as_ref))?;
+        if diff_id.to_string() != *want_diff {
             return Err(bad(format!(
-                "layer `{name}` unpacks to {} but the config expects {want_diff}; the archive is corrupt, re-export it",
-                layer.diff_id
+                "layer `{name}` unpacks to {diff_id} but the config expects {want_diff}; the archive is corrupt, re-export it"
             )));
         }
-        layers.push((layer.digest, layer.size, layer.compression));
+        layers.push((layer.digest.clone(), layer.size, layer.compression));
     }
     let manifest = write_manifest(tx, (&config_digest.0, config_digest.1), &layers)?;
+    if let Some(p) = tx.prebuild.take() {
+        p.place(tx.store, &manifest);
+    }
     Ok(Imported {
         manifest,
         names: names.clone(),

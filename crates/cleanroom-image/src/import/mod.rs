@@ -7,6 +7,7 @@
 mod bundle;
 mod docker;
 mod oci;
+mod prebuild;
 mod rootfs;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use crate::pull::Credentials;
 use crate::reference::Reference;
 use crate::store::Store;
 
-pub(crate) use bundle::{decompress, unknown_format};
+pub(crate) use bundle::{decompress, read_head, unknown_format};
 pub(crate) use oci::select_platform;
 
 /// Where an image comes from, parsed from the `SOURCE` of `cleanroom import`.
@@ -107,6 +108,8 @@ pub(crate) struct Tx<'a> {
     pub(crate) store: &'a Store,
     added: Vec<Digest>,
     pub(crate) progress: ProgressFn<'a>,
+    /// The merged rootfs built from the layers as they are copied, if any.
+    pub(crate) prebuild: Option<prebuild::Prebuild>,
     lock: Option<crate::lock::StoreLock>,
 }
 
@@ -116,6 +119,7 @@ impl<'a> Tx<'a> {
             store,
             added: Vec::new(),
             progress,
+            prebuild: None,
             lock: Some(store.lock_shared()?),
         })
     }
@@ -128,6 +132,19 @@ impl<'a> Tx<'a> {
         item: &str,
         total: Option<u64>,
     ) -> Result<(Digest, u64)> {
+        self.put_as(reader, expected, item, total, true)
+    }
+
+    /// [`Tx::put`]; with `reuse` false the whole source is read and hashed
+    /// even when the blob is stored already (its bytes are passed on).
+    pub(crate) fn put_as(
+        &mut self,
+        reader: impl std::io::Read,
+        expected: Option<&Digest>,
+        item: &str,
+        total: Option<u64>,
+        reuse: bool,
+    ) -> Result<(Digest, u64)> {
         let progress = self.progress;
         let mut report = |done| {
             progress(&Progress {
@@ -136,7 +153,9 @@ impl<'a> Tx<'a> {
                 total,
             })
         };
-        let (d, n, new) = self.store.put_blob_with(reader, expected, &mut report)?;
+        let (d, n, new) = self
+            .store
+            .put_blob_with(reader, expected, reuse, &mut report)?;
         if new && !self.added.contains(&d) {
             self.added.push(d.clone());
         }

@@ -14,17 +14,21 @@ use super::bundle::{decompress, looks_like_tar, read_head, unknown_format};
 use super::{write_manifest, Imported, Tx};
 use crate::digest::{Digest, HashingReader};
 use crate::image::Compression;
+use crate::stream::Tee;
 
 /// A layer blob in the store.
 pub(crate) struct StoredLayer {
     pub(crate) digest: Digest,
     pub(crate) size: u64,
     pub(crate) compression: Compression,
-    /// Digest of the uncompressed tar.
-    pub(crate) diff_id: Digest,
+    /// Digest of the uncompressed tar; `None` for a compressed layer passed
+    /// to a [`Tx::prebuild`], whose thread hashes it (see
+    /// [`StoredLayer::diff_id_or_read`]).
+    pub(crate) diff_id: Option<Digest>,
 }
 
-/// Stores a layer blob (sniffing its compression) and computes its diff ID.
+/// Stores a layer blob (sniffing its compression) and computes its diff ID,
+/// passing its bytes to the import's prebuild if there is one.
 pub(crate) fn store_layer(
     tx: &mut Tx<'_>,
     mut reader: impl Read,
@@ -34,18 +38,17 @@ pub(crate) fn store_layer(
 ) -> Result<StoredLayer> {
     let head = read_head(&mut reader, 8).context(|| format!("reading layer `{item}`"))?;
     let compression = Compression::sniff(&head);
-    let (digest, size) = tx.put(head.as_slice().chain(reader), expected, item, total)?;
-    let diff_id = if compression == Compression::None {
-        digest.clone()
-    } else {
-        let path = tx.store.blob_path(&digest);
-        let f = File::open(&path).context(|| format!("opening {}", path.display()))?;
-        let dec = decompress(BufReader::with_capacity(1 << 20, f), compression)
-            .context(|| format!("decompressing layer {digest}"))?;
-        HashingReader::new(dec)
-            .finish()
-            .context(|| format!("decompressing layer {digest} ({compression:?})"))?
-            .0
+    let tee = tx.prebuild.as_mut().and_then(|p| p.next_tee());
+    let teed = tee.is_some();
+    let source = Tee {
+        inner: head.as_slice().chain(reader),
+        to: tee,
+    };
+    let (digest, size) = tx.put_as(source, expected, item, total, !teed)?;
+    let diff_id = match compression {
+        Compression::None => Some(digest.clone()),
+        _ if teed => None,
+        _ => Some(diff_id_of_blob(tx, &digest, compression)?),
     };
     Ok(StoredLayer {
         digest,
@@ -53,6 +56,29 @@ pub(crate) fn store_layer(
         compression,
         diff_id,
     })
+}
+
+impl StoredLayer {
+    /// The diff ID: known, hashed by the prebuild's thread (`hashed`), or
+    /// else read from the stored blob.
+    pub(crate) fn diff_id_or_read(&self, tx: &Tx<'_>, hashed: Option<&Digest>) -> Result<Digest> {
+        match (&self.diff_id, hashed) {
+            (Some(d), _) | (None, Some(d)) => Ok(d.clone()),
+            (None, None) => diff_id_of_blob(tx, &self.digest, self.compression),
+        }
+    }
+}
+
+/// Decompresses a stored blob to hash its tar stream.
+fn diff_id_of_blob(tx: &Tx<'_>, digest: &Digest, compression: Compression) -> Result<Digest> {
+    let path = tx.store.blob_path(digest);
+    let f = File::open(&path).context(|| format!("opening {}", path.display()))?;
+    let dec = decompress(BufReader::with_capacity(1 << 20, f), compression)
+        .context(|| format!("decompressing layer {digest}"))?;
+    Ok(HashingReader::new(dec)
+        .finish()
+        .context(|| format!("decompressing layer {digest} ({compression:?})"))?
+        .0)
 }
 
 /// The config of an image made from a bare root filesystem.
@@ -75,7 +101,8 @@ fn config_for(diff_id: &Digest, created_by: &str) -> Vec<u8> {
 }
 
 fn finish(tx: &mut Tx<'_>, layer: StoredLayer, created_by: &str) -> Result<Imported> {
-    let config = config_for(&layer.diff_id, created_by);
+    let diff_id = layer.diff_id_or_read(tx, None)?;
+    let config = config_for(&diff_id, created_by);
     let config_digest = tx.put_bytes(&config, "config")?;
     let manifest = write_manifest(
         tx,
