@@ -128,17 +128,7 @@ pub(crate) fn feed(blobs: Vec<Blob>) -> io::Result<Feed> {
                             _ => Failure::Unreadable(e),
                         })
                         .map(|f| stream_one(f, true, Some(compression), &tx, &spares)),
-                    Blob::Copied(rx) => Ok(stream_one(
-                        Chunks {
-                            rx,
-                            cur: Vec::new(),
-                            pos: 0,
-                        },
-                        false,
-                        None,
-                        &tx,
-                        &spares,
-                    )),
+                    Blob::Copied(rx) => Ok(pass_copied(rx, &tx, &spares)),
                 };
                 let end = match end {
                     Ok(Some(end)) => end,
@@ -158,6 +148,33 @@ pub(crate) fn feed(blobs: Vec<Blob>) -> io::Result<Feed> {
         ended: None,
         thread: Some(thread),
     })
+}
+
+/// Streams a copied blob: a plain one's chunks are handed on as they are
+/// (the import hashes them), a compressed one is decompressed and hashed.
+fn pass_copied(
+    rx: Receiver<Vec<u8>>,
+    tx: &SyncSender<Msg>,
+    spares: &Receiver<Vec<u8>>,
+) -> Option<Result<Streamed, Failure>> {
+    // The import sends the 8 bytes it sniffed first, then the rest.
+    let first = rx.recv().unwrap_or_default();
+    if Compression::sniff(&first) == Compression::None {
+        tx.send(Msg::Data(first)).ok()?;
+        for chunk in rx.iter() {
+            tx.send(Msg::Data(chunk)).ok()?;
+        }
+        return Some(Ok(Streamed {
+            digest: None,
+            diff_id: None,
+        }));
+    }
+    let chunks = Chunks {
+        rx,
+        cur: first,
+        pos: 0,
+    };
+    stream_one(chunks, false, None, tx, spares)
 }
 
 /// Streams one blob, hashing it when `hash_blob`, sniffing its compression
