@@ -116,6 +116,21 @@ fn run(cmd: &mut Command) {
     );
 }
 
+/// CPU seconds (user + system) used so far by this process and by its
+/// waited-for children, from `/proc/self/stat`.
+fn cpu() -> (f64, f64) {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<f64> = after
+        .split(' ')
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let tick = 100.0; // USER_HZ
+    ((f[0] + f[1]) / tick, (f[2] + f[3]) / tick)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -182,19 +197,23 @@ fn main() {
     for c in &cases {
         let (mut tar_t, mut imp_t, mut unp_t, mut lib_t) = (vec![], vec![], vec![], vec![]);
         let (mut cli_imp, mut cli_run, mut cli_t) = (vec![], vec![], vec![]);
+        let (mut tar_cpu, mut lib_cpu, mut cli_cpu) = (vec![], vec![], vec![]);
         for _ in 0..rounds {
             // A: tar -x of the layers into one directory, one after the other.
             clean(&[&out, &store_dir]);
             fs::create_dir(&out).unwrap();
+            let c0 = cpu().1;
             let t = Instant::now();
             for p in &c.layers {
                 let x = if c.gz { "-xzf" } else { "-xf" };
                 run(Command::new("tar").arg(x).arg(p).arg("-C").arg(&out));
             }
             tar_t.push(t.elapsed().as_secs_f64());
+            tar_cpu.push(cpu().1 - c0);
 
             // B: the library: import, then the merged rootfs a first run needs.
             clean(&[&out, &store_dir]);
+            let c0 = cpu().0;
             let t = Instant::now();
             let store = Store::open(&store_dir).unwrap();
             store.import(c.archive.to_str().unwrap(), None).unwrap();
@@ -205,10 +224,12 @@ fn main() {
             imp_t.push(i);
             unp_t.push(all - i);
             lib_t.push(all);
+            lib_cpu.push(cpu().0 - c0);
 
             // C: the CLI as whole processes.
             if let Some(bin) = &cli {
                 clean(&[&out, &store_dir]);
+                let c0 = cpu().1;
                 let t = Instant::now();
                 run(Command::new(bin)
                     .env("CLEANROOM_HOME", &store_dir)
@@ -228,6 +249,7 @@ fn main() {
                 cli_imp.push(i);
                 cli_run.push(all - i);
                 cli_t.push(all);
+                cli_cpu.push(cpu().1 - c0);
             }
         }
         clean(&[&out, &store_dir]);
@@ -257,6 +279,17 @@ fn main() {
             median(&mut unp_t),
         );
         row("library: import + merged rootfs", median(&mut lib_t));
+        println!(
+            "{:5} CPU seconds (user + system), medians: tar {:.2}, library {:.2}{}",
+            c.name,
+            median(&mut tar_cpu),
+            median(&mut lib_cpu),
+            if cli.is_some() {
+                format!(", cli {:.2}", median(&mut cli_cpu))
+            } else {
+                String::new()
+            }
+        );
         if cli.is_some() {
             row("cli: `cleanroom import` process", median(&mut cli_imp));
             row("cli: first `cleanroom run` process", median(&mut cli_run));

@@ -138,7 +138,8 @@ impl<'a> Extractor<'a> {
                 rel.push('/');
             }
             rel.push_str(p);
-            let from_below = self.merged && self.touched.insert(rel.clone());
+            let from_below =
+                self.merged && !self.touched.contains(&rel) && self.touched.insert(rel.clone());
             if self.known_dirs.contains(&rel) {
                 continue;
             }
