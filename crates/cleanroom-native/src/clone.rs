@@ -276,6 +276,80 @@ unsafe fn clone3_into<F: FnOnce(libc::pid_t, io::Result<()>) -> i32>(
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
+/// A child that shares this process's memory and runs beside it, doing
+/// nothing until the write end of its pipe closes: it holds a namespace
+/// made with it (`CLONE_NEWUSER`) open while the caller configures it
+/// through `/proc/<pid>` and opens it. Made without copying the caller's
+/// page tables, which a fork of a large multi-threaded caller would.
+pub struct Sleeper {
+    pub pid: Pid,
+    /// Kept mapped until the child is reaped (`Drop`).
+    _stack: Stack,
+}
+
+/// The sleeper's whole life: close its copy of the pipe's write end, read
+/// until the caller closes its own (or dies), end. Raw system calls only
+/// (rustix, which leaves `errno` alone): the child shares the memory and
+/// the thread pointer of the caller's thread that made it, so it must not
+/// allocate, lock or write a thread-local.
+extern "C" fn sleep_until_eof(arg: *mut libc::c_void) -> libc::c_int {
+    let [read, write] = {
+        let n = arg as usize;
+        [(n & 0xffff_ffff) as i32, (n >> 32) as i32]
+    };
+    // SAFETY: both numbers were open descriptors in the caller when it
+    // made this child, and this child's descriptor table is its own copy.
+    unsafe {
+        rustix::io::close(write);
+        let mut b = [0u8; 1];
+        while let Err(rustix::io::Errno::INTR) =
+            rustix::io::read(BorrowedFd::borrow_raw(read), &mut b)
+        {}
+    }
+    0
+}
+
+impl Sleeper {
+    /// Starts a sleeper with `extra` clone flags (e.g. `CLONE_NEWUSER`)
+    /// that ends when `write` (whose read end is `read`) is closed here.
+    pub fn start(
+        extra: libc::c_int,
+        read: BorrowedFd<'_>,
+        write: BorrowedFd<'_>,
+    ) -> io::Result<Sleeper> {
+        let stack = Stack::new(64 << 10)?;
+        let fds = (read.as_raw_fd() as u32 as usize) | ((write.as_raw_fd() as u32 as usize) << 32);
+        // SAFETY: the child runs `sleep_until_eof` on its own fresh stack,
+        // kept mapped until it is reaped; it makes raw system calls only,
+        // so sharing the memory of a multi-threaded caller is sound.
+        // SIGCHLD makes it reapable with a plain waitpid.
+        let pid = unsafe {
+            libc::clone(
+                sleep_until_eof,
+                stack.top(),
+                libc::CLONE_VM | libc::SIGCHLD | extra,
+                fds as *mut libc::c_void,
+            )
+        };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Sleeper {
+            pid: child_pid(pid)?,
+            _stack: stack,
+        })
+    }
+}
+
+impl Drop for Sleeper {
+    /// Ends the child (it may be ending already) and reaps it before its
+    /// stack is unmapped.
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process(self.pid, rustix::process::Signal::KILL);
+        let _ = rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::empty());
+    }
+}
+
 /// Whether processes `a` and `b` share one address space, as the first
 /// child and the init of a sandbox do (`kcmp` with `KCMP_VM`). `None` when
 /// the kernel will not compare them (without the right to inspect both, for

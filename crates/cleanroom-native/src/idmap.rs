@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -188,39 +188,17 @@ fn shared_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
     Ok(copy)
 }
 
-/// Makes a user namespace with these maps: a child of ours unshares it and
-/// waits while we write its maps (we hold `CAP_SETUID` over the host) and
-/// open it; then it exits, and the namespace lives on in the descriptor.
+/// Makes a user namespace with these maps: a child of ours is created in
+/// it and sleeps while we write its maps (we hold `CAP_SETUID` over the
+/// host) and open it; then it ends, and the namespace lives on in the
+/// descriptor. The child shares our memory ([`crate::clone::Sleeper`]):
+/// a fork of a large caller would copy its page tables first.
 fn make_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
     let (wait_r, wait_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let r = wait_r.as_raw_fd();
-    let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong;
-    // SAFETY: a fork-like clone (no new stack: the child runs on a copy of
-    // ours). The child makes raw system calls only (close, read, _exit),
-    // so the caller's other threads cannot leave it a held lock.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    if pid == 0 {
-        // SAFETY: closes every descriptor but the read end (the caller's
-        // pipes and sockets must not stay open in here), waits for the
-        // parent's write end to close, and leaves without running any of
-        // the caller's code.
-        unsafe {
-            if r > 0 {
-                libc::close_range(0, (r - 1) as libc::c_uint, 0);
-            }
-            libc::close_range((r + 1) as libc::c_uint, libc::c_uint::MAX, 0);
-            let mut b = 0u8;
-            libc::read(r, std::ptr::addr_of_mut!(b).cast(), 1);
-            libc::_exit(0);
-        }
-    }
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // Positive here: 0 is the child, which never gets this far.
-    let pid = pid as libc::pid_t;
+    let sleeper =
+        crate::clone::Sleeper::start(libc::CLONE_NEWUSER, wait_r.as_fd(), wait_w.as_fd())?;
+    let proc = format!("/proc/{}", sleeper.pid.as_raw_pid());
     let result = (|| {
-        let proc = format!("/proc/{pid}");
         std::fs::write(format!("{proc}/uid_map"), uid_map)
             .map_err(|e| annotate(e, format!("writing uid_map {uid_map:?}")))?;
         std::fs::write(format!("{proc}/gid_map"), gid_map)
@@ -228,10 +206,7 @@ fn make_userns(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
         std::fs::File::open(format!("{proc}/ns/user")).map(OwnedFd::from)
     })();
     drop(wait_w);
-    drop(wait_r);
-    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
-    }
+    drop(sleeper);
     result
 }
 

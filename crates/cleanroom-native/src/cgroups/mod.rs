@@ -231,6 +231,11 @@ pub(crate) struct Placement {
 /// checked once (mount, delegation, write permission; nothing is created).
 /// The answers are cached for the life of the process.
 pub fn probe(limits: &Limits) -> Support {
+    // No limit, nothing to find out: a run without limits does not read
+    // the mount table and the cgroup files at all.
+    if !limits.any() {
+        return Support { limits: Vec::new() };
+    }
     static CACHE: OnceLock<Vec<LimitSupport>> = OnceLock::new();
     let all = CACHE.get_or_init(|| {
         Controller::ALL

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cleanroom::{BackendChoice, Error, Result, SandboxSpec};
+use cleanroom::{BackendChoice, Error, Result, RootFs, SandboxSpec};
 
 /// The anchor: `bwrap --unshare-all --ro-bind ROOTFS / --proc /proc
 /// --dev /dev /bin/true`.
@@ -46,8 +46,15 @@ pub(super) fn engine_command(
     Ok(c)
 }
 
-/// The same one-shot through the `cleanroom` binary, as a user runs it.
+/// The same one-shot through the `cleanroom` binary, as a user runs it:
+/// on a rootfs directory `/bin/true`, the program the bubblewrap anchor
+/// runs (by name, the sandbox's `PATH` tries five directories before
+/// `/bin`); in an image `true`, as the engine anchors run it.
 pub(super) fn cli_command(exe: &Path, choice: BackendChoice, spec: &SandboxSpec) -> Command {
+    let program = match spec.rootfs {
+        RootFs::Dir(_) => "/bin/true",
+        _ => "true",
+    };
     let mut c = Command::new(exe);
     c.args(["run", "-q", "--backend", choice.as_str()]);
     if let Some(bytes) = spec.memory {
@@ -55,7 +62,7 @@ pub(super) fn cli_command(exe: &Path, choice: BackendChoice, spec: &SandboxSpec)
     }
     c.arg("--image")
         .arg(spec.rootfs.to_string())
-        .args(["--", "true"]);
+        .args(["--", program]);
     c
 }
 

@@ -132,6 +132,7 @@ async fn settle(engine_cli: Option<&str>, last_child: Option<u32>) {
         cleanroom::bridge::drain(Duration::from_secs(5));
         let deadline = Instant::now() + Duration::from_secs(5);
         let busy = || {
+            super::memory::reap_zombie_children();
             !super::memory::descendants(std::process::id()).is_empty()
                 || engine_cli.as_deref().is_some_and(|cli| {
                     [Some(std::process::id()), last_child]
@@ -158,7 +159,8 @@ fn containers_labelled(cli: &str, pid: u32) -> bool {
         .is_ok_and(|o| !o.stdout.is_empty())
 }
 
-/// Runs every contender once per round for `runs` rounds, after one
+/// Runs every contender once per round, in an order rotated by one each
+/// round, for `runs` rounds, after one
 /// unmeasured round that warms caches (a tarball unpack, an image lookup,
 /// the page cache). A process contender that fails drops out with its
 /// error; a library one ends the benchmark. Each contender starts on a
@@ -174,8 +176,16 @@ pub(super) async fn rounds(
         .iter()
         .map(|_| Ok(Vec::with_capacity(runs)))
         .collect();
+    let n = contenders.len();
     for round in 0..=runs {
-        for (contender, slot) in contenders.iter().zip(times.iter_mut()) {
+        // Each round starts one contender further on, so every contender
+        // follows every other equally often: whatever the kernel still
+        // does after one (a network namespace torn down in a kworker, which
+        // no wait here can see) falls on all of them alike, not always on
+        // the one that happens to come next in the list.
+        for k in 0..n {
+            let i = (round + k) % n;
+            let (contender, slot) = (&contenders[i], &mut times[i]);
             if slot.is_err() {
                 continue;
             }
@@ -202,6 +212,8 @@ pub(super) async fn rounds(
             }
         }
     }
+    // The last contender's clean-ups too, before whatever comes next.
+    settle(engine_cli, last_child.take()).await;
     Ok(times.into_iter().map(|t| t.map(median)).collect())
 }
 

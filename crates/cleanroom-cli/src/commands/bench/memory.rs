@@ -71,6 +71,38 @@ pub(super) fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
+/// Reaps the zombies among this process's children: the orphans it adopts
+/// as their subreaper (see `bench::main`), which no one else waits for.
+/// A child that someone waits for is reaped by that wait the moment it
+/// exits, so it is not left a zombie for this to take.
+pub(super) fn reap_zombie_children() {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let zombie_child = stat_fields(pid).is_some_and(|(state, ppid)| state == 'Z' && ppid == me);
+        let pid = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let (true, Some(pid)) = (zombie_child, pid) {
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+        }
+    }
+}
+
+/// The state letter and parent pid of process `pid`.
+fn stat_fields(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: parse after the last `)`.
+    let mut rest = stat[stat.rfind(')')? + 2..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.next()?.parse().ok()?))
+}
+
 fn ppid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: parse after the last `)`.

@@ -205,7 +205,20 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
             bwrap_version(bwrap.as_deref())
         })));
     }
-    let mut medians = wait(rounds(&backend, engine_cli, &processes, runs))?.into_iter();
+    // A process contender may exit while part of it still runs: a
+    // `cleanroom run`'s first child unmapping its copy of the process,
+    // bubblewrap's init of its pid namespace. Orphans are re-parented to
+    // the nearest subreaper: as theirs, this process sees them among its
+    // descendants, reaps them, and starts the next contender only once they
+    // are gone, whichever side left them. Only for these rows: a named
+    // sandbox's supervisor, adopted, would stay a descendant for its life.
+    let me = rustix::process::getpid();
+    let adopting = rustix::process::set_child_subreaper(Some(me)).is_ok();
+    let medians = wait(rounds(&backend, engine_cli, &processes, runs));
+    if adopting {
+        let _ = rustix::process::set_child_subreaper(None);
+    }
+    let mut medians = medians?.into_iter();
     let mut next = || medians.next().unwrap_or_else(|| Err("not measured".into()));
     let (cli, cli_unlimited, cli_anchor) = (next(), next(), next());
     let (version, version_anchor) = (next(), next());
