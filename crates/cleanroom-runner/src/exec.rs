@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cleanroom::{Backend, Cmd, Constraint, Network, Sandbox, SandboxSpec, Warnings};
+use cleanroom::{Backend, Cmd, Constraint, Network, Sandbox, SandboxSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::expect;
 use crate::model::{FileSource, Service, TestFile};
+use crate::preambles::Preambles;
 use crate::readiness;
 use crate::report::{Failure, ServiceLog, Status, StepReport};
 
@@ -80,11 +81,13 @@ enum Stop {
     TimedOut(Duration),
 }
 
-/// Runs `file` once on `backend` over the configured `base` spec.
+/// Runs `file` once on `backend` over the configured `base` spec, with the
+/// suite's `preambles`.
 pub async fn run_once(
     file: &TestFile,
     backend: Arc<dyn Backend>,
     base: &SandboxSpec,
+    preambles: &Preambles,
     cancel: &CancellationToken,
     timeout: Duration,
 ) -> RunOutcome {
@@ -97,6 +100,7 @@ pub async fn run_once(
         file,
         &backend,
         base,
+        preambles,
         &live,
         &steps,
         &mut warnings,
@@ -215,6 +219,7 @@ async fn body(
     file: &TestFile,
     env_backend: &Arc<dyn Backend>,
     base: &SandboxSpec,
+    preambles: &Preambles,
     live: &Live,
     steps: &Mutex<Vec<StepReport>>,
     warnings: &mut Vec<String>,
@@ -234,15 +239,14 @@ async fn body(
         ..Failure::default()
     })?;
     let sandbox_at = file.sandbox.rootfs.as_ref().map(|r| r.at.to_string());
-    // The preamble once per test: the report it makes is the one this test
-    // shows and checks, and the one its sandbox or run carries.
-    let prepared = backend
-        .prepare(&spec, None, Warnings::Caller)
-        .map_err(|e| Failure {
-            message: e.to_string(),
-            location: sandbox_at.clone(),
-            ..Failure::default()
-        })?;
+    // The preamble once per suite for equal specs: the report it makes is
+    // the one this test shows and checks, and the one its sandbox or run
+    // carries.
+    let prepared = preambles.prepare(backend, &spec).map_err(|e| Failure {
+        message: e.to_string(),
+        location: sandbox_at.clone(),
+        ..Failure::default()
+    })?;
     let enforcement = prepared.enforcement();
     warnings.extend(prepared.warnings());
     warnings.extend(file.warnings.iter().map(|w| format!("WARN: {w}")));

@@ -15,6 +15,7 @@ use crate::discover::{discover, Shard};
 use crate::exec::{run_once, RunOutcome};
 use crate::model::TestFile;
 use crate::parse::{parse_file_with, ParseOptions};
+use crate::preambles::Preambles;
 use crate::report::{Failure, Status, SuiteReport, TestReport};
 
 /// A test's time limit when neither its file nor the options set one.
@@ -157,6 +158,7 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
     let mut set: JoinSet<(usize, TestReport)> = JoinSet::new();
     let mut reports: Vec<(usize, TestReport)> = Vec::new();
     let mut stop_starting = false;
+    let preambles = Arc::new(Preambles::default());
     let mut finish = |report: TestReport, order: usize, stop: &mut bool| {
         if report.status == Status::Failed && options.fail_fast {
             *stop = true;
@@ -187,6 +189,7 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
                 let job = Job {
                     backend: backend.clone(),
                     base: base.clone(),
+                    preambles: preambles.clone(),
                     options: options.clone(),
                 };
                 set.spawn(async move { (order, job.run(test).await) });
@@ -236,6 +239,7 @@ struct Planned {
 struct Job {
     backend: Arc<dyn Backend>,
     base: SandboxSpec,
+    preambles: Arc<Preambles>,
     options: RunOptions,
 }
 
@@ -304,6 +308,7 @@ impl Job {
                 &file,
                 self.backend.clone(),
                 &self.base,
+                &self.preambles,
                 &self.options.cancel,
                 timeout,
             )
