@@ -81,13 +81,18 @@ enum Stop {
     TimedOut(Duration),
 }
 
-/// Runs `file` once on `backend` over the configured `base` spec, with the
-/// suite's `preambles`.
+/// What every test of a suite shares: the configured spec under each
+/// test's own, and the preambles run so far.
+pub struct Shared {
+    pub base: SandboxSpec,
+    pub preambles: Preambles,
+}
+
+/// Runs `file` once on `backend` with what its suite `shared`.
 pub async fn run_once(
     file: &TestFile,
     backend: Arc<dyn Backend>,
-    base: &SandboxSpec,
-    preambles: &Preambles,
+    shared: &Shared,
     cancel: &CancellationToken,
     timeout: Duration,
 ) -> RunOutcome {
@@ -99,8 +104,7 @@ pub async fn run_once(
     let body = body(
         file,
         &backend,
-        base,
-        preambles,
+        shared,
         &live,
         &steps,
         &mut warnings,
@@ -218,14 +222,13 @@ fn determinism_env(file: &TestFile) -> Vec<(String, String)> {
 async fn body(
     file: &TestFile,
     env_backend: &Arc<dyn Backend>,
-    base: &SandboxSpec,
-    preambles: &Preambles,
+    shared: &Shared,
     live: &Live,
     steps: &Mutex<Vec<StepReport>>,
     warnings: &mut Vec<String>,
     environment: &Mutex<Option<crate::environment::Started>>,
 ) -> Result<(), Failure> {
-    let mut spec = test_spec(file, base);
+    let mut spec = test_spec(file, &shared.base);
     // Services are wired as in `cleanroom up`: SERVICE_HOST/SERVICE_PORT for
     // each, and their names resolving to the pod's loopback. The file lives
     // as long as this test.
@@ -242,11 +245,14 @@ async fn body(
     // The preamble once per suite for equal specs: the report it makes is
     // the one this test shows and checks, and the one its sandbox or run
     // carries.
-    let prepared = preambles.prepare(backend, &spec).map_err(|e| Failure {
-        message: e.to_string(),
-        location: sandbox_at.clone(),
-        ..Failure::default()
-    })?;
+    let prepared = shared
+        .preambles
+        .prepare(backend, &spec)
+        .map_err(|e| Failure {
+            message: e.to_string(),
+            location: sandbox_at.clone(),
+            ..Failure::default()
+        })?;
     let enforcement = prepared.enforcement();
     warnings.extend(prepared.warnings());
     warnings.extend(file.warnings.iter().map(|w| format!("WARN: {w}")));

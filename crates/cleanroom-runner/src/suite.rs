@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::discover::{discover, Shard};
-use crate::exec::{run_once, RunOutcome};
+use crate::exec::{run_once, RunOutcome, Shared};
 use crate::model::TestFile;
 use crate::parse::{parse_file_with, ParseOptions};
 use crate::preambles::Preambles;
@@ -158,7 +158,10 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
     let mut set: JoinSet<(usize, TestReport)> = JoinSet::new();
     let mut reports: Vec<(usize, TestReport)> = Vec::new();
     let mut stop_starting = false;
-    let preambles = Arc::new(Preambles::default());
+    let shared = Arc::new(Shared {
+        base,
+        preambles: Preambles::default(),
+    });
     let mut finish = |report: TestReport, order: usize, stop: &mut bool| {
         if report.status == Status::Failed && options.fail_fast {
             *stop = true;
@@ -188,8 +191,7 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
                 let (order, test) = queue.pop_front().expect("front exists");
                 let job = Job {
                     backend: backend.clone(),
-                    base: base.clone(),
-                    preambles: preambles.clone(),
+                    shared: shared.clone(),
                     options: options.clone(),
                 };
                 set.spawn(async move { (order, job.run(test).await) });
@@ -238,8 +240,7 @@ struct Planned {
 
 struct Job {
     backend: Arc<dyn Backend>,
-    base: SandboxSpec,
-    preambles: Arc<Preambles>,
+    shared: Arc<Shared>,
     options: RunOptions,
 }
 
@@ -307,8 +308,7 @@ impl Job {
             let outcome = run_once(
                 &file,
                 self.backend.clone(),
-                &self.base,
-                &self.preambles,
+                &self.shared,
                 &self.options.cancel,
                 timeout,
             )
