@@ -31,6 +31,7 @@ pub mod preamble;
 pub mod ranges;
 pub mod removed;
 pub mod result;
+pub mod scratch;
 pub mod seccomp_policy;
 pub mod spec;
 pub mod terminal;

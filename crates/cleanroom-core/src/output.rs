@@ -62,7 +62,8 @@ pub async fn pump<R: AsyncRead + Unpin>(
     mut sink: Option<OutputSink>,
 ) -> std::io::Result<Captured> {
     let mut captured = Captured::default();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Reused across runs (see `scratch`): not zeroed again for every run.
+    let mut buf = crate::scratch::take(64 * 1024);
     loop {
         let n = match reader.read(&mut buf).await {
             Ok(0) => break,

@@ -275,8 +275,9 @@ impl Instance {
                 return Err(Error::io("registering the control socket", e));
             }
         };
-        // "ready" or "fail" with its reason: well under the allocator's mmap threshold.
-        let mut buf = vec![0u8; 64 << 10];
+        // "ready" or "fail" with its reason. The pool's buffer, which the
+        // reader below takes next: nothing is zeroed per sandbox.
+        let mut buf = cleanroom_core::scratch::take(MAX_MESSAGE);
         let first_reply =
             tokio::time::timeout(Duration::from_secs(60), recv(&sock, &mut buf)).await;
         let (namespaces, init, init_pid, supervisor_pid) = match first_reply {
@@ -331,6 +332,8 @@ impl Instance {
                 ));
             }
         };
+        // Back to the pool before the reader takes one.
+        drop(buf);
         let pending: Pending = Arc::default();
         // Registered before the reader starts: the command may end at once.
         let first_exec = carries_exec.then(|| {
@@ -561,8 +564,10 @@ async fn read_loop(sock: Arc<AsyncFd<OwnedFd>>, pending: Pending) {
     let pending = ClearOnDrop(pending);
     // One buffer for the sandbox's life: a fresh 256 KiB per message is an
     // mmap and munmap each time, and every munmap in a multi-threaded
-    // caller interrupts its other CPUs to flush their TLBs.
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    // caller interrupts its other CPUs to flush their TLBs. Taken from the
+    // pool: zeroing 256 KiB per sandbox costs a copy-on-write fault per
+    // page while the sandbox's first process (a fork of ours) lives.
+    let mut buf = cleanroom_core::scratch::take(MAX_MESSAGE);
     while let Ok(Some((msg, fds))) = recv(&sock, &mut buf).await {
         let Some(id) = msg.id() else { continue };
         if let Some(tx) = lock(&pending.0).by_id.get(&id) {

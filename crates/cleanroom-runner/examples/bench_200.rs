@@ -7,6 +7,10 @@
 //!
 //! `--warm-pool N` (docker and podman) keeps N started containers per spec
 //! ready, so a one-step test costs an exec rather than a container start.
+//!
+//! This is the library's number. The headline is the `cleanroom test`
+//! process as a user runs it, beside a bubblewrap loop of the same
+//! commands: `scripts/bench-test-200.sh`.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cleanroom::{Backend, Cmd, Constraint, Network, Sandbox, SandboxSpec, Warnings};
+use cleanroom::{Backend, Cmd, Constraint, Network, Sandbox, SandboxSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::expect;
 use crate::model::{FileSource, Service, TestFile};
+use crate::preambles::Preambles;
 use crate::readiness;
 use crate::report::{Failure, ServiceLog, Status, StepReport};
 
@@ -80,11 +81,18 @@ enum Stop {
     TimedOut(Duration),
 }
 
-/// Runs `file` once on `backend` over the configured `base` spec.
+/// What every test of a suite shares: the configured spec under each
+/// test's own, and the preambles run so far.
+pub struct Shared {
+    pub base: SandboxSpec,
+    pub preambles: Preambles,
+}
+
+/// Runs `file` once on `backend` with what its suite `shared`.
 pub async fn run_once(
     file: &TestFile,
     backend: Arc<dyn Backend>,
-    base: &SandboxSpec,
+    shared: &Shared,
     cancel: &CancellationToken,
     timeout: Duration,
 ) -> RunOutcome {
@@ -96,7 +104,7 @@ pub async fn run_once(
     let body = body(
         file,
         &backend,
-        base,
+        shared,
         &live,
         &steps,
         &mut warnings,
@@ -214,13 +222,13 @@ fn determinism_env(file: &TestFile) -> Vec<(String, String)> {
 async fn body(
     file: &TestFile,
     env_backend: &Arc<dyn Backend>,
-    base: &SandboxSpec,
+    shared: &Shared,
     live: &Live,
     steps: &Mutex<Vec<StepReport>>,
     warnings: &mut Vec<String>,
     environment: &Mutex<Option<crate::environment::Started>>,
 ) -> Result<(), Failure> {
-    let mut spec = test_spec(file, base);
+    let mut spec = test_spec(file, &shared.base);
     // Services are wired as in `cleanroom up`: SERVICE_HOST/SERVICE_PORT for
     // each, and their names resolving to the pod's loopback. The file lives
     // as long as this test.
@@ -234,10 +242,12 @@ async fn body(
         ..Failure::default()
     })?;
     let sandbox_at = file.sandbox.rootfs.as_ref().map(|r| r.at.to_string());
-    // The preamble once per test: the report it makes is the one this test
-    // shows and checks, and the one its sandbox or run carries.
-    let prepared = backend
-        .prepare(&spec, None, Warnings::Caller)
+    // The preamble once per suite for equal specs: the report it makes is
+    // the one this test shows and checks, and the one its sandbox or run
+    // carries.
+    let prepared = shared
+        .preambles
+        .prepare(backend, &spec)
         .map_err(|e| Failure {
             message: e.to_string(),
             location: sandbox_at.clone(),

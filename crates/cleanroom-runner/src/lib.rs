@@ -27,6 +27,7 @@ mod fields;
 pub mod model;
 mod parse;
 pub mod pattern;
+mod preambles;
 pub mod problem;
 mod readiness;
 pub mod report;

@@ -12,9 +12,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::discover::{discover, Shard};
-use crate::exec::{run_once, RunOutcome};
+use crate::exec::{run_once, RunOutcome, Shared};
 use crate::model::TestFile;
 use crate::parse::{parse_file_with, ParseOptions};
+use crate::preambles::Preambles;
 use crate::report::{Failure, Status, SuiteReport, TestReport};
 
 /// A test's time limit when neither its file nor the options set one.
@@ -157,6 +158,10 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
     let mut set: JoinSet<(usize, TestReport)> = JoinSet::new();
     let mut reports: Vec<(usize, TestReport)> = Vec::new();
     let mut stop_starting = false;
+    let shared = Arc::new(Shared {
+        base,
+        preambles: Preambles::default(),
+    });
     let mut finish = |report: TestReport, order: usize, stop: &mut bool| {
         if report.status == Status::Failed && options.fail_fast {
             *stop = true;
@@ -186,7 +191,7 @@ pub async fn run_suite(paths: &[PathBuf], options: &RunOptions) -> Result<SuiteR
                 let (order, test) = queue.pop_front().expect("front exists");
                 let job = Job {
                     backend: backend.clone(),
-                    base: base.clone(),
+                    shared: shared.clone(),
                     options: options.clone(),
                 };
                 set.spawn(async move { (order, job.run(test).await) });
@@ -235,7 +240,7 @@ struct Planned {
 
 struct Job {
     backend: Arc<dyn Backend>,
-    base: SandboxSpec,
+    shared: Arc<Shared>,
     options: RunOptions,
 }
 
@@ -303,7 +308,7 @@ impl Job {
             let outcome = run_once(
                 &file,
                 self.backend.clone(),
-                &self.base,
+                &self.shared,
                 &self.options.cancel,
                 timeout,
             )

@@ -1,7 +1,8 @@
-//! The run preamble runs once per test: the runner takes the enforcement
-//! report from the backend's own preamble (its `Prepared`) instead of
-//! asking the backend a second time. A wrapper around the real native
-//! backend counts how often the report is asked for.
+//! The run preamble runs once per suite for each distinct spec: the runner
+//! takes the enforcement report from the backend's own preamble (its
+//! `Prepared`) instead of asking the backend a second time, and tests with
+//! equal specs share it. A wrapper around the real native backend counts
+//! how often the report is asked for.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,8 +91,22 @@ name = "still there"
 command = ["test", "-f", "note.txt"]
 "#;
 
+/// One step with a `[sandbox]` setting of its own: a spec of its own.
+const OTHER_SPEC: &str = r#"
+[test.metadata]
+name = "other spec"
+
+[sandbox]
+hostname = "elsewhere"
+
+[[steps]]
+name = "names its host"
+command = ["uname", "-n"]
+expected_output_regex = "^elsewhere$"
+"#;
+
 #[test]
-fn the_enforcement_report_is_computed_once_per_test() {
+fn the_enforcement_report_is_computed_once_per_distinct_spec() {
     let native = NativeBackend::new();
     let available = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,6 +129,7 @@ fn the_enforcement_report_is_computed_once_per_test() {
     let files = [
         write(dir.path(), "one.clnrm.toml", ONE_SHOT),
         write(dir.path(), "two.clnrm.toml", LONG_LIVED),
+        write(dir.path(), "three.clnrm.toml", OTHER_SPEC),
     ];
     let asked = Arc::new(AtomicUsize::new(0));
     let backend = Counting {
@@ -132,7 +148,7 @@ fn the_enforcement_report_is_computed_once_per_test() {
         assert_eq!(t.status, Status::Passed, "{}: {:?}", t.name, t.failure);
         assert_eq!(t.runs, 2, "{}", t.name);
     }
-    assert_eq!(report.tests.len(), 2);
-    // Two tests, each run twice: four preambles, one report each.
-    assert_eq!(asked.load(Ordering::SeqCst), 4);
+    assert_eq!(report.tests.len(), 3);
+    // Three tests, each run twice, over two distinct specs: two preambles.
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
 }
