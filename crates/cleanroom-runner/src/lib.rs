@@ -28,7 +28,6 @@ pub mod model;
 mod parse;
 pub mod pattern;
 pub mod problem;
-mod readiness;
 pub mod report;
 mod sandbox_table;
 pub mod scaffold;
