@@ -20,7 +20,10 @@ use crate::EnvError;
 pub const LOG_TAIL: usize = 20;
 /// How long `stop` gives a service to exit after SIGTERM (compose's default).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How often a one-shot service's exit is checked for.
+/// How soon a one-shot service's exit is first checked for again; each
+/// later check waits twice as long, up to [`POLL`].
+const FIRST_POLL: Duration = Duration::from_millis(5);
+/// How often a one-shot service's exit is checked for, at most.
 const POLL: Duration = Duration::from_millis(100);
 
 /// Where `up` says what it does (`creating redis`, `redis is healthy`).
@@ -356,18 +359,24 @@ async fn wait_condition(
                 .map_err(|u| (u.reason, u.last_probe)),
             None => Err(("it has no healthcheck".into(), String::new())),
         },
-        Condition::CompletedSuccessfully => loop {
-            match backend.attach(&s.sandbox.sandbox).await {
-                Ok(Some(sb)) => match sb.info().state.clone() {
-                    SandboxState::Running => {}
-                    SandboxState::Exited { code: 0 } => return Ok(()),
-                    other => return Err((not_running(other).unwrap_or_default(), String::new())),
-                },
-                Ok(None) => return Err(("its sandbox is gone".into(), String::new())),
-                Err(e) => return Err((e.to_string(), String::new())),
+        Condition::CompletedSuccessfully => {
+            let mut pause = FIRST_POLL;
+            loop {
+                match backend.attach(&s.sandbox.sandbox).await {
+                    Ok(Some(sb)) => match sb.info().state.clone() {
+                        SandboxState::Running => {}
+                        SandboxState::Exited { code: 0 } => return Ok(()),
+                        other => {
+                            return Err((not_running(other).unwrap_or_default(), String::new()))
+                        }
+                    },
+                    Ok(None) => return Err(("its sandbox is gone".into(), String::new())),
+                    Err(e) => return Err((e.to_string(), String::new())),
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(POLL);
             }
-            tokio::time::sleep(POLL).await;
-        },
+        }
     }
 }
 
