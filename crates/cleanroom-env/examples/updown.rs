@@ -166,7 +166,11 @@ fn ms(d: Duration) -> f64 {
 fn main() {
     let mut args = std::env::args().skip(1);
     let bin = PathBuf::from(args.next().unwrap_or_else(|| "cleanroom".to_string()));
-    let rounds: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10);
+    let rounds: usize = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10)
+        .max(1);
     let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
     let dir = std::env::temp_dir().join(format!("cleanroom-updown-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating the work directory");

@@ -1,7 +1,9 @@
-//! Named sandboxes for a backend that has none of its own (`local`, a
-//! caller's custom backend): the engine's sandboxes kept by this process
-//! and gone with it. A backend with named sandboxes is used as it is, so
-//! the engine runs one way over either.
+//! The engine's named sandboxes held by this process and gone with it: the
+//! backend's own per-process sandboxes under names, for callers whose
+//! services must not outlive them (the test runner: a killed `cleanroom
+//! test` leaves nothing behind) and for backends with no named sandboxes
+//! (`local`, a caller's custom backend). The engine runs the same over it
+//! as over a backend's named sandboxes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,8 +20,8 @@ use cleanroom::{
 /// The sandboxes held here, by name.
 type Held = Arc<Mutex<BTreeMap<String, Handle>>>;
 
-/// `inner`, with named sandboxes held in this process when `inner` has no
-/// named sandboxes of its own.
+/// `inner`, with every named sandbox made as one of its per-process
+/// sandboxes and held here.
 pub struct Scoped {
     inner: Arc<dyn Backend>,
     held: Held,
@@ -82,14 +84,6 @@ impl Backend for Scoped {
         options: DetachOptions,
         prepared: Prepared,
     ) -> Result<Box<dyn Detached>> {
-        let named = self
-            .inner
-            .create_detached_prepared(spec, main.clone(), options.clone(), prepared.clone())
-            .await;
-        match named {
-            Err(Error::Unsupported { .. }) => {}
-            other => return other,
-        }
         if lock(&self.held).contains_key(&options.name) {
             return Err(Error::InvalidSpec(format!(
                 "a sandbox named `{}` already exists",
@@ -129,22 +123,16 @@ impl Backend for Scoped {
     }
 
     async fn list(&self, all: bool) -> Result<Vec<SandboxInfo>> {
-        let mut list = self.inner.list(all).await?;
-        list.extend(
-            lock(&self.held)
-                .values()
-                .filter(|h| all || h.info.state == SandboxState::Running)
-                .map(|h| h.info.clone()),
-        );
-        Ok(list)
+        Ok(lock(&self.held)
+            .values()
+            .filter(|h| all || h.info.state == SandboxState::Running)
+            .map(|h| h.info.clone())
+            .collect())
     }
 
     async fn attach(&self, name: &str) -> Result<Option<Box<dyn Detached>>> {
         let held = lock(&self.held).get(name).cloned();
-        match held {
-            Some(h) => Ok(Some(Box::new(h))),
-            None => self.inner.attach(name).await,
-        }
+        Ok(held.map(|h| Box::new(h) as Box<dyn Detached>))
     }
 
     async fn remove_session(&self) -> Result<Vec<String>> {

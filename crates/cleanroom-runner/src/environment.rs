@@ -24,8 +24,8 @@ const LOG_LINES: usize = 20;
 pub struct TestEnvironment {
     /// Unique per run of a test, so parallel runs never share a sandbox.
     name: String,
-    /// The engine's backend: named sandboxes, held in this process when the
-    /// backend has none of its own.
+    /// The engine's backend: its named sandboxes are the test backend's
+    /// per-process ones, so a killed runner leaves no service behind.
     backend: Arc<dyn Backend>,
     plan: Option<Plan>,
 }

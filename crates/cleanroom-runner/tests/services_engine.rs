@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cleanroom::{Backend, NativeBackend, SandboxInfo};
+use cleanroom::{Backend, NativeBackend};
 use cleanroom_runner::{run_suite_blocking, RunOptions, Status, SuiteReport};
 
 /// The native backend, or `None` (a note; a failure under `CI=true`).
@@ -45,19 +45,18 @@ fn run(dir: &Path, name: &str, text: &str, backend: NativeBackend) -> SuiteRepor
     run_suite_blocking(&[dir.join(name)], &options).unwrap()
 }
 
-/// The environments' sandboxes of services `names` that exist now.
-fn env_sandboxes(names: &[&str]) -> Vec<SandboxInfo> {
-    let all = block_on(NativeBackend::new().list(true)).unwrap();
-    all.into_iter()
-        .filter(|s| {
-            s.labels
-                .get(cleanroom_env::plan::ENV_LABEL)
-                .is_some_and(|e| e.starts_with("clnrm-"))
-                && s.labels
-                    .get(cleanroom_env::plan::SERVICE_LABEL)
-                    .is_some_and(|n| names.contains(&n.as_str()))
-        })
-        .collect()
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(marker) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
 }
 
 /// `a` writes the time it is about to become healthy, then serves it over
@@ -73,7 +72,7 @@ ports = [8401]
 healthcheck = { test = ["CMD-SHELL", "busybox wget -qO- http://127.0.0.1:8401/ready"], interval = "100ms", retries = 100 }
 
 [services.b]
-command = ["sh", "-c", "date +%s%N > /tmp/started; exec sleep 300"]
+command = ["sh", "-c", "date +%s%N > /tmp/started; exec sleep 30171"]
 depends_on = { a = { condition = "service_healthy" } }
 
 [[steps]]
@@ -107,7 +106,7 @@ fn services_start_through_the_engine_in_dependency_order() {
     let report = run(dir.path(), "gated.clnrm.toml", HEALTH_GATED, backend);
     let t = &report.tests[0];
     assert_eq!(t.status, Status::Passed, "{:#?}", t.failure);
-    let left = env_sandboxes(&["a", "b"]);
+    let left = processes_with("sleep 30171");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -117,7 +116,7 @@ fn a_dependency_that_never_gets_healthy_names_itself_and_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let text = r#"
 [services.sick]
-command = ["sh", "-c", "echo warming up; exec sleep 300"]
+command = ["sh", "-c", "echo warming up; exec sleep 30172"]
 healthcheck = { test = ["CMD-SHELL", "echo not yet; exit 1"], interval = "100ms", retries = 3 }
 
 [services.app]
@@ -147,6 +146,6 @@ command = ["true"]
     );
     assert_eq!(f.service_logs[0].service, "sick");
     assert_eq!(f.service_logs[0].lines, ["warming up"]);
-    let left = env_sandboxes(&["sick", "app"]);
+    let left = processes_with("sleep 30172");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
