@@ -24,8 +24,9 @@ const LOG_LINES: usize = 20;
 pub struct TestEnvironment {
     /// Unique per run of a test, so parallel runs never share a sandbox.
     name: String,
-    /// The engine's backend: its named sandboxes are the test backend's
-    /// per-process ones, so a killed runner leaves no service behind.
+    /// The engine's backend: for a test's own services, its named
+    /// sandboxes are the test backend's per-process ones, so a killed
+    /// runner leaves no service behind.
     backend: Arc<dyn Backend>,
     plan: Option<Plan>,
 }
@@ -41,9 +42,17 @@ impl TestEnvironment {
         if file.services.is_empty() && file.environment.is_none() {
             return None;
         }
+        // An environment file's services are the backend's named sandboxes,
+        // as `cleanroom up` makes them (a one-shot's exit code is seen there);
+        // a test's own services are its per-process ones, gone with it.
+        let backend: Arc<dyn Backend> = if file.environment.is_some() {
+            backend
+        } else {
+            Arc::new(Scoped::new(backend))
+        };
         Some(TestEnvironment {
             name: format!("clnrm-{}", cleanroom::detached::generate_name()),
-            backend: Arc::new(Scoped::new(backend)),
+            backend,
             plan: None,
         })
     }
