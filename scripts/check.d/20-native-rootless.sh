@@ -15,3 +15,7 @@ run_tests_rootless cleanroom-native \
 # The workspace scenario (snapshot, exec, diff, conflict-safe sync) on native
 # as the same user; its docker and podman twins need the engines' root sockets.
 run_tests_rootless cleanroom-workspace scenario -- scenario_native bad_input_is_named "$@"
+
+# A test file's services through the environments engine (health-gated
+# depends_on, wiring, /etc/hosts), as the same user.
+run_tests_rootless cleanroom-runner services_engine -- "$@"

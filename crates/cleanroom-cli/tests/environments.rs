@@ -80,7 +80,7 @@ fn file_mistakes_are_errors_at_file_and_line() {
             "cycle.yaml",
             "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [a]\n",
             &[],
-            "cycle.yaml:4: error: dependency cycle: a -> b -> a",
+            "cycle.yaml:7: error: cyclic depends_on: a -> b -> a",
         ),
         (
             "unknown.yaml",

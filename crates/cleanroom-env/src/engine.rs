@@ -20,7 +20,10 @@ use crate::EnvError;
 pub const LOG_TAIL: usize = 20;
 /// How long `stop` gives a service to exit after SIGTERM (compose's default).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How often a one-shot service's exit is checked for.
+/// How soon a one-shot service's exit is first checked for again; each
+/// later check waits twice as long, up to [`POLL`].
+const FIRST_POLL: Duration = Duration::from_millis(5);
+/// How often a one-shot service's exit is checked for, at most.
 const POLL: Duration = Duration::from_millis(100);
 
 /// Where `up` says what it does (`creating redis`, `redis is healthy`).
@@ -265,39 +268,72 @@ async fn wait_conditions(
         let Ok((service, condition, waiter, sandbox, r)) = joined else {
             continue;
         };
-        if let Err((reason, probe)) = r {
+        if let Err((reason, last_probe)) = r {
             waits.abort_all();
-            let tail = match backend.attach(&sandbox).await {
+            let log_tail = match backend.attach(&sandbox).await {
                 Ok(Some(s)) => log_text(s.as_ref(), Some(LOG_TAIL))
                     .await
                     .unwrap_or_else(|e| format!("(cannot read its log: {e})")),
                 _ => "(its sandbox is gone)".to_string(),
             };
-            let who = if waiter.is_empty() {
-                String::from("`up -d`")
-            } else {
-                format!("service `{waiter}`")
-            };
-            let mut msg = format!(
-                "{who} is blocked: dependency `{service}` did not reach {}: {reason}",
-                condition.name()
-            );
-            if !probe.is_empty() {
-                msg.push_str(&format!("\n  last health probe output: {}", probe.trim()));
-            }
-            let tail = tail.trim_end();
-            if tail.is_empty() {
-                msg.push_str(&format!("\n  `{service}` wrote nothing to its log"));
-            } else {
-                msg.push_str(&format!("\n  last lines of `{service}`'s log:"));
-                for line in tail.lines() {
-                    msg.push_str(&format!("\n    {line}"));
-                }
-            }
-            return Err(EnvError::Run(msg));
+            return Err(EnvError::Blocked(Box::new(Blocked {
+                service,
+                waiter: (!waiter.is_empty()).then_some(waiter),
+                condition,
+                reason,
+                last_probe,
+                log_tail,
+            })));
         }
     }
     Ok(())
+}
+
+/// A start that could not go on: the dependency that did not reach its
+/// condition, who waited for it, why, its last probe output and log tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    pub service: String,
+    /// The service waiting for it; `None` for `up -d`'s final wait.
+    pub waiter: Option<String>,
+    pub condition: Condition,
+    pub reason: String,
+    pub last_probe: String,
+    /// Its last [`LOG_TAIL`] lines (or why they could not be read).
+    pub log_tail: String,
+}
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let service = &self.service;
+        match &self.waiter {
+            Some(w) => write!(f, "service `{w}` is blocked")?,
+            None => write!(f, "`up -d` is blocked")?,
+        }
+        write!(
+            f,
+            ": dependency `{service}` did not reach {}: {}",
+            self.condition.name(),
+            self.reason
+        )?;
+        if !self.last_probe.is_empty() {
+            write!(
+                f,
+                "\n  last health probe output: {}",
+                self.last_probe.trim()
+            )?;
+        }
+        let tail = self.log_tail.trim_end();
+        if tail.is_empty() {
+            write!(f, "\n  `{service}` wrote nothing to its log")?;
+        } else {
+            write!(f, "\n  last lines of `{service}`'s log:")?;
+            for line in tail.lines() {
+                write!(f, "\n    {line}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn condition_met(c: Condition) -> &'static str {
@@ -323,18 +359,24 @@ async fn wait_condition(
                 .map_err(|u| (u.reason, u.last_probe)),
             None => Err(("it has no healthcheck".into(), String::new())),
         },
-        Condition::CompletedSuccessfully => loop {
-            match backend.attach(&s.sandbox.sandbox).await {
-                Ok(Some(sb)) => match sb.info().state.clone() {
-                    SandboxState::Running => {}
-                    SandboxState::Exited { code: 0 } => return Ok(()),
-                    other => return Err((not_running(other).unwrap_or_default(), String::new())),
-                },
-                Ok(None) => return Err(("its sandbox is gone".into(), String::new())),
-                Err(e) => return Err((e.to_string(), String::new())),
+        Condition::CompletedSuccessfully => {
+            let mut pause = FIRST_POLL;
+            loop {
+                match backend.attach(&s.sandbox.sandbox).await {
+                    Ok(Some(sb)) => match sb.info().state.clone() {
+                        SandboxState::Running => {}
+                        SandboxState::Exited { code: 0 } => return Ok(()),
+                        other => {
+                            return Err((not_running(other).unwrap_or_default(), String::new()))
+                        }
+                    },
+                    Ok(None) => return Err(("its sandbox is gone".into(), String::new())),
+                    Err(e) => return Err((e.to_string(), String::new())),
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(POLL);
             }
-            tokio::time::sleep(POLL).await;
-        },
+        }
     }
 }
 
@@ -384,7 +426,8 @@ pub async fn down(
         tasks.spawn(async move {
             let r = match backend.attach(&s.name).await {
                 Ok(Some(h)) => {
-                    if h.info().state == SandboxState::Running {
+                    // No grace: removing it kills it at once.
+                    if h.info().state == SandboxState::Running && !grace.is_zero() {
                         let _ = h.stop(grace).await;
                     }
                     h.remove(true).await.map_err(EnvError::from)

@@ -347,7 +347,7 @@ impl Reader<'_> {
         }
     }
 
-    /// `depends_on`: a list of names, or a map of name to `{condition,
+    /// `depends_on`: a name, a list of names, or a map of name to `{condition,
     /// required}` (or, in TOML, to the condition's name).
     pub fn depends_on(&mut self, n: &Node) -> Vec<Dependency> {
         let mut out = Vec::new();
@@ -409,10 +409,17 @@ impl Reader<'_> {
                     out.push(dep);
                 }
             }
+            // One name, as test files may write it.
+            Value::Scalar(name, ScalarKind::Str) => out.push(Dependency {
+                service: name.clone(),
+                condition: Condition::Started,
+                required: true,
+                at: self.at(n.line),
+            }),
             _ => self.error(
                 n.line,
                 format!(
-                    "`depends_on` must be a list or a map, not {}",
+                    "`depends_on` must be a name, a list or a map, not {}",
                     n.kind_name()
                 ),
             ),

@@ -47,17 +47,19 @@ pub fn levels(env: &Environment, problems: &mut Problems) -> Option<Levels> {
             .iter()
             .map(|&i| env.services[i].name.as_str())
             .collect();
-        let first = &env.services[cycle[0]];
-        let at = first
+        // At the dependency that closes the cycle: the last edge back.
+        let last = &env.services[cycle[cycle.len() - 2]];
+        let closing = path[path.len() - 1];
+        let at = last
             .depends_on
             .iter()
-            .find(|d| d.service == path[1])
+            .find(|d| d.service == closing)
             .map(|d| d.at.clone())
-            .unwrap_or_else(|| first.at.clone());
+            .unwrap_or_else(|| last.at.clone());
         problems.error(
             at,
             format!(
-                "dependency cycle: {}; remove one of these depends_on",
+                "cyclic depends_on: {}; remove one of these dependencies",
                 path.join(" -> ")
             ),
         );

@@ -1,6 +1,7 @@
 //! Health checks run as compose runs them: a probe inside the service every
 //! interval, failures not counted during the start period, unhealthy after
-//! `retries` failures in a row. Also how a service's log tail is read.
+//! `retries` failures in a row (with uncounted early retries in between, so
+//! healthy is seen soon). Also how a service's log tail is read.
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,17 @@ pub struct Unhealthy {
     pub last_probe: String,
 }
 
-/// Probes `name` until it is healthy, it fails `retries` times in a row
-/// after the start period, or its main process ends.
+/// How soon a failed probe is repeated at first; each later pause doubles,
+/// up to the interval. Only probes an interval apart count toward
+/// `retries`, so a service is seen healthy soon after it is, while one that
+/// never gets there fails exactly as compose's schedule says.
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+/// The shortest time a probe gets before a deadline ends the wait.
+const MIN_PROBE_TIME: Duration = Duration::from_millis(50);
+
+/// Probes `name` until it is healthy, it fails `retries` counted probes in
+/// a row after the start period, its deadline (a `wait_for.timeout`)
+/// passes, or its main process ends.
 pub async fn wait_healthy(
     backend: &dyn Backend,
     name: &str,
@@ -32,6 +42,9 @@ pub async fn wait_healthy(
     let mut failures = 0u32;
     let mut probes = 0u32;
     let mut last = String::new();
+    // When the next failed probe counts toward `retries`.
+    let mut counts_at = started;
+    let mut pause = FIRST_PAUSE;
     loop {
         let Some(sandbox) = backend.attach(name).await.ok().flatten() else {
             return Err(Unhealthy {
@@ -46,12 +59,27 @@ pub async fn wait_healthy(
             });
         }
         probes += 1;
-        match probe(sandbox.as_ref(), sandbox.as_ref(), &h.test, h.timeout).await {
+        let left = h.deadline.map(|d| d.saturating_sub(started.elapsed()));
+        let timeout = match left {
+            Some(left) => h.timeout.min(left.max(MIN_PROBE_TIME)),
+            None => h.timeout,
+        };
+        match probe(sandbox.as_ref(), sandbox.as_ref(), &h.test, timeout).await {
             Ok(()) => return Ok(probes),
             Err(output) => last = output,
         }
-        let in_start_period = started.elapsed() < h.start_period;
-        if !in_start_period {
+        let now = Instant::now();
+        let elapsed = now - started;
+        if let Some(d) = h.deadline {
+            if elapsed >= d {
+                return Err(Unhealthy {
+                    reason: format!("not ready after {:.1}s", d.as_secs_f64()),
+                    last_probe: last,
+                });
+            }
+        }
+        let in_start_period = elapsed < h.start_period;
+        if !in_start_period && now >= counts_at {
             failures += 1;
             if failures >= h.retries.max(1) {
                 return Err(Unhealthy {
@@ -62,15 +90,35 @@ pub async fn wait_healthy(
                     last_probe: last,
                 });
             }
+            counts_at = now + h.interval;
         }
-        let wait = if in_start_period {
+        let period = if in_start_period {
             h.start_interval
                 .unwrap_or(DEFAULT_START_INTERVAL)
                 .min(h.interval)
         } else {
             h.interval
         };
-        tokio::time::sleep(wait).await;
+        let mut wait = pause.min(period);
+        if !in_start_period {
+            wait = wait.min(counts_at.saturating_duration_since(now));
+        }
+        if let Some(d) = h.deadline {
+            wait = wait.min(d.saturating_sub(elapsed));
+        }
+        pause = (pause * 2).min(period);
+        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+    }
+}
+
+/// What a probe that never passes means, in words: "nothing listens on
+/// TCP port 80", "its output never matched /ready/".
+pub fn unmet(test: &Probe) -> String {
+    match test {
+        Probe::Port(p) => format!("nothing listens on TCP port {p}"),
+        Probe::Log(re) => format!("its output never matched /{re}/"),
+        Probe::Cmd(argv) => format!("`{}` never exited 0", Cmd::from(argv.clone()).display()),
+        Probe::Shell(script) => format!("`sh -c {script:?}` never exited 0"),
     }
 }
 
@@ -83,8 +131,7 @@ pub fn not_running(state: SandboxState) -> Option<String> {
     }
 }
 
-/// What a probe runs in: a named sandbox of an environment, or a test's
-/// service sandbox (the test runner's), so both share one implementation.
+/// What a probe runs in: a named sandbox of an environment.
 #[async_trait::async_trait]
 pub trait ProbeTarget: Send + Sync {
     async fn run(&self, cmd: Cmd) -> cleanroom::Result<cleanroom::RunResult>;
@@ -99,25 +146,6 @@ impl<'a> ProbeTarget for dyn Detached + 'a {
     }
     async fn output(&self, tail: Option<usize>) -> Result<String, String> {
         log_text(self, tail).await
-    }
-}
-
-#[async_trait::async_trait]
-impl<'a> ProbeTarget for dyn cleanroom::Sandbox + 'a {
-    async fn run(&self, cmd: Cmd) -> cleanroom::Result<cleanroom::RunResult> {
-        self.exec(cmd).await
-    }
-    async fn output(&self, tail: Option<usize>) -> Result<String, String> {
-        let logs = self.logs().await.map_err(|e| e.to_string())?;
-        let mut text = String::from_utf8_lossy(&logs.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&logs.stderr));
-        Ok(match tail {
-            Some(n) => {
-                let lines: Vec<&str> = text.lines().collect();
-                lines[lines.len().saturating_sub(n)..].join("\n")
-            }
-            None => text,
-        })
     }
 }
 
@@ -147,7 +175,7 @@ where
             return if text.lines().any(|l| re.is_match(l)) || re.is_match(&text) {
                 Ok(())
             } else {
-                Err(format!("its output never matched /{re}/"))
+                Err(unmet(test))
             };
         }
     };
@@ -165,7 +193,7 @@ where
             if listening(&output, *port) {
                 Ok(())
             } else {
-                Err(format!("nothing listens on TCP port {port}"))
+                Err(unmet(test))
             }
         }
         _ if result.success() => Ok(()),
@@ -178,39 +206,6 @@ where
         } else {
             format!("{} ({})", output, result.status_line())
         }),
-    }
-}
-
-/// Probes `target` as [`wait_healthy`] does, for a sandbox that is not
-/// named (the test runner's services): healthy, or `retries` failures in a
-/// row after the start period.
-pub async fn wait_probe<T, N>(target: &T, netns: &N, h: &Healthcheck) -> Result<u32, Unhealthy>
-where
-    T: ProbeTarget + ?Sized,
-    N: ProbeTarget + ?Sized,
-{
-    let started = Instant::now();
-    let mut failures = 0u32;
-    let mut probes = 0u32;
-    loop {
-        probes += 1;
-        let last = match probe(target, netns, &h.test, h.timeout).await {
-            Ok(()) => return Ok(probes),
-            Err(output) => output,
-        };
-        if started.elapsed() >= h.start_period {
-            failures += 1;
-            if failures >= h.retries.max(1) {
-                return Err(Unhealthy {
-                    reason: format!(
-                        "failed {failures} health probes in a row ({} apart)",
-                        crate::model::format_duration(h.interval)
-                    ),
-                    last_probe: last,
-                });
-            }
-        }
-        tokio::time::sleep(h.interval).await;
     }
 }
 

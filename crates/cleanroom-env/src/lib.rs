@@ -16,6 +16,7 @@ mod interpolate;
 pub mod model;
 pub mod plan;
 mod problem;
+pub mod scoped;
 mod syntax;
 mod toml_file;
 mod tree;
@@ -29,6 +30,7 @@ pub use model::*;
 pub use plan::{plan, Plan};
 pub use problem::{Location, Problem, Problems, Severity};
 pub use syntax::did_you_mean;
+pub use toml_file::{Tables, SERVICE_KEYS};
 
 /// The files `up` looks for, in order, when no `-f` is given (after
 /// `cleanroom.toml` with a `[services]` table).
@@ -47,6 +49,8 @@ pub enum EnvError {
     /// Starting, probing or stopping failed; the message says which
     /// service and why.
     Run(String),
+    /// A dependency did not reach its condition.
+    Blocked(Box<engine::Blocked>),
     Cleanroom(cleanroom::Error),
 }
 
@@ -63,6 +67,7 @@ impl fmt::Display for EnvError {
                 Ok(())
             }
             EnvError::Run(m) => f.write_str(m),
+            EnvError::Blocked(b) => write!(f, "{b}"),
             EnvError::Cleanroom(e) => write!(f, "{e}"),
         }
     }
@@ -183,6 +188,22 @@ pub fn load(options: &LoadOptions) -> Result<Environment, EnvError> {
     graph::levels(&env, &mut problems);
     env.warnings = problems.finish()?;
     Ok(env)
+}
+
+/// The services of `tables` in TOML `text` (a test file at `path`, as
+/// written or rendered), read as `cleanroom.toml`'s are, with their
+/// dependencies checked: the services in file order and every problem,
+/// warnings included, at `file:line`.
+pub fn read_service_tables(
+    path: &Path,
+    text: &str,
+    tables: Tables<'_>,
+) -> (Vec<Service>, Vec<Problem>) {
+    let mut problems = Problems::default();
+    let mut env = Environment::default();
+    toml_file::read_tables(path, text, tables, &mut problems, &mut env);
+    graph::levels(&env, &mut problems);
+    (env.services, problems.list)
 }
 
 /// `COMPOSE_PROFILES` (comma-separated) and `--profile`.

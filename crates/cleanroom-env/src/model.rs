@@ -167,6 +167,9 @@ pub struct Healthcheck {
     pub start_period: Duration,
     /// How often to probe during `start_period` (compose: 5 s when set).
     pub start_interval: Option<Duration>,
+    /// The test runner's `wait_for.timeout`: unhealthy once this long has
+    /// passed, whatever the retries (compose has no such bound).
+    pub deadline: Option<Duration>,
 }
 
 impl Healthcheck {
@@ -183,6 +186,7 @@ impl Healthcheck {
             retries: Self::DEFAULT_RETRIES,
             start_period: Duration::ZERO,
             start_interval: None,
+            deadline: None,
         }
     }
 }

@@ -436,7 +436,10 @@ fn service_spec(
             Mount::read_write(source, &v.target)
         });
     }
-    spec.network = Network::Pod(pod.to_string());
+    // A caller on the host network (a test that asked for it) keeps it.
+    if spec.network != Network::Host {
+        spec.network = Network::Pod(pod.to_string());
+    }
     spec.publish.clear();
     Ok(spec)
 }
@@ -455,5 +458,6 @@ pub fn check_condition(dep: &Service, condition: Condition) -> Result<(), String
 /// How long a health check may take to pass before `up` gives up: the start
 /// period, then `retries` probes an interval apart, each up to its timeout.
 pub fn health_deadline(h: &Healthcheck) -> std::time::Duration {
-    h.start_period + (h.interval + h.timeout) * (h.retries.max(1))
+    let by_retries = h.start_period + (h.interval + h.timeout) * (h.retries.max(1));
+    h.deadline.map_or(by_retries, |d| d.min(by_retries))
 }

@@ -32,12 +32,46 @@ pub const SERVICE_KEYS: &[&str] = &[
     "plugin",
 ];
 
-/// How often a `wait_for` condition is checked.
-const WAIT_FOR_INTERVAL: Duration = Duration::from_millis(250);
+/// How often a `wait_for` condition is checked (counted probes; early
+/// retries come sooner).
+const WAIT_FOR_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Which tables hold the services, and which keys the caller reads itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Tables<'a> {
+    /// `["services"]`; a test file also has clnrm v1.0's `["service"]`.
+    pub names: &'a [&'a str],
+    /// Keys left to the caller (clnrm's own that a test file ignores).
+    pub skip: &'a [&'a str],
+    /// Whether unknown keys are warned about here (a caller that checks
+    /// keys itself says no).
+    pub report_unknown: bool,
+}
+
+impl Tables<'_> {
+    /// `cleanroom.toml`'s `[services.*]`, every key checked here.
+    pub const ENVIRONMENT: Tables<'static> = Tables {
+        names: &["services"],
+        skip: &[],
+        report_unknown: true,
+    };
+}
 
 /// Reads `text` (the TOML file at `path`); `None` when it has no
 /// `[services]` table.
 pub fn read(path: &Path, text: &str, problems: &mut Problems, env: &mut Environment) -> Option<()> {
+    read_tables(path, text, Tables::ENVIRONMENT, problems, env)
+}
+
+/// Reads the services of `tables` in `text` (the TOML file at `path`);
+/// `None` when it has none of them.
+pub fn read_tables(
+    path: &Path,
+    text: &str,
+    tables: Tables<'_>,
+    problems: &mut Problems,
+    env: &mut Environment,
+) -> Option<()> {
     let root = match crate::tree::from_toml(text) {
         Ok(r) => r,
         Err((line, message)) => {
@@ -48,7 +82,10 @@ pub fn read(path: &Path, text: &str, problems: &mut Problems, env: &mut Environm
             return Some(());
         }
     };
-    let services = root.get("services")?;
+    let found: Vec<&Node> = tables.names.iter().filter_map(|t| root.get(t)).collect();
+    if found.is_empty() {
+        return None;
+    }
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let vars = Variables::from_dotenv_and_process(Default::default());
     let mut r = Reader {
@@ -57,15 +94,22 @@ pub fn read(path: &Path, text: &str, problems: &mut Problems, env: &mut Environm
         problems,
         vars: &vars,
     };
-    let Some(entries) = services.as_map() else {
-        r.error(
-            services.line,
-            "`services` must be a table of [services.NAME] tables",
-        );
-        return Some(());
-    };
-    for (k, n) in entries {
-        if let Some(s) = read_service(&mut r, k, n) {
+    for services in found {
+        let Some(entries) = services.as_map() else {
+            r.error(
+                services.line,
+                "`services` must be a table of [services.NAME] tables",
+            );
+            continue;
+        };
+        for (k, n) in entries {
+            let Some(s) = read_service(&mut r, k, n, tables) else {
+                continue;
+            };
+            if env.service(&s.name).is_some() {
+                r.error(k.line, format!("service `{}` is defined twice", s.name));
+                continue;
+            }
             for v in &s.volumes {
                 if let crate::model::VolumeSource::Named(name) = &v.source {
                     if !env.volumes.contains(name) {
@@ -79,13 +123,16 @@ pub fn read(path: &Path, text: &str, problems: &mut Problems, env: &mut Environm
     Some(())
 }
 
-fn read_service(r: &mut Reader<'_>, key: &Key, n: &Node) -> Option<Service> {
+fn read_service(r: &mut Reader<'_>, key: &Key, n: &Node, tables: Tables<'_>) -> Option<Service> {
     let (mut s, entries) =
         r.service(key, n, &format!("[services.{}] must be a table", key.name))?;
     for (k, v) in entries {
+        if tables.skip.contains(&k.name.as_str()) {
+            continue;
+        }
         match k.name.as_str() {
             "image" => s.image = r.string(v, "image"),
-            "command" | "args" => s.command = r.argv(v, &k.name),
+            "command" | "args" => s.command = command(r, v, &k.name),
             "entrypoint" => s.entrypoint = r.argv(v, "entrypoint"),
             "env" => s.env.extend(r.env(v, "env")),
             "env_file" => {}
@@ -110,19 +157,31 @@ fn read_service(r: &mut Reader<'_>, key: &Key, n: &Node) -> Option<Service> {
                     r.warn(v.line, format!("service type `{kind}` is a clnrm plugin; here it runs as a generic container of its image"));
                 }
             }
-            other => r.unknown_key(
+            other if tables.report_unknown => r.unknown_key(
                 other,
                 k.line,
                 &format!("[services.{}]", key.name),
                 SERVICE_KEYS,
             ),
+            _ => {}
         }
     }
     Some(s)
 }
 
+/// A command as test files write it: a list is the argv, a string runs
+/// with `sh -c` (compose files split a string into words instead).
+fn command(r: &mut Reader<'_>, n: &Node, what: &str) -> Option<Vec<String>> {
+    match n.text() {
+        Some(script) if n.as_list().is_none() => {
+            Some(vec!["sh".to_string(), "-c".to_string(), script.to_string()])
+        }
+        _ => r.argv(n, what),
+    }
+}
+
 /// The test runner's `wait_for = { port | log | command, timeout }` as a
-/// health check probed every 250 ms until the timeout.
+/// health check probed until the timeout (a number: milliseconds).
 fn wait_for(r: &mut Reader<'_>, n: &Node) -> Option<Healthcheck> {
     const KEYS: &[&str] = &["port", "log", "command", "timeout"];
     for (k, _) in n.as_map().unwrap_or_default() {
@@ -147,7 +206,7 @@ fn wait_for(r: &mut Reader<'_>, n: &Node) -> Option<Healthcheck> {
         }
     }
     if let Some(c) = n.get("command") {
-        if let Some(argv) = r.argv(c, "wait_for.command") {
+        if let Some(argv) = command(r, c, "wait_for.command") {
             probes.push(Probe::Cmd(argv));
         }
     }
@@ -159,7 +218,7 @@ fn wait_for(r: &mut Reader<'_>, n: &Node) -> Option<Healthcheck> {
         return None;
     }
     let timeout = match n.get("timeout") {
-        Some(t) => match t.text().and_then(crate::model::parse_compose_duration) {
+        Some(t) => match wait_for_timeout(t) {
             Some(d) => d,
             None => {
                 r.error(t.line, "`wait_for.timeout` is a duration like 30s");
@@ -171,6 +230,19 @@ fn wait_for(r: &mut Reader<'_>, n: &Node) -> Option<Healthcheck> {
     let mut h = Healthcheck::new(probes.remove(0));
     h.interval = WAIT_FOR_INTERVAL;
     h.timeout = timeout.min(Duration::from_secs(10));
-    h.retries = (timeout.as_millis() / WAIT_FOR_INTERVAL.as_millis()).max(1) as u32;
+    // One more counted probe than fit in the timeout: the deadline ends it.
+    let fit = timeout.as_millis().div_ceil(WAIT_FOR_INTERVAL.as_millis());
+    h.retries = u32::try_from(fit + 1).unwrap_or(u32::MAX);
+    h.deadline = Some(timeout);
     Some(h)
+}
+
+/// `"10s"`, `"400ms"`, or a number of milliseconds, as test files write it.
+fn wait_for_timeout(n: &Node) -> Option<Duration> {
+    match &n.value {
+        crate::tree::Value::Scalar(ms, crate::tree::ScalarKind::Int) => {
+            ms.parse().ok().map(Duration::from_millis)
+        }
+        _ => n.text().and_then(crate::model::parse_compose_duration),
+    }
 }

@@ -174,7 +174,7 @@ fn a_cycle_is_named_in_full() {
     let p = problems(load_file(tmp.path(), "compose.yaml").unwrap_err());
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(
-        p[0].contains("compose.yaml:4: error: dependency cycle: a -> b -> c -> a"),
+        p[0].contains("compose.yaml:10: error: cyclic depends_on: a -> b -> c -> a"),
         "{p:?}"
     );
 }

@@ -257,9 +257,9 @@ all = "OK"
         let f = parse_str(Path::new("v1.clnrm.toml"), text).unwrap();
         assert_eq!(f.name, "v1");
         assert_eq!(f.version.as_deref(), Some("1.0"));
-        assert_eq!(f.services[0].name, "db");
+        assert_eq!(f.services[0].name(), "db");
         assert_eq!(
-            f.services[0].command.as_deref(),
+            f.services[0].model.command.as_deref(),
             Some(&["sleep".to_string(), "100".to_string()][..])
         );
         assert_eq!(f.steps[0].command, ["sh", "-lc", "echo \"hi there\""]);

@@ -1,7 +1,7 @@
-//! Running one test: a fresh sandbox for its steps, its services beside it
-//! in the same pod, readiness waits, copied files, the steps in order, and
-//! teardown of everything afterwards whether it passed, failed, timed out
-//! or was cancelled.
+//! Running one test: its environment (services) brought up first, a fresh
+//! sandbox for its steps in the environment's pod, copied files, the steps
+//! in order, and teardown of everything afterwards whether it passed,
+//! failed, timed out or was cancelled.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -9,19 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cleanroom::{Backend, Cmd, Constraint, Network, Sandbox, SandboxSpec};
+use cleanroom::{Backend, Cmd, Constraint, Sandbox, SandboxSpec};
 use tokio_util::sync::CancellationToken;
 
+use crate::environment::TestEnvironment;
 use crate::expect;
-use crate::model::{FileSource, Service, TestFile};
+use crate::model::{FileSource, TestFile};
 use crate::preambles::Preambles;
-use crate::readiness;
-use crate::report::{Failure, ServiceLog, Status, StepReport};
+use crate::report::{Failure, Status, StepReport};
 
 /// Bytes of each step's stdout kept in the report.
 const STDOUT_EXCERPT: usize = 4096;
-/// Lines of each service's output shown when a test fails.
-const LOG_LINES: usize = 20;
 /// How long removing one sandbox may take before teardown moves on.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,10 +44,6 @@ impl Live {
         let sandbox: Arc<dyn Sandbox> = Arc::from(sandbox);
         lock(&self.sandboxes).push((label.to_string(), sandbox.clone()));
         sandbox
-    }
-
-    fn all(&self) -> Vec<(String, Arc<dyn Sandbox>)> {
-        lock(&self.sandboxes).clone()
     }
 
     async fn teardown(&self) -> Vec<String> {
@@ -100,7 +94,9 @@ pub async fn run_once(
     let live = Live::default();
     let steps = Mutex::new(Vec::new());
     let mut warnings = Vec::new();
-    let environment = Mutex::new(None);
+    // Held outside the body: a test stopped halfway through bringing its
+    // services up still has them all removed.
+    let environment = tokio::sync::Mutex::new(TestEnvironment::for_test(file, backend.clone()));
     let body = body(
         file,
         &backend,
@@ -120,7 +116,9 @@ pub async fn run_once(
     match stop {
         None => {}
         Some(Stop::Failed(mut f)) => {
-            f.service_logs = service_logs(&live).await;
+            if f.service_logs.is_empty() {
+                f.service_logs = service_logs(&environment).await;
+            }
             failure = Some(f);
             status = Status::Failed;
         }
@@ -130,7 +128,7 @@ pub async fn run_once(
                     "the test ran past its timeout of {:.1}s and was stopped",
                     t.as_secs_f64()
                 ),
-                service_logs: service_logs(&live).await,
+                service_logs: service_logs(&environment).await,
                 ..Failure::default()
             });
             status = Status::Failed;
@@ -144,9 +142,8 @@ pub async fn run_once(
         }
     }
     let mut leftovers = live.teardown().await;
-    let brought_up = environment.into_inner().unwrap_or_else(|p| p.into_inner());
-    if let Some(env) = brought_up {
-        if let Err(e) = env.down(backend.clone()).await {
+    if let Some(env) = environment.into_inner() {
+        if let Err(e) = env.down(file).await {
             leftovers.push(e);
         }
     }
@@ -177,30 +174,6 @@ pub fn test_spec(file: &TestFile, base: &SandboxSpec) -> SandboxSpec {
     spec
 }
 
-/// For a test with services: every sandbox of the test gets
-/// `NAME_HOST`/`NAME_PORT` for each service and an `/etc/hosts` naming
-/// them (a shared file in the user's cache, nothing temporary).
-fn wire_services(file: &TestFile, spec: &mut SandboxSpec) -> Result<(), String> {
-    // With an environment file, its /etc/hosts and wiring are the test's.
-    if file.services.is_empty() || file.environment.is_some() {
-        return Ok(());
-    }
-    let names = file.services.iter().map(|s| s.name.as_str());
-    let hosts = cleanroom_env::plan::hosts_file_for(names)
-        .map_err(|e| format!("writing the services' /etc/hosts: {e}"))?;
-    spec.mounts
-        .push(cleanroom::Mount::read_only(&hosts, "/etc/hosts"));
-    let wiring = cleanroom_env::plan::wiring_vars(
-        file.services
-            .iter()
-            .map(|s| (s.name.as_str(), s.ports.first().copied())),
-    );
-    for (k, v) in wiring {
-        spec.env.entry(k).or_insert(v);
-    }
-    Ok(())
-}
-
 /// `CLEANROOM_SEED` for `seed`; `SOURCE_DATE_EPOCH` for a `freeze_clock`
 /// time (the reproducible-builds convention tools read for "now").
 fn determinism_env(file: &TestFile) -> Vec<(String, String)> {
@@ -226,21 +199,15 @@ async fn body(
     live: &Live,
     steps: &Mutex<Vec<StepReport>>,
     warnings: &mut Vec<String>,
-    environment: &Mutex<Option<crate::environment::Started>>,
+    environment: &tokio::sync::Mutex<Option<TestEnvironment>>,
 ) -> Result<(), Failure> {
     let mut spec = test_spec(file, &shared.base);
-    // Services are wired as in `cleanroom up`: SERVICE_HOST/SERVICE_PORT for
-    // each, and their names resolving to the pod's loopback. The file lives
-    // as long as this test.
     let backend: &dyn Backend = env_backend.as_ref();
-    // An environment file brings its services up first; the test joins its pod.
-    if let Some(started) = crate::environment::up(file, env_backend.clone(), &mut spec).await? {
-        *environment.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
+    // The services (and an environment file's) come up first, as `cleanroom
+    // up` brings them up; the test's sandbox then joins their pod, wired.
+    if let Some(env) = environment.lock().await.as_mut() {
+        env.up(file, &mut spec).await?;
     }
-    wire_services(file, &mut spec).map_err(|message| Failure {
-        message,
-        ..Failure::default()
-    })?;
     let sandbox_at = file.sandbox.rootfs.as_ref().map(|r| r.at.to_string());
     // The preamble once per suite for equal specs: the report it makes is
     // the one this test shows and checks, and the one its sandbox or run
@@ -314,24 +281,6 @@ async fn body(
         Some(live.add("the test's sandbox", created))
     };
 
-    let mut services: Vec<(String, Arc<dyn Sandbox>)> = Vec::new();
-    for svc in &file.services {
-        let Some(main) = &main else {
-            unreachable!("tests with services are never one-shot")
-        };
-        let sandbox = start_service(svc, backend, &spec, main.id(), live).await?;
-        if let Some(w) = &svc.wait_for {
-            readiness::wait(w, sandbox.as_ref(), main.as_ref())
-                .await
-                .map_err(|e| Failure {
-                    message: format!("service `{}` {e}", svc.name),
-                    location: Some(svc.at.to_string()),
-                    ..Failure::default()
-                })?;
-        }
-        services.push((svc.name.clone(), sandbox));
-    }
-
     for f in &file.files {
         let Some(main) = &main else {
             unreachable!("tests with files are never one-shot")
@@ -346,18 +295,24 @@ async fn body(
     }
 
     for step in &file.steps {
-        let (label, sandbox) = match &step.service {
-            Some(name) => services
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(n, s)| (n.clone(), Some(s.clone())))
-                .ok_or_else(|| Failure {
+        let service = match (&step.service, environment.lock().await.as_ref()) {
+            (Some(name), Some(env)) => {
+                Some(env.service(name).await.map_err(|message| Failure {
+                    message,
+                    location: Some(step.at.to_string()),
+                    ..Failure::default()
+                })?)
+            }
+            (Some(name), None) => {
+                return Err(Failure {
                     message: format!("service `{name}` is not running"),
                     location: Some(step.at.to_string()),
                     ..Failure::default()
-                })?,
-            None => ("test".to_string(), main.clone()),
+                })
+            }
+            (None, _) => None,
         };
+        let label = step.service.clone().unwrap_or_else(|| "test".to_string());
         let mut cmd = Cmd::from(step.command.clone());
         cmd.env = step.env.clone();
         for (k, v) in determinism_env(file) {
@@ -368,9 +323,10 @@ async fn body(
         cmd.timeout = step.timeout;
         let shown = cmd.display();
         let t0 = Instant::now();
-        let run = match sandbox {
-            Some(sandbox) => sandbox.exec(cmd).await,
-            None => match cleanroom::preamble::validate_cmd(&spec, &cmd) {
+        let run = match (&service, &main) {
+            (Some(service), _) => service.exec(cmd, None).await,
+            (None, Some(main)) => main.exec(cmd).await,
+            (None, None) => match cleanroom::preamble::validate_cmd(&spec, &cmd) {
                 Ok(()) => {
                     backend
                         .run_prepared(&spec, cmd, None, prepared.clone())
@@ -442,37 +398,6 @@ fn floor_char_boundary(bytes: &[u8], max: usize) -> usize {
     end
 }
 
-async fn start_service(
-    svc: &Service,
-    backend: &dyn Backend,
-    test_spec: &SandboxSpec,
-    pod: &str,
-    live: &Live,
-) -> Result<Arc<dyn Sandbox>, Failure> {
-    let mut spec = test_spec.clone();
-    if let Some(image) = &svc.image {
-        spec.rootfs = image.value.clone();
-    }
-    spec.env.extend(svc.env.clone());
-    // The services share the test sandbox's network namespace (a pod), so
-    // they talk over 127.0.0.1; a test on the host network keeps it.
-    if spec.network != Network::Host {
-        spec.network = Network::Pod(pod.to_string());
-    }
-    let main = svc.command.clone().map(Cmd::from);
-    let at = svc
-        .image
-        .as_ref()
-        .map(|i| i.at.to_string())
-        .unwrap_or_else(|| svc.at.to_string());
-    let sandbox = backend.create(&spec, main).await.map_err(|e| Failure {
-        message: format!("starting service `{}`: {e}", svc.name),
-        location: Some(at),
-        ..Failure::default()
-    })?;
-    Ok(live.add(&format!("service `{}`", svc.name), sandbox))
-}
-
 /// Copies one `[[files]]` entry into `sandbox`.
 async fn copy_file(
     f: &crate::model::FileCopy,
@@ -541,27 +466,12 @@ async fn put(
         .map_err(|e| format!("copying {} to {}: {e}", host.display(), inside.display()))
 }
 
-/// The last lines of every service's output.
-async fn service_logs(live: &Live) -> Vec<ServiceLog> {
-    let mut out = Vec::new();
-    for (label, sandbox) in live.all() {
-        let Some(name) = label
-            .strip_prefix("service `")
-            .and_then(|l| l.strip_suffix('`'))
-        else {
-            continue;
-        };
-        let Ok(logs) = sandbox.logs().await else {
-            continue;
-        };
-        let mut text = String::from_utf8_lossy(&logs.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&logs.stderr));
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        let from = lines.len().saturating_sub(LOG_LINES);
-        out.push(ServiceLog {
-            service: name.to_string(),
-            lines: lines[from..].to_vec(),
-        });
+/// The last lines of every service's log.
+async fn service_logs(
+    environment: &tokio::sync::Mutex<Option<TestEnvironment>>,
+) -> Vec<crate::report::ServiceLog> {
+    match environment.lock().await.as_ref() {
+        Some(env) => env.logs().await,
+        None => Vec::new(),
     }
-    out
 }

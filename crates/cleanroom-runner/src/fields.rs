@@ -9,7 +9,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::problem::{is_typo, unknown_key, Problems};
-use crate::tree::{Entry, Node, Spanned};
+use crate::tree::{Entry, Node};
 
 /// The reader of one file: its problems so far and its directory.
 pub(crate) struct Reader<'a> {
@@ -255,35 +255,6 @@ impl<'a> Reader<'a> {
             _ => {
                 self.wrong_type(e, "an array of strings such as [\"echo\", \"hi\"]");
                 None
-            }
-        }
-    }
-
-    /// A string, or an array of strings, as a list with each item's span.
-    pub fn names(&mut self, e: &Entry) -> Vec<Spanned<String>> {
-        match &e.value.value {
-            Node::Str(s) => vec![Spanned {
-                value: s.clone(),
-                span: e.value.span.clone(),
-            }],
-            Node::Array(items) => items
-                .iter()
-                .filter_map(|item| match &item.value {
-                    Node::Str(s) => Some(Spanned {
-                        value: s.clone(),
-                        span: item.span.clone(),
-                    }),
-                    other => {
-                        let msg =
-                            format!("`{}` must hold names, not {}", e.key.value, other.kind());
-                        self.problem(&item.span, msg);
-                        None
-                    }
-                })
-                .collect(),
-            _ => {
-                self.wrong_type(e, "a name or an array of names");
-                Vec::new()
             }
         }
     }

@@ -29,7 +29,6 @@ mod parse;
 pub mod pattern;
 mod preambles;
 pub mod problem;
-mod readiness;
 pub mod report;
 mod sandbox_table;
 pub mod scaffold;

@@ -4,11 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cleanroom::{Mount, RootFs, Tmpfs};
-use regex::Regex;
-
 use crate::pattern::Pattern;
 use crate::problem::Location;
+use cleanroom::{Mount, RootFs, Tmpfs};
 
 /// One test file: one test, its services and its steps.
 #[derive(Clone, Debug)]
@@ -61,44 +59,26 @@ pub struct Located<T> {
     pub at: Location,
 }
 
-/// `[services.NAME]`: a long-lived sandbox beside the test's, in its pod.
+/// `[services.NAME]`: a service of the test's environment, brought up by
+/// cleanroom-env's engine beside the test's sandbox, in its pod.
 #[derive(Clone, Debug)]
 pub struct Service {
-    pub name: String,
+    /// What cleanroom-env read from the table: image, command, env, ports,
+    /// `depends_on`, `wait_for` (as a health check), ...
+    pub model: cleanroom_env::Service,
     /// `generic_container` (the only kind there is; clnrm's plugin types
     /// run as one).
     pub kind: String,
     /// clnrm's `plugin = "..."`, for `plugin_should_be_loaded`.
     pub plugin: Option<String>,
-    /// The image; `None` uses the test's own root filesystem.
-    pub image: Option<Located<RootFs>>,
-    pub env: BTreeMap<String, String>,
-    /// Ports it listens on (informational; a pod shares 127.0.0.1).
-    pub ports: Vec<u16>,
-    /// Its main process; `None` idles (steps can still exec in it).
-    pub command: Option<Vec<String>>,
-    pub depends_on: Vec<String>,
-    pub wait_for: Option<WaitFor>,
+    /// Its `[services.NAME]` header, to the column.
     pub at: Location,
 }
 
-/// When a service counts as ready.
-#[derive(Clone, Debug)]
-pub struct WaitFor {
-    pub condition: Readiness,
-    /// Give up after this long (default 30 s).
-    pub timeout: Duration,
-}
-
-/// What readiness means for one service.
-#[derive(Clone, Debug)]
-pub enum Readiness {
-    /// Something listens on this TCP port in the pod.
-    Port(u16),
-    /// The service's output matches.
-    Log(Regex),
-    /// This command exits 0 inside the service.
-    Command(Vec<String>),
+impl Service {
+    pub fn name(&self) -> &str {
+        &self.model.name
+    }
 }
 
 /// `[[files]]`: copied into the test's sandbox before the first step.

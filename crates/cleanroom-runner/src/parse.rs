@@ -140,7 +140,7 @@ pub fn parse_str_with(
             format!("the template does not render here ({why}); the file is read as written"),
         );
     }
-    let mut file = read_test(&mut r, path, &root);
+    let mut file = read_test(&mut r, path, text, &root);
     file.warnings = r.problems.take_warnings();
     if r.problems.list.is_empty() {
         Ok(file)
@@ -170,7 +170,7 @@ fn frozen_clock_of(text: &str) -> Option<String> {
     })
 }
 
-fn read_test(r: &mut Reader<'_>, path: &Path, root: &[Entry]) -> TestFile {
+fn read_test(r: &mut Reader<'_>, path: &Path, text: &str, root: &[Entry]) -> TestFile {
     r.known_keys_ignoring(root, "the test file", TOP, clnrm_v1::IGNORED_TABLES);
     let mut file = TestFile {
         path: path.to_path_buf(),
@@ -206,7 +206,7 @@ fn read_test(r: &mut Reader<'_>, path: &Path, root: &[Entry]) -> TestFile {
         clnrm_v1::read_limits(r, limits, &mut file.sandbox);
     }
     if let Some(e) = clnrm_v1::services_entry(root) {
-        file.services = services::read(r, &e);
+        file.services = services::read(r, &e, text);
     }
     if let Some(e) = get(root, "environment") {
         if let Some(p) = r.string(e) {
@@ -356,8 +356,8 @@ pub(crate) fn service_ref(
     services: &[crate::model::Service],
 ) -> Option<String> {
     let name = r.string(s)?;
-    if !services.iter().any(|svc| svc.name == name) {
-        let mut known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    if !services.iter().any(|svc| svc.name() == name) {
+        let mut known: Vec<&str> = services.iter().map(|s| s.name()).collect();
         known.sort_unstable();
         let msg = if known.is_empty() {
             format!("step refers to service `{name}`, but the test defines no [services]")
@@ -499,7 +499,7 @@ fn read_assertions(
         if let Some(name) = r.string(p) {
             if !services
                 .iter()
-                .any(|s| s.name == name || s.kind == name || s.plugin.as_deref() == Some(&name))
+                .any(|s| s.name() == name || s.kind == name || s.plugin.as_deref() == Some(&name))
             {
                 r.problem(
                     &p.value.span,

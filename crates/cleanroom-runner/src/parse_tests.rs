@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use crate::model::Readiness;
 use crate::{parse_str, Problem};
+use cleanroom_env::Probe;
 
 fn problems(text: &str) -> Vec<String> {
     parse_str(Path::new("t/x.clnrm.toml"), text)
@@ -45,8 +45,8 @@ container_should_have_executed_commands = 2
     let f = parse_str(Path::new("t/echo.clnrm.toml"), text).unwrap();
     assert_eq!(f.name, "echo works");
     assert_eq!(f.timeout, Some(std::time::Duration::from_secs(120)));
-    assert_eq!(f.services[0].name, "db");
-    assert_eq!(f.services[0].ports, vec![5432]);
+    assert_eq!(f.services[0].name(), "db");
+    assert_eq!(f.services[0].model.ports[0].container, 5432);
     assert_eq!(f.steps.len(), 2);
     assert_eq!(f.steps[1].expect.exit_code, 1);
     assert_eq!(f.steps[0].at.to_string(), "t/echo.clnrm.toml:14:1");
@@ -114,15 +114,17 @@ expected_stderr_regex = "^$"
     let spec = f.sandbox.apply(&cleanroom::SandboxSpec::default());
     assert_eq!(spec.memory, Some(256 << 20));
     assert_eq!(spec.pids, Some(64));
-    let names: Vec<&str> = f.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["web", "api"], "dependencies start first");
-    assert!(matches!(
-        f.services[1].wait_for.as_ref().unwrap().condition,
-        Readiness::Port(8080)
-    ));
+    let names: Vec<&str> = f.services.iter().map(|s| s.name()).collect();
     assert_eq!(
-        f.services[0].wait_for.as_ref().unwrap().timeout.as_secs(),
-        3
+        names,
+        ["web", "api"],
+        "in file order; the engine orders the start"
+    );
+    let wait_for = |i: usize| f.services[i].model.healthcheck.clone().unwrap();
+    assert_eq!(wait_for(1).test, Probe::Port(8080));
+    assert_eq!(
+        wait_for(0).deadline,
+        Some(std::time::Duration::from_secs(3))
     );
     assert_eq!(f.files[0].mode, Some(0o755));
     assert_eq!(f.determinism.seed, Some(42));

@@ -1,27 +1,16 @@
-//! `[services.NAME]` tables and their `depends_on` graph: unknown names and
-//! cycles are problems; the result is in start order, dependencies first.
+//! `[services.NAME]` tables (and clnrm v1.0's `[service.NAME]`), read by
+//! cleanroom-env's reader as `cleanroom.toml`'s are, dependencies checked by
+//! its graph. Here only what is the test file's own: clnrm's keys accepted
+//! and ignored, the `type`/`plugin` that `plugin_should_be_loaded` names,
+//! and each problem placed at its column.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
-use std::time::Duration;
+
+use cleanroom_env::{Severity, Tables, SERVICE_KEYS};
 
 use crate::fields::{get, Reader};
-use crate::model::{Readiness, Service, WaitFor};
-use crate::parse::located;
-use crate::tree::{Entry, Node, Spanned};
-
-const KEYS: &[&str] = &[
-    "type",
-    "plugin",
-    "image",
-    "env",
-    "ports",
-    "command",
-    "depends_on",
-    "wait_for",
-    // clnrm v1.0: the service's command.
-    "args",
-];
+use crate::model::Service;
+use crate::tree::{Entry, Node};
 
 /// clnrm's service keys accepted without being honoured (warned about).
 const CLNRM_IGNORED: &[&str] = &[
@@ -34,216 +23,109 @@ const CLNRM_IGNORED: &[&str] = &[
     "wait_for_span_timeout_secs",
 ];
 
-/// How long a service may take to become ready unless `wait_for` says.
-pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The tables services are read from.
+const TABLES: Tables<'static> = Tables {
+    names: &["services", "service"],
+    skip: CLNRM_IGNORED,
+    // Checked here, against the same keys, with the runner's typo rule.
+    report_unknown: false,
+};
 
-/// Reads the `services` table; returns the services in start order.
-pub(crate) fn read(r: &mut Reader<'_>, e: &Entry) -> Vec<Service> {
+/// Reads the services of `e` (the merged `services`/`service` table) in
+/// `text`, the file as parsed; in file order (the engine orders the start).
+pub(crate) fn read(r: &mut Reader<'_>, e: &Entry, text: &str) -> Vec<Service> {
     let Some(entries) = r.table(e) else {
         return Vec::new();
     };
-    let mut services = Vec::new();
-    let mut deps: Vec<Vec<Spanned<String>>> = Vec::new();
+    let known: Vec<&str> = SERVICE_KEYS
+        .iter()
+        .copied()
+        .filter(|k| !CLNRM_IGNORED.contains(k))
+        .collect();
+    let mut headers = Vec::new();
     for s in entries {
         let name = s.key.value.clone();
         let Some(t) = r.table(s) else { continue };
-        r.known_keys_ignoring(t, &format!("[services.{name}]"), KEYS, CLNRM_IGNORED);
+        r.known_keys_ignoring(t, &format!("[services.{name}]"), &known, CLNRM_IGNORED);
         let kind = get(t, "type")
             .or_else(|| get(t, "plugin"))
-            .and_then(|k| {
-                let v = r.string(k)?;
-                if v != "generic_container" {
-                    // clnrm's plugins (surrealdb, otel_collector, ...) are
-                    // containers of their image here, nothing more.
-                    r.problems.warn(
-                        &k.value.span,
-                        format!(
-                            "service type `{v}` is a clnrm plugin; here it runs as a generic_container of its image"
-                        ),
-                    );
-                }
-                Some(v)
-            })
-            .unwrap_or_else(|| "generic_container".into());
+            .and_then(|k| r.string(k));
         let plugin = get(t, "plugin").and_then(|p| r.string(p));
-        let image = get(t, "image").and_then(|i| {
-            let root = r.parsed::<cleanroom::RootFs>(i)?;
-            Some(located(r, root, &i.value.span))
-        });
-        let ports = get(t, "ports").map(|p| ports(r, p)).unwrap_or_default();
-        let command = get(t, "command")
-            .or_else(|| get(t, "args"))
-            .and_then(|c| r.argv(c, true));
-        let wait_for = get(t, "wait_for").and_then(|w| wait_for(r, w));
-        deps.push(get(t, "depends_on").map(|d| r.names(d)).unwrap_or_default());
-        services.push(Service {
-            name,
-            kind,
-            plugin,
-            image,
-            env: get(t, "env").map(|x| r.env(x)).unwrap_or_default(),
-            ports,
-            command,
-            depends_on: Vec::new(),
-            wait_for,
-            at: r.problems.loc(&s.key.span),
-        });
-    }
-    for (svc, d) in services.iter_mut().zip(&deps) {
-        svc.depends_on = d.iter().map(|n| n.value.clone()).collect();
-    }
-    order(r, services, &deps)
-}
-
-fn ports(r: &mut Reader<'_>, e: &Entry) -> Vec<u16> {
-    let Node::Array(items) = &e.value.value else {
-        r.problem(&e.value.span, "`ports` must be an array of port numbers");
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| match &item.value {
-            Node::Int(p) if (1..=65535).contains(p) => Some(*p as u16),
-            _ => {
-                r.problem(&item.span, "a port is a number from 1 to 65535");
-                None
+        // Checked now, so that `validate` finds them; the engine uses them.
+        if let Some(i) = get(t, "image") {
+            let _ = r.parsed::<cleanroom::RootFs>(i);
+        }
+        if let Some(Node::Table(w)) = get(t, "wait_for").map(|w| &w.value.value) {
+            if let Some(log) = get(w, "log") {
+                let _ = r.regex(log);
             }
+        }
+        headers.push((name, kind, plugin, r.problems.loc(&s.key.span)));
+    }
+    let (models, problems) = cleanroom_env::read_service_tables(r.problems.file, text, TABLES);
+    let spans = leaf_spans(entries);
+    for p in problems {
+        let span = span_on_line(r, &spans, p.at.line);
+        match p.severity {
+            Severity::Error => r.problem(&span, p.message),
+            Severity::Warning => r.problems.warn(&span, p.message),
+        }
+    }
+    models
+        .into_iter()
+        .filter_map(|model| {
+            let (_, kind, plugin, at) = headers.iter().find(|h| h.0 == model.name)?.clone();
+            Some(Service {
+                model,
+                kind: kind.unwrap_or_else(|| "generic_container".to_string()),
+                plugin,
+                at,
+            })
         })
         .collect()
 }
 
-/// `wait_for = { port = N }`, `{ log = "regex" }` or `{ command = [...] }`,
-/// each with an optional `timeout`.
-fn wait_for(r: &mut Reader<'_>, e: &Entry) -> Option<WaitFor> {
-    let t = r.table(e)?;
-    r.known_keys(t, "wait_for", &["port", "log", "command", "timeout"]);
-    let timeout = get(t, "timeout")
-        .and_then(|x| r.duration(x))
-        .unwrap_or(DEFAULT_READY_TIMEOUT);
-    let mut conditions = Vec::new();
-    if let Some(p) = get(t, "port") {
-        match &p.value.value {
-            Node::Int(n) if (1..=65535).contains(n) => conditions.push(Readiness::Port(*n as u16)),
-            _ => r.problem(&p.value.span, "`port` is a number from 1 to 65535"),
+/// Every value that holds no other, and every key, in the services'
+/// tables: where a problem cleanroom-env found on a line is placed.
+fn leaf_spans(entries: &[Entry]) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
+    fn walk(node: &Node, span: &Range<usize>, values: &mut Vec<Range<usize>>) {
+        match node {
+            Node::Array(items) => items.iter().for_each(|i| walk(&i.value, &i.span, values)),
+            Node::Table(t) => t
+                .iter()
+                .for_each(|e| walk(&e.value.value, &e.value.span, values)),
+            _ => values.push(span.clone()),
         }
     }
-    if let Some(l) = get(t, "log") {
-        if let Some(re) = r.regex(l) {
-            conditions.push(Readiness::Log(re));
+    fn keys(entries: &[Entry], out: &mut Vec<Range<usize>>) {
+        for e in entries {
+            out.push(e.key.span.clone());
+            if let Node::Table(t) = &e.value.value {
+                keys(t, out);
+            }
         }
     }
-    if let Some(c) = get(t, "command") {
-        if let Some(argv) = r.argv(c, true) {
-            conditions.push(Readiness::Command(argv));
-        }
+    let (mut values, mut names) = (Vec::new(), Vec::new());
+    for e in entries {
+        walk(&e.value.value, &e.value.span, &mut values);
     }
-    let present = ["port", "log", "command"]
-        .iter()
-        .filter(|k| get(t, k).is_some())
-        .count();
-    if present != 1 {
-        r.problem(
-            &e.value.span,
-            "wait_for takes exactly one of `port`, `log` or `command` (plus an optional `timeout`)",
-        );
-        return None;
-    }
-    conditions
-        .pop()
-        .map(|condition| WaitFor { condition, timeout })
+    keys(entries, &mut names);
+    (values, names)
 }
 
-/// Puts `services` in start order; unknown dependencies and cycles are problems.
-fn order(
-    r: &mut Reader<'_>,
-    services: Vec<Service>,
-    deps: &[Vec<Spanned<String>>],
-) -> Vec<Service> {
-    let index: BTreeMap<&str, usize> = services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    let mut edges: Vec<Vec<(usize, Range<usize>)>> = vec![Vec::new(); services.len()];
-    for (i, d) in deps.iter().enumerate() {
-        for name in d {
-            match index.get(name.value.as_str()) {
-                Some(&j) => edges[i].push((j, name.span.clone())),
-                None => {
-                    let known: Vec<&str> = index.keys().copied().collect();
-                    r.problem(
-                        &name.span,
-                        format!(
-                            "service `{}` depends on unknown service `{}`; the services are: {}",
-                            services[i].name,
-                            name.value,
-                            known.join(", ")
-                        ),
-                    );
-                }
-            }
-        }
-    }
-    // Depth-first topological sort; a back edge is a cycle.
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Open,
-        Done,
-    }
-    let mut marks = vec![Mark::New; services.len()];
-    let mut order = Vec::new();
-    let mut reported_cycle = false;
-    fn visit(
-        i: usize,
-        edges: &[Vec<(usize, Range<usize>)>],
-        marks: &mut [Mark],
-        stack: &mut Vec<usize>,
-        order: &mut Vec<usize>,
-        cycle: &mut Option<(Vec<usize>, Range<usize>)>,
-    ) {
-        marks[i] = Mark::Open;
-        stack.push(i);
-        for (j, span) in &edges[i] {
-            match marks[*j] {
-                Mark::New => visit(*j, edges, marks, stack, order, cycle),
-                Mark::Open if cycle.is_none() => {
-                    let from = stack.iter().position(|x| x == j).unwrap_or(0);
-                    let mut path = stack[from..].to_vec();
-                    path.push(*j);
-                    *cycle = Some((path, span.clone()));
-                }
-                _ => {}
-            }
-        }
-        stack.pop();
-        marks[i] = Mark::Done;
-        order.push(i);
-    }
-    for i in 0..services.len() {
-        if marks[i] == Mark::New {
-            let mut cycle = None;
-            visit(
-                i,
-                &edges,
-                &mut marks,
-                &mut Vec::new(),
-                &mut order,
-                &mut cycle,
-            );
-            if let (Some((path, span)), false) = (cycle, reported_cycle) {
-                let names: Vec<&str> = path.iter().map(|k| services[*k].name.as_str()).collect();
-                r.problem(
-                    &span,
-                    format!(
-                        "cyclic depends_on: {}; remove one of these dependencies",
-                        names.join(" -> ")
-                    ),
-                );
-                reported_cycle = true;
-            }
-        }
-    }
-    let mut slots: Vec<Option<Service>> = services.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
+/// The first value on `line`, else its first key; the file's start when
+/// it has neither.
+fn span_on_line(
+    r: &Reader<'_>,
+    (values, keys): &(Vec<Range<usize>>, Vec<Range<usize>>),
+    line: usize,
+) -> Range<usize> {
+    let first = |spans: &[Range<usize>]| {
+        spans
+            .iter()
+            .filter(|s| r.problems.loc(s).line == line)
+            .min_by_key(|s| s.start)
+            .cloned()
+    };
+    first(values).or_else(|| first(keys)).unwrap_or(0..0)
 }
