@@ -273,3 +273,17 @@ fn every_sandbox_setting_of_the_table_reaches_the_spec_or_is_refused() {
         assert!(p.len() == 1 && p[0].starts_with(&at), "{key}: {p:?}");
     }
 }
+
+#[test]
+fn a_one_shot_condition_on_a_test_files_own_service_is_refused_with_the_way_out() {
+    let p = problems(
+        "[services.migrate]\ncommand = [\"true\"]\n[services.app]\ncommand = [\"sleep\", \"9\"]\ndepends_on = { migrate = { condition = \"service_completed_successfully\" } }\n[[steps]]\ncommand = [\"true\"]\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("t/x.clnrm.toml:5:")
+            && p[0].contains("service `app`: condition = \"service_completed_successfully\" on `migrate` is not available")
+            && p[0].contains("environment = \"FILE\""),
+        "{p:?}"
+    );
+}

@@ -71,6 +71,23 @@ pub(crate) fn read(r: &mut Reader<'_>, e: &Entry, text: &str) -> Vec<Service> {
             Severity::Warning => r.problems.warn(&span, p.message),
         }
     }
+    // A test's own services are held by this process and their main
+    // process's exit is not watched: a one-shot condition would wait for
+    // the test's timeout. Refused here, with the way out.
+    for m in &models {
+        for d in &m.depends_on {
+            if d.condition == cleanroom_env::Condition::CompletedSuccessfully {
+                let span = span_on_line(r, &spans, d.at.line);
+                r.problem(
+                    &span,
+                    format!(
+                        "service `{}`: condition = \"service_completed_successfully\" on `{}` is not available for a test file's own services (they live as long as the test and their exit is not watched); run the one-shot as a step, or put the services in an environment file named by `environment = \"FILE\"`",
+                        m.name, d.service
+                    ),
+                );
+            }
+        }
+    }
     models
         .into_iter()
         .filter_map(|model| {
