@@ -11,7 +11,7 @@
 //! - sync of 1,000 changed files against `rsync -a` of the same tree.
 //!
 //! `cargo run --release -p cleanroom-workspace --example bench_workspace
-//! [-- FILES MB ROUNDS]` (default 10000 files, 100 MB, 5 rounds) in a
+//! [-- FILES MB ROUNDS]` (default 10000 files, 100 MB, 6 rounds) in a
 //! directory under `$TMPDIR`. Not a timed test: numbers for the README.
 
 use std::path::{Path, PathBuf};
@@ -34,10 +34,19 @@ fn main() {
         Some("op-start") => return op_start(Path::new(&args[1]), Path::new(&args[2])),
         Some("op-diff") => return op_diff(Path::new(&args[1]), args[2].parse().unwrap()),
         Some("op-sync") => return op_sync(Path::new(&args[1]), args[2].parse().unwrap()),
+        // For profiling one operation by hand.
+        Some("op-generate") => {
+            let (files, mb): (usize, usize) = (args[2].parse().unwrap(), args[3].parse().unwrap());
+            return generate(Path::new(&args[1]), files, mb * 1_000_000 / files);
+        }
+        Some("op-change") => {
+            let root = PathBuf::from(&args[1]);
+            return change_files(&[&root], args[2].parse().unwrap(), args[3].parse().unwrap());
+        }
         _ => {}
     }
     let num = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
-    let (files, mb, rounds) = (num(0, 10_000), num(1, 100), num(2, 5));
+    let (files, mb, rounds) = (num(0, 10_000), num(1, 100), num(2, 6));
     let tmp = tempfile::tempdir().expect("a temp dir");
     let project = tmp.path().join("project");
     let size = mb * 1_000_000 / files;
@@ -69,6 +78,10 @@ fn main() {
         let _ = Command::new("git")
             .args(["-C", p(&project), "branch", "-q", "-D", "worktree"])
             .output();
+        // Removing 30,000 files leaves the file system busy for a while:
+        // whichever command came first paid for it.
+        run(Path::new("sync"), &[]);
+        std::thread::sleep(Duration::from_secs(2));
         t.round(round, |which| match which {
             0 => run(&me, &["op-start", p(&project), p(&ws_root)]),
             1 => run(Path::new("cp"), &["-a", p(&project), p(&cp_dir)]),

@@ -27,11 +27,7 @@ use crate::error::{io, Result};
 use crate::excludes::Excludes;
 use crate::objects::{object_id, PackWriter};
 use crate::statcache::{Cached, StatCache};
-use crate::tree::{file_mode, PathEntry, MODE_LINK};
-
-/// Files larger than this are copied in the kernel and hashed afterwards
-/// from the copy, rather than held in memory whole.
-const READ_WHOLE_LIMIT: u64 = 32 << 20;
+use crate::tree::{file_mode, PathEntry, MODE_LINK, READ_WHOLE_LIMIT};
 
 /// Files a worker takes at a time: neighbours in one directory stay with
 /// one worker (creating files in one directory serialises on it).
@@ -312,6 +308,7 @@ impl Worker<'_> {
             .mode(0o600)
             .open(to)
             .map_err(|e| io(format!("creating {}", to.display()), e))?;
+        // Too big to hold whole: copied in the kernel, hashed later from the copy.
         let big = job.size > READ_WHOLE_LIMIT;
         self.buf.clear();
         if self.clone_works.load(Ordering::Relaxed) && rustix::fs::ioctl_ficlone(&dst, &src).is_ok()

@@ -21,9 +21,9 @@ pub(crate) const MODE_EXEC: i32 = 0o100755;
 pub(crate) const MODE_LINK: i32 = 0o120000;
 pub(crate) const MODE_TREE: i32 = 0o040000;
 
-/// Files larger than this are hashed and stored by libgit2, which streams
-/// them, rather than read whole into memory.
-const READ_WHOLE_LIMIT: u64 = 32 << 20;
+/// Files larger than this are hashed (and stored) by libgit2, which
+/// streams them, rather than read whole into memory.
+pub(crate) const READ_WHOLE_LIMIT: u64 = 32 << 20;
 
 /// One path of a tree: `/`-separated, relative to the tree's root.
 #[derive(Clone, Debug, PartialEq, Eq)]
