@@ -45,7 +45,8 @@ fn main() {
         }
         _ => {}
     }
-    let num = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let num =
+        |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (files, mb, rounds) = (num(0, 10_000), num(1, 100), num(2, 6));
     let tmp = tempfile::tempdir().expect("a temp dir");
     let project = tmp.path().join("project");
@@ -54,11 +55,32 @@ fn main() {
     // The repository's objects live outside the project (`.git` is a
     // one-line file), so that `cp -a` copies what the snapshot copies.
     let git_dir = tmp.path().join("project.git");
-    git(&project, &["init", "-q", "-b", "main", "--separate-git-dir", p(&git_dir)]);
+    git(
+        &project,
+        &[
+            "init",
+            "-q",
+            "-b",
+            "main",
+            "--separate-git-dir",
+            p(&git_dir),
+        ],
+    );
     git(&project, &["add", "-A"]);
     git(
         &project,
-        &["-c", "gc.auto=0", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "base"],
+        &[
+            "-c",
+            "gc.auto=0",
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
     );
     // Packed, as a cloned repository is (and no `gc --auto` mid-run).
     git(&project, &["gc", "-q"]);
@@ -85,7 +107,10 @@ fn main() {
         t.round(round, |which| match which {
             0 => run(&me, &["op-start", p(&project), p(&ws_root)]),
             1 => run(Path::new("cp"), &["-a", p(&project), p(&cp_dir)]),
-            _ => run(Path::new("git"), &["-C", p(&project), "worktree", "add", "-q", p(&wt_dir)]),
+            _ => run(
+                Path::new("git"),
+                &["-C", p(&project), "worktree", "add", "-q", p(&wt_dir)],
+            ),
         });
     }
     t.print("start (snapshot + base commit)");
@@ -198,7 +223,11 @@ impl Timings {
         let mut line = format!("| {what} | {:.0} ms |", ms(ours));
         for (name, samples) in self.names.iter().zip(&self.samples).skip(1) {
             let theirs = median(samples);
-            line += &format!(" {name} {:.0} ms (ratio {:.2}) |", ms(theirs), ms(ours) / ms(theirs));
+            line += &format!(
+                " {name} {:.0} ms (ratio {:.2}) |",
+                ms(theirs),
+                ms(ours) / ms(theirs)
+            );
         }
         println!("{line}");
         for (name, samples) in self.names.iter().zip(&self.samples) {

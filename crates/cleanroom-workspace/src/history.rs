@@ -69,7 +69,10 @@ impl History {
                 .repo
                 .blob_path(&copy)
                 .map_err(|e| git(format!("storing {}", copy.display()), e))?;
-            cache.insert(String::from_utf8_lossy(&rel).into_owned(), Cached::new(&meta, oid));
+            cache.insert(
+                String::from_utf8_lossy(&rel).into_owned(),
+                Cached::new(&meta, oid),
+            );
             entries.push(PathEntry {
                 path: rel,
                 mode,

@@ -120,8 +120,8 @@ impl PackWriter {
         let name = format!("pack-{}", Oid::from_bytes(&checksum).expect("20 bytes"));
         let tmp = self.pack_dir.join(format!("tmp_{name}_{}", unique()));
         let write = |path: &Path, parts: &[&[u8]]| -> Result<()> {
-            let mut file = File::create(path)
-                .map_err(|e| io(format!("creating {}", path.display()), e))?;
+            let mut file =
+                File::create(path).map_err(|e| io(format!("creating {}", path.display()), e))?;
             for part in parts {
                 file.write_all(part)
                     .map_err(|e| io(format!("writing {}", path.display()), e))?;
@@ -149,7 +149,7 @@ impl PackWriter {
     /// The version-2 index of the collected objects, for the pack whose
     /// trailer is `checksum`.
     fn index_bytes(&mut self, checksum: &[u8; 20]) -> Vec<u8> {
-        self.index.sort_by(|a, b| a.oid.cmp(&b.oid));
+        self.index.sort_by_key(|e| e.oid);
         let n = self.index.len();
         let mut out = Vec::with_capacity(8 + 256 * 4 + n * 28 + 40);
         out.extend_from_slice(b"\xfftOc");

@@ -223,6 +223,9 @@ struct Copied {
     cloned: usize,
 }
 
+/// A file's place in the list, and its id and stat data (`None`: too big).
+type Done = (usize, Option<(Oid, Cached)>);
+
 /// Copies `files` on every CPU, each worker packing its own blobs.
 fn copy_files(files: &[FileJob], owner: Option<User>, objects: &Path) -> Result<Copied> {
     let workers = std::thread::available_parallelism()
@@ -234,7 +237,7 @@ fn copy_files(files: &[FileJob], owner: Option<User>, objects: &Path) -> Result<
     let failed = AtomicBool::new(false);
     let clone_works = AtomicBool::new(true);
     let cloned = AtomicUsize::new(0);
-    let done: Vec<Result<Vec<(usize, Option<(Oid, Cached)>)>>> = std::thread::scope(|scope| {
+    let done: Vec<Result<Vec<Done>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {

@@ -255,10 +255,26 @@ mod tests {
         let repo = Repository::init_bare(tmp.path()).unwrap();
         let blob = |s: &str| repo.blob(s.as_bytes()).unwrap();
         let entries = vec![
-            PathEntry { path: b"a.txt".to_vec(), mode: MODE_FILE, oid: blob("a") },
-            PathEntry { path: b"a/b/c".to_vec(), mode: MODE_EXEC, oid: blob("c") },
-            PathEntry { path: b"a-b".to_vec(), mode: MODE_LINK, oid: blob("a") },
-            PathEntry { path: b"z".to_vec(), mode: MODE_FILE, oid: blob("z") },
+            PathEntry {
+                path: b"a.txt".to_vec(),
+                mode: MODE_FILE,
+                oid: blob("a"),
+            },
+            PathEntry {
+                path: b"a/b/c".to_vec(),
+                mode: MODE_EXEC,
+                oid: blob("c"),
+            },
+            PathEntry {
+                path: b"a-b".to_vec(),
+                mode: MODE_LINK,
+                oid: blob("a"),
+            },
+            PathEntry {
+                path: b"z".to_vec(),
+                mode: MODE_FILE,
+                oid: blob("z"),
+            },
         ];
         let mut stored = Vec::new();
         let ours = store_trees(entries, &mut |bytes| {
@@ -289,6 +305,9 @@ mod tests {
             Ok(repo.odb().unwrap().write(ObjectType::Tree, bytes).unwrap())
         })
         .unwrap();
-        assert_eq!(empty.to_string(), "4b825dc642cb6eb9a060e54bf8d69288fbee4904");
+        assert_eq!(
+            empty.to_string(),
+            "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+        );
     }
 }

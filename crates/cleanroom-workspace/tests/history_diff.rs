@@ -211,9 +211,18 @@ fn git_itself_accepts_the_hand_written_packs() {
     h.commit("many files").unwrap().unwrap();
     let packs = fs::read_dir(f.layout.history().join("objects/pack"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "pack")
+        })
         .count();
-    assert!(packs >= 2, "the base and the commit are packed ({packs} packs)");
+    assert!(
+        packs >= 2,
+        "the base and the commit are packed ({packs} packs)"
+    );
     let fsck = match std::process::Command::new("git")
         .arg("--git-dir")
         .arg(f.layout.history())
