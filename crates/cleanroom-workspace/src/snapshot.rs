@@ -11,7 +11,7 @@
 //! A root caller can give the copy to the sandbox's user, for engines
 //! whose containers see host ids as they are.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -331,8 +331,7 @@ impl Worker<'_> {
                     io(format!("copying {} to {}", from.display(), to.display()), e)
                 })?;
             } else {
-                self.buf.reserve(job.size as usize);
-                src.read_to_end(&mut self.buf)
+                read_all(&mut src, job.size as usize, &mut self.buf)
                     .map_err(|e| io(format!("reading {}", from.display()), e))?;
                 dst.write_all(&self.buf)
                     .map_err(|e| io(format!("writing {}", to.display()), e))?;
@@ -364,6 +363,30 @@ impl Worker<'_> {
         self.pack.add(ObjectType::Blob, oid, &self.buf)?;
         Ok(Some((oid, Cached::new(&meta, oid))))
     }
+}
+
+/// Reads all of `file` into `buf`, expecting `size` bytes: one read of
+/// that much (and one that finds the end), where `read_to_end` would
+/// first ask the kernel for the size and position again.
+fn read_all(file: &mut File, size: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    // One byte more than expected, to notice a file that grew.
+    buf.resize(size + 1, 0);
+    let mut got = 0;
+    loop {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if got == buf.len() {
+            buf.truncate(got);
+            file.read_to_end(buf)?;
+            return Ok(());
+        }
+    }
+    buf.truncate(got);
+    Ok(())
 }
 
 /// Gives `path` (not what a symlink points at) to `owner`, if any.
