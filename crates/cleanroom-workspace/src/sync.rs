@@ -26,8 +26,18 @@ use crate::tree::{MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, READ_WHOLE_LIMIT};
 /// a file synced once and changed again is not a conflict with itself.
 const SYNCED_REF: &str = "refs/cleanroom/synced";
 
-/// Files written (as temp files) between two file-system syncs.
-const WRITE_BATCH: usize = 256;
+/// Files written (as temp files, each kept open until synced) between two
+/// rounds of syncs: as many as half the open-file limit allows, at most
+/// this many. Each round waits for the journal twice (files, then their
+/// directories), so fewer rounds are faster.
+const WRITE_BATCH_MAX: usize = 1024;
+
+fn write_batch() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024) as usize;
+    (limit / 2).clamp(64, WRITE_BATCH_MAX)
+}
 
 /// How to sync.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -319,7 +329,7 @@ fn apply(history: &History, project: &Path, ops: &[Op], now_tree: &Oid) -> Resul
     // target, then their directories synced together. A kill leaves whole old files, whole new ones,
     // and temp files the next sync removes.
     let writes: Vec<&Op> = ops.iter().filter(|op| op.after != Entry::Absent).collect();
-    for batch in writes.chunks(WRITE_BATCH) {
+    for batch in writes.chunks(write_batch()) {
         let mut renames = Vec::with_capacity(batch.len());
         let mut written = Vec::with_capacity(batch.len());
         for op in batch {
