@@ -3,7 +3,7 @@
 //! and binaries as they are, so the host's later edits never show through.
 //!
 //! Each file is read once: the same bytes are written to the copy, hashed
-//! for git and packed into the shadow history (see [`crate::objects`]), and
+//! for git and packed into the shadow history (a pack per worker), and
 //! the copy's stat data goes into the stat cache, so the first diff reads
 //! nothing that did not change. Files are spread over the CPUs, each
 //! worker writing its own pack. Where the file system can clone (FICLONE,
