@@ -4,11 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{Oid, Repository, Signature};
+use git2::{ObjectType, Oid, Repository, Signature};
 use serde::Serialize;
 
 use crate::error::{git, input, io, Result};
-use crate::tree::{write_tree, WrittenTree};
+use crate::objects::{object_id, ObjectSink};
+use crate::snapshot::Snapshot;
+use crate::statcache::{self, Cached};
+use crate::tree::{store_trees, write_tree, PathEntry, WrittenTree};
 
 /// The branch the commits go on.
 const BRANCH: &str = "refs/heads/main";
@@ -33,27 +36,66 @@ pub struct History {
 }
 
 impl History {
-    /// Creates the repository at `git_dir` and records `tree_dir` as the
-    /// base commit.
-    pub fn create(git_dir: &Path, tree_dir: &Path, stat_cache: &Path) -> Result<(History, Oid)> {
+    /// Creates an empty repository at `git_dir`, for [`History::record_base`].
+    pub fn init(git_dir: &Path, tree_dir: &Path, stat_cache: &Path) -> Result<History> {
+        fast_reads();
         let repo = Repository::init_bare(git_dir)
             .map_err(|e| git(format!("creating {}", git_dir.display()), e))?;
-        let history = History {
+        Ok(History {
             repo,
             tree_dir: tree_dir.to_path_buf(),
             stat_cache: stat_cache.to_path_buf(),
-        };
-        let written = history.write_tree()?;
-        let base = history.commit_tree(written.tree, "snapshot (base)")?;
-        history
-            .repo
+        })
+    }
+
+    /// Where [`crate::snapshot::snapshot`] packs the blobs of the base.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.repo.path().join("objects")
+    }
+
+    /// Records `snapshot` (of the workspace directory, its blobs already
+    /// packed) as the base commit, and its stat data as the stat cache.
+    pub fn record_base(&self, snapshot: Snapshot) -> Result<Oid> {
+        let Snapshot {
+            mut entries,
+            mut cache,
+            big,
+            ..
+        } = snapshot;
+        for (rel, copy, mode) in big {
+            let meta = std::fs::symlink_metadata(&copy)
+                .map_err(|e| io(format!("reading {}", copy.display()), e))?;
+            let oid = self
+                .repo
+                .blob_path(&copy)
+                .map_err(|e| git(format!("storing {}", copy.display()), e))?;
+            cache.insert(
+                String::from_utf8_lossy(&rel).into_owned(),
+                Cached::new(&meta, oid),
+            );
+            entries.push(PathEntry {
+                path: rel,
+                mode,
+                oid,
+            });
+        }
+        let mut sink = ObjectSink::new(&self.repo, 0)?;
+        let tree = store_trees(entries, &mut |bytes| sink.put(ObjectType::Tree, bytes))?;
+        sink.finish()?;
+        // Taken after every copy was written (and no one else writes the
+        // workspace before start returns): see `statcache`.
+        let stamp = statcache::stamp(&self.stat_cache)?;
+        cache.save(&self.stat_cache, stamp)?;
+        let base = self.commit_tree(tree, "snapshot (base)")?;
+        self.repo
             .reference(BASE_REF, base, true, "base")
             .map_err(|e| git("recording the base", e))?;
-        Ok((history, base))
+        Ok(base)
     }
 
     /// Opens the repository at `git_dir`.
     pub fn open(git_dir: &Path, tree_dir: &Path, stat_cache: &Path) -> Result<History> {
+        fast_reads();
         let repo = Repository::open_bare(git_dir)
             .map_err(|e| git(format!("opening {}", git_dir.display()), e))?;
         Ok(History {
@@ -213,13 +255,30 @@ impl History {
         Ok(())
     }
 
-    /// The bytes of blob `oid`.
+    /// The bytes of blob `oid`, checked against their id (sync writes
+    /// them into the project).
     pub(crate) fn blob(&self, oid: Oid) -> Result<Vec<u8>> {
-        self.repo
+        let bytes = self
+            .repo
             .find_blob(oid)
             .map(|b| b.content().to_vec())
-            .map_err(|e| git(format!("reading blob {oid}"), e))
+            .map_err(|e| git(format!("reading blob {oid}"), e))?;
+        if object_id(ObjectType::Blob, &bytes) != oid {
+            return Err(input(
+                format!("blob {oid} in {}", self.repo.path().display()),
+                "does not match its id: the shadow history is damaged; nothing more was written. Check the disk, then export what is readable with `cleanroom workspace export`",
+            ));
+        }
+        Ok(bytes)
     }
+}
+
+/// libgit2 re-hashes every object it reads (with collision-detecting
+/// SHA-1, slower than everything else a diff does); the history is our
+/// own, and what sync writes out is checked by [`History::blob`].
+fn fast_reads() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| git2::opts::strict_hash_verification(false));
 }
 
 /// The message of an automatic commit after `exec`: the command line and

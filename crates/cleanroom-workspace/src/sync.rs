@@ -19,14 +19,25 @@ use crate::history::History;
 use crate::hostfs;
 use crate::journal::{self, Entry, Journal, Op};
 use crate::layout::{Layout, Meta};
-use crate::tree::{MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE};
+use crate::objects::object_id;
+use crate::tree::{MODE_EXEC, MODE_FILE, MODE_LINK, MODE_TREE, READ_WHOLE_LIMIT};
 
 /// Ref of the last commit fully synced: later syncs compare against it, so
 /// a file synced once and changed again is not a conflict with itself.
 const SYNCED_REF: &str = "refs/cleanroom/synced";
 
-/// Files written (as temp files) between two file-system syncs.
-const WRITE_BATCH: usize = 256;
+/// Files written (as temp files, each kept open until synced) between two
+/// rounds of syncs: as many as half the open-file limit allows, at most
+/// this many. Each round waits for the journal twice (files, then their
+/// directories), so fewer rounds are faster.
+const WRITE_BATCH_MAX: usize = 1024;
+
+fn write_batch() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024) as usize;
+    (limit / 2).clamp(64, WRITE_BATCH_MAX)
+}
 
 /// How to sync.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -312,16 +323,13 @@ fn apply(history: &History, project: &Path, ops: &[Op], now_tree: &Oid) -> Resul
             dir = d.parent();
         }
     }
-    for dir in emptied.into_iter().flatten() {
-        hostfs::sync_dir(&dir);
-    }
-    // Writes in batches: every temp file of a batch is written, then each
-    // synced (by then the kernel has written most of them back, so the
-    // syncs are cheap), then each renamed over its target, then their
-    // directories synced. A kill leaves whole old files, whole new ones,
+    sync_dirs(emptied.into_iter().flatten());
+    // Writes in batches: every temp file of a batch is written, then all
+    // synced together (see `sync_all_at_once`), then each renamed over its
+    // target, then their directories synced together. A kill leaves whole old files, whole new ones,
     // and temp files the next sync removes.
     let writes: Vec<&Op> = ops.iter().filter(|op| op.after != Entry::Absent).collect();
-    for batch in writes.chunks(WRITE_BATCH) {
+    for batch in writes.chunks(write_batch()) {
         let mut renames = Vec::with_capacity(batch.len());
         let mut written = Vec::with_capacity(batch.len());
         for op in batch {
@@ -358,20 +366,43 @@ fn apply(history: &History, project: &Path, ops: &[Op], now_tree: &Oid) -> Resul
             };
             renames.push((tmp, path));
         }
-        for file in written {
-            file.sync_all()
-                .map_err(|e| io("syncing a file written by sync", e))?;
-        }
+        sync_all_at_once(&written)?;
         let mut dirs = std::collections::BTreeSet::new();
         for (tmp, path) in &renames {
             hostfs::rename_into(tmp, path)?;
             dirs.insert(path.parent().map(Path::to_path_buf));
         }
-        for dir in dirs.into_iter().flatten() {
-            hostfs::sync_dir(&dir);
-        }
+        sync_dirs(dirs.into_iter().flatten());
     }
     Ok(())
+}
+
+/// Threads syncing a batch's files together.
+const SYNC_THREADS: usize = 16;
+
+/// Makes every file in `files` durable, many at a time: a file system
+/// with a journal (ext4, xfs) commits the waiting syncs together, where
+/// one after the other each waits for a commit of its own.
+fn sync_all_at_once(files: &[fs::File]) -> Result<()> {
+    let per_thread = files.len().div_ceil(SYNC_THREADS).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(fs::File::sync_all)))
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("a sync thread does not panic"))
+    })
+    .map_err(|e| io("syncing a file written by sync", e))
+}
+
+/// Makes the renames and unlinks in `dirs` durable, all at once. Best
+/// effort, as [`hostfs::sync_dir`]: on a file system without directory
+/// fsync the renames were still atomic.
+fn sync_dirs(dirs: impl Iterator<Item = PathBuf>) {
+    let open: Vec<fs::File> = dirs.filter_map(|d| fs::File::open(d).ok()).collect();
+    let _ = sync_all_at_once(&open);
 }
 
 fn parse_oid(oid: &str) -> Result<Oid> {
@@ -421,14 +452,20 @@ fn host_entry(project: &Path, rel: &Path) -> Result<Entry> {
     Ok(if kind.is_symlink() {
         let target =
             fs::read_link(&path).map_err(|e| io(format!("reading link {}", path.display()), e))?;
-        let oid = Oid::hash_object(ObjectType::Blob, target.as_os_str().as_bytes())
-            .map_err(|e| git("hashing a link", e))?;
+        let oid = object_id(ObjectType::Blob, target.as_os_str().as_bytes());
         Entry::Link {
             oid: oid.to_string(),
         }
     } else if kind.is_file() {
-        let oid = Oid::hash_file(ObjectType::Blob, &path)
-            .map_err(|e| git(format!("hashing {}", path.display()), e))?;
+        let oid = if meta.len() > READ_WHOLE_LIMIT {
+            // Streamed by libgit2 rather than held in memory.
+            Oid::hash_file(ObjectType::Blob, &path)
+                .map_err(|e| git(format!("hashing {}", path.display()), e))?
+        } else {
+            let bytes =
+                fs::read(&path).map_err(|e| io(format!("reading {}", path.display()), e))?;
+            object_id(ObjectType::Blob, &bytes)
+        };
         Entry::File {
             oid: oid.to_string(),
             exec: meta.permissions().mode() & 0o100 != 0,

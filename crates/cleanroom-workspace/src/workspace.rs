@@ -388,8 +388,16 @@ pub fn prepare_files(
 ) -> Result<(Meta, SnapshotReport)> {
     std::fs::create_dir_all(&layout.dir)
         .map_err(|e| io(format!("creating {}", layout.dir.display()), e))?;
-    let report = snapshot(project, &layout.tree(), excludes, owner)?;
-    let (_, base) = History::create(&layout.history(), &layout.tree(), &layout.stat_cache())?;
+    let history = History::init(&layout.history(), &layout.tree(), &layout.stat_cache())?;
+    let snapshot = snapshot(
+        project,
+        &layout.tree(),
+        excludes,
+        owner,
+        &history.objects_dir(),
+    )?;
+    let report = snapshot.report.clone();
+    let base = history.record_base(snapshot)?;
     let meta = Meta {
         name: layout.name.clone(),
         project: project.to_path_buf(),

@@ -198,3 +198,45 @@ fn a_workspace_replaced_by_a_symlink_is_refused() {
     let e = history(&f).commit("x").unwrap_err().to_string();
     assert!(e.contains("not a directory"), "{e}");
 }
+
+#[test]
+fn git_itself_accepts_the_hand_written_packs() {
+    // Enough new files that the commit packs them (few are written loose).
+    let f = Fixture::new();
+    let h = history(&f);
+    fs::create_dir_all(f.ws("many")).unwrap();
+    for i in 0..200 {
+        fs::write(f.ws(&format!("many/{i}.txt")), format!("file {i}\n")).unwrap();
+    }
+    h.commit("many files").unwrap().unwrap();
+    let packs = fs::read_dir(f.layout.history().join("objects/pack"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "pack")
+        })
+        .count();
+    assert!(
+        packs >= 2,
+        "the base and the commit are packed ({packs} packs)"
+    );
+    let fsck = match std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(f.layout.history())
+        .args(["fsck", "--full", "--strict", "--no-dangling"])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if std::env::var_os("CI").is_some() => panic!("git is needed under CI: {e}"),
+        Err(e) => return eprintln!("skipped: git does not run ({e})"),
+    };
+    assert!(
+        fsck.status.success(),
+        "git fsck: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
