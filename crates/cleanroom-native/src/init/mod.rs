@@ -12,6 +12,7 @@
 //! command ends or when it is stopped, with the main command's status.
 
 mod files;
+mod idle;
 mod start;
 
 use std::collections::HashMap;
@@ -215,11 +216,23 @@ impl Server {
                 None => {}
             }
         }
+        // A long-lived sandbox gives back its memory once it has been quiet
+        // for a while (see `idle`): at once after the start, and again
+        // after later requests, which bring pages back.
+        let mut quiet_at = self.detached.as_ref().map(|_| Instant::now());
         loop {
             if let Some(code) = self.ended() {
                 return code;
             }
-            let timeout = self.next_deadline().map(|d| {
+            if quiet_at.is_some_and(|t| t <= Instant::now()) {
+                idle::release_memory();
+                quiet_at = None;
+            }
+            let deadline = match (self.next_deadline(), quiet_at) {
+                (Some(d), Some(q)) => Some(d.min(q)),
+                (d, q) => d.or(q),
+            };
+            let timeout = deadline.map(|d| {
                 let d = d.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
                 rustix::time::Timespec {
                     tv_sec: d.as_secs().min(60) as i64,
@@ -255,6 +268,9 @@ impl Server {
                 .collect();
             drop(pfds);
             drop(polled);
+            if self.detached.is_some() && !ready.is_empty() {
+                quiet_at = Some(Instant::now() + idle::QUIET);
+            }
             for slot in ready {
                 match slot {
                     0 => {
