@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use cleanroom::bridge::wait;
 use cleanroom::detached::ExecStdio;
-use cleanroom::{Cmd, Error, Result};
+use cleanroom::{Cmd, Result};
 use cleanroom_workspace::{StartOptions, SyncOptions, Workspace};
 
 use crate::cli::SandboxArgs;
@@ -196,17 +196,8 @@ fn start(args: StartArgs) -> Result<ExitCode> {
     let config = super::load_config(&args.sandbox.given, &cwd)?;
     let mut spec = config.spec()?;
     for pair in &args.env {
-        let Some((key, value)) = pair.split_once('=') else {
-            return Err(Error::Config {
-                origin: "flag --env".into(),
-                message: format!("`{pair}` is not KEY=VALUE"),
-            });
-        };
-        cleanroom::spec::validate_env_key(key).map_err(|e| Error::Config {
-            origin: "flag --env".into(),
-            message: e.to_string(),
-        })?;
-        spec.env.insert(key.to_string(), value.to_string());
+        let (key, value) = super::run::env_pair(pair)?;
+        spec.env.insert(key, value);
     }
     for m in &args.mount {
         spec.mounts.push(super::run::mount_from(m, &cwd)?);

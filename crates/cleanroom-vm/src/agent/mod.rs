@@ -175,13 +175,11 @@ fn no_sandbox() -> Reply {
     }
 }
 
-/// Runs `f` with a sink whose output goes to the caller as it comes; the
-/// result's own copies of it are dropped (the caller has them).
-async fn streamed<F, Fut>(writer: &Arc<Mutex<File>>, f: F) -> Reply
-where
-    F: FnOnce(cleanroom_core::OutputSink) -> Fut,
-    Fut: std::future::Future<Output = cleanroom_core::Result<cleanroom_core::RunResult>>,
-{
+/// A sink whose chunks go to the caller as output frames as they come,
+/// and the task that writes them (done once the sink is dropped).
+fn forward_output(
+    writer: &Arc<Mutex<File>>,
+) -> (cleanroom_core::OutputSink, tokio::task::JoinHandle<()>) {
     let (sink, mut rx) = cleanroom_core::output_channel(64);
     let w = writer.clone();
     let forward = tokio::task::spawn_blocking(move || {
@@ -194,6 +192,17 @@ where
             }
         }
     });
+    (sink, forward)
+}
+
+/// Runs `f` with a sink whose output goes to the caller as it comes; the
+/// result's own copies of it are dropped (the caller has them).
+async fn streamed<F, Fut>(writer: &Arc<Mutex<File>>, f: F) -> Reply
+where
+    F: FnOnce(cleanroom_core::OutputSink) -> Fut,
+    Fut: std::future::Future<Output = cleanroom_core::Result<cleanroom_core::RunResult>>,
+{
+    let (sink, forward) = forward_output(writer);
     let result = f(sink).await;
     let _ = forward.await;
     match result {

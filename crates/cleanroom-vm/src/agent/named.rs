@@ -15,10 +15,12 @@ use std::io::BufReader;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use cleanroom_core::{Backend, DetachOptions, Detached, LogOptions, OutputChunk, Stream};
+use cleanroom_core::{Backend, DetachOptions, Detached, LogOptions};
 use cleanroom_native::NativeBackend;
 
-use super::{copy_in, copy_out, failed, ready, send, streamed, Inside, PORTS_KEY, PORT_NAME};
+use super::{
+    copy_in, copy_out, failed, forward_output, ready, send, streamed, Inside, PORTS_KEY, PORT_NAME,
+};
 use crate::guest;
 use crate::protocol::{self, Frame, Reply, Request};
 
@@ -183,18 +185,7 @@ async fn on_named(
 
 /// The main command's output as output frames, then `Done`.
 async fn logs(d: &dyn Detached, options: LogOptions, writer: &Arc<Mutex<File>>) -> Reply {
-    let (sink, mut rx) = cleanroom_core::output_channel(64);
-    let w = writer.clone();
-    let forward = tokio::task::spawn_blocking(move || {
-        while let Some(OutputChunk { stream, bytes }) = rx.blocking_recv() {
-            let mut port = w.lock().unwrap_or_else(|p| p.into_inner());
-            for piece in bytes.chunks(1 << 20) {
-                if protocol::write_output(&mut *port, stream == Stream::Stdout, piece).is_err() {
-                    return;
-                }
-            }
-        }
-    });
+    let (sink, forward) = forward_output(writer);
     let result = d.logs(options, sink).await;
     let _ = forward.await;
     match result {

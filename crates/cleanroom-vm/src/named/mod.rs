@@ -18,7 +18,6 @@
 pub mod handle;
 pub mod port;
 
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +29,8 @@ use cleanroom_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use cleanroom_native::detached::state;
+
 use crate::backend::{expect_done, plan};
 use crate::protocol::Request;
 use crate::vm::{self, Channel};
@@ -38,7 +39,6 @@ use handle::VmNamed;
 use port::{Port, Use, PORTS};
 
 const RECORD: &str = "record.json";
-const LOCK: &str = "lock";
 const PIDFILE: &str = "qemu.pid";
 const QEMU_LOG: &str = "qemu.log";
 const CONSOLE: &str = "console.log";
@@ -95,20 +95,6 @@ impl Record {
 
 fn read_record(dir: &Path) -> Option<Record> {
     serde_json::from_slice(&std::fs::read(dir.join(RECORD)).ok()?).ok()
-}
-
-fn try_lock(dir: &Path, create: bool) -> std::io::Result<Option<OwnedFd>> {
-    use rustix::fs::{FlockOperation, Mode, OFlags};
-    let mut flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-    if create {
-        flags |= OFlags::CREATE;
-    }
-    let fd = rustix::fs::open(dir.join(LOCK), flags, Mode::from_raw_mode(0o600))?;
-    match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(fd)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 use cleanroom_core::paths::write_atomic;
@@ -194,7 +180,7 @@ pub fn create(
         Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
     }
     let mut reservation = Reservation(Some(dir.clone()));
-    let lock = try_lock(&dir, true)
+    let lock = state::try_lock(&dir, true)
         .map_err(|e| Error::io(format!("locking {}", dir.display()), e))?
         .ok_or_else(|| Error::backend(NAME, format!("sandbox `{name}` is being created")))?;
     for i in 0..PORTS {
@@ -333,7 +319,7 @@ fn spawn(kernel: &Path, initramfs: &Path, opts: &vm::BootOptions, dir: &Path) ->
 fn state_of(dir: &Path) -> Option<(SandboxState, Option<Record>)> {
     let record = read_record(dir);
     let Some(r) = record else {
-        let creating = !matches!(try_lock(dir, false), Ok(Some(_)) | Err(_));
+        let creating = !matches!(state::try_lock(dir, false), Ok(Some(_)) | Err(_));
         return (!creating).then(|| {
             (
                 SandboxState::Dead {
@@ -434,7 +420,7 @@ pub fn gc() -> Vec<Removed> {
         let record = read_record(&dir);
         let dead = match &record {
             Some(r) => !r.alive(),
-            None => matches!(try_lock(&dir, false), Ok(Some(_))),
+            None => matches!(state::try_lock(&dir, false), Ok(Some(_))),
         };
         if dead && remove_dir(&dir, record.as_ref()).is_ok() {
             removed.push(Removed::one(
