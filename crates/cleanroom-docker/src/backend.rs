@@ -18,6 +18,7 @@ use crate::container::create_body;
 use crate::endpoint::{Endpoint, Engine};
 use crate::exec::{run_exec, KillMode};
 use crate::image;
+use crate::oneshot;
 use crate::pod;
 use crate::pool::WarmPool;
 use crate::sandbox::{exec_request, run_result, Container, EngineSandbox};
@@ -218,6 +219,11 @@ impl EngineBackend {
         }
     }
 
+    /// Warm containers kept per spec (0: no pool).
+    pub fn warm_pool_size(&self) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.size())
+    }
+
     /// Containers waiting in the warm pool, over all specs.
     pub fn warm_containers(&self) -> usize {
         self.pool.as_ref().map_or(0, |p| p.idle_count())
@@ -401,16 +407,16 @@ impl Shared {
         Ok(self.plan(spec, Some(&info)))
     }
 
-    /// Starts a container for `spec` whose report, from the preamble or
+    /// Starts a one-shot container for `spec`, waiting for its command
+    /// ([`crate::oneshot`]), whose report, from the preamble or
     /// [`Shared::planned`], is `enforcement`; the report comes back with
     /// what the engine actually applied.
-    pub(crate) async fn start(
+    pub(crate) async fn start_waiting(
         &self,
         spec: &SandboxSpec,
-        main: Option<&Cmd>,
         enforcement: Enforcement,
     ) -> Result<(Container, Enforcement)> {
-        self.start_as(spec, main, None, enforcement).await
+        self.start_as(spec, Main::Waiter, None, enforcement).await
     }
 
     /// [`Shared::start`] for a run of an image with a config: the main
@@ -419,7 +425,7 @@ impl Shared {
     async fn start_as(
         &self,
         spec: &SandboxSpec,
-        main: Option<&Cmd>,
+        main: Main<'_>,
         image_run: Option<&ImageRun>,
         enforcement: Enforcement,
     ) -> Result<(Container, Enforcement)> {
@@ -441,7 +447,11 @@ impl Shared {
                 &computed
             }
         };
-        let mut body = create_body(self.engine, spec, &image, main);
+        let mut body = match main {
+            Main::Idle => create_body(self.engine, spec, &image, None),
+            Main::Command(cmd) => create_body(self.engine, spec, &image, Some(cmd)),
+            Main::Waiter => oneshot::waiting(create_body(self.engine, spec, &image, None)),
+        };
         if let Some(u) = &run.user_name {
             body.user = Some(u.clone());
         }
@@ -485,6 +495,17 @@ impl Shared {
         }
         Ok((c, enforcement))
     }
+}
+
+/// What a container's main process is, besides keeping it alive.
+#[derive(Clone, Copy)]
+enum Main<'a> {
+    /// Nothing: a long-lived sandbox without a main command.
+    Idle,
+    /// A long-lived sandbox's main command.
+    Command(&'a Cmd),
+    /// A one-shot's: it waits for its one command ([`crate::oneshot`]).
+    Waiter,
 }
 
 /// The engine's `/info`, from the on-disk cache when it still applies.
@@ -606,7 +627,9 @@ impl Backend for EngineBackend {
             Some(pool) => pool.take(&self.shared, spec, prepared).await?,
             None => {
                 let e = prepared.into_enforcement();
-                self.shared.start_as(spec, None, Some(&run), e).await?
+                self.shared
+                    .start_as(spec, Main::Waiter, Some(&run), e)
+                    .await?
             }
         };
         let res = async {
@@ -614,7 +637,11 @@ impl Backend for EngineBackend {
             if let Some(u) = &run.user_name {
                 req.user = u.clone();
             }
-            let out = run_exec(&c.docker, c.engine(), &c.id, req, KillMode::Container).await?;
+            let out = if oneshot::can_send(&req) {
+                oneshot::run(&c, req).await?
+            } else {
+                run_exec(&c.docker, c.engine(), &c.id, req, KillMode::Container).await?
+            };
             let oom = spec.memory.is_some()
                 && out.exit_code == 137
                 && !out.timed_out
@@ -628,14 +655,7 @@ impl Backend for EngineBackend {
             ))
         }
         .await;
-        if self.pool.is_some() {
-            // Warm mode keeps removal off the run's clock: the container
-            // serves no other run, and if this runtime ends first, dropping
-            // the task drops the container, which removes it.
-            tokio::spawn(async move {
-                let _ = c.remove().await;
-            });
-        } else if res.is_ok() {
+        if res.is_ok() {
             // The command has ended: closing the keep-alive's stdin ends the
             // container and the engine removes it (`AutoRemove`), as
             // `docker run --rm` has its engine do. A forced removal waited
@@ -643,6 +663,11 @@ impl Backend for EngineBackend {
             c.release();
         } else {
             let _ = c.remove().await;
+        }
+        if let Some(pool) = &self.pool {
+            // Only now, so that the engine's work for the next container
+            // does not compete with this run's on a small machine.
+            pool.refill(&self.shared, spec);
         }
         res
     }
@@ -659,7 +684,7 @@ impl Backend for EngineBackend {
             .shared
             .start_as(
                 &run.spec,
-                main.as_ref(),
+                main.as_ref().map_or(Main::Idle, Main::Command),
                 Some(&run),
                 prepared.into_enforcement(),
             )

@@ -19,11 +19,14 @@
 //!   container's stdin, which the creating process holds open through an
 //!   attach connection: when that process ends, however it ends, the engine
 //!   closes the stdin, `cat` exits and the engine removes the container
-//!   (`AutoRemove`). A main command runs beside it. Every command, one-shot
-//!   or not, is an exec.
-//!   A one-shot run is create, start, exec, remove; with
-//!   [`EngineBackend::with_warm_pool`] it is an exec into a container started
-//!   beforehand, which is then removed, never reused.
+//!   (`AutoRemove`). A main command runs beside it. Every command in a
+//!   long-lived sandbox is an exec.
+//! - A one-shot run needs no exec: its container's main process waits on
+//!   that same stdin for the one command, runs it and reports its exit code
+//!   in band (`src/oneshot.rs` has the protocol). It is create, attach,
+//!   start, a line written; with [`EngineBackend::with_warm_pool`] the
+//!   container was started beforehand and the run is the line alone. Either
+//!   way the container serves that one run and is then released.
 //! - Execs run `sh -c 'echo $$; exec env -i VARS... PROG ARGS'`: the first
 //!   output line names the exec's process group so a timeout can kill the
 //!   whole tree, and `env -i` gives the command exactly the spec's
@@ -62,6 +65,7 @@ mod errors;
 mod exec;
 mod image;
 mod info_cache;
+mod oneshot;
 mod pod;
 mod pool;
 mod sandbox;

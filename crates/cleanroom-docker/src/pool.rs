@@ -39,9 +39,9 @@ impl WarmPool {
         lock(&self.idle).values().map(Vec::len).sum()
     }
 
-    /// A started container for `spec`, which passed the preamble: a warm
-    /// one when there is one, else a fresh one. Either way the pool refills
-    /// for `spec` in the background.
+    /// A started one-shot container for `spec`, which passed the preamble:
+    /// a warm one when there is one, else a fresh one. The caller refills
+    /// the pool ([`WarmPool::refill`]) once its run is over.
     pub async fn take(
         self: &Arc<Self>,
         shared: &Arc<Shared>,
@@ -50,7 +50,6 @@ impl WarmPool {
     ) -> Result<Ready> {
         let key = key(&shared.image_for(spec)?, spec);
         let warm = lock(&self.idle).get_mut(&key).and_then(Vec::pop);
-        self.refill(shared, spec, &key);
         match warm {
             Some((c, e)) => {
                 // What the engine applied to this container may be less than
@@ -61,20 +60,29 @@ impl WarmPool {
                 }
                 Ok((c, e))
             }
-            None => shared.start(spec, None, prepared.into_enforcement()).await,
+            None => {
+                shared
+                    .start_waiting(spec, prepared.into_enforcement())
+                    .await
+            }
         }
     }
 
-    fn refill(self: &Arc<Self>, shared: &Arc<Shared>, spec: &SandboxSpec, key: &str) {
-        if !lock(&self.filling).insert(key.to_string()) {
+    /// Starts containers for `spec` in the background until the pool
+    /// holds its size of them (unless that is under way already).
+    pub fn refill(self: &Arc<Self>, shared: &Arc<Shared>, spec: &SandboxSpec) {
+        let Ok(image) = shared.image_for(spec) else {
+            return;
+        };
+        let key = key(&image, spec);
+        if !lock(&self.filling).insert(key.clone()) {
             return;
         }
-        let (pool, shared, spec, key) =
-            (self.clone(), shared.clone(), spec.clone(), key.to_string());
+        let (pool, shared, spec) = (self.clone(), shared.clone(), spec.clone());
         tokio::spawn(async move {
             while lock(&pool.idle).get(&key).map_or(0, Vec::len) < pool.size {
                 let started = match shared.planned(&spec).await {
-                    Ok(e) => shared.start(&spec, None, e).await,
+                    Ok(e) => shared.start_waiting(&spec, e).await,
                     Err(e) => Err(e),
                 };
                 match started {

@@ -48,6 +48,7 @@ impl Container {
     ) -> Result<Container> {
         let name = crate::container::fresh_name();
         let image = body.image.clone().unwrap_or_default();
+        let output = body.attach_stdout == Some(true);
         let opts = CreateContainerOptionsBuilder::new().name(&name).build();
         // If this future is dropped while the engine creates the container
         // (a runtime shutting down), the guard removes it by name.
@@ -68,10 +69,13 @@ impl Container {
             keep_alive: Mutex::new(None),
         };
         // Attached before it starts, so there is no moment in which it runs
-        // without an owner. Stdin only: nobody has to drain its output.
+        // without an owner. Stdin only, unless the body asks for the output
+        // (a one-shot's, which is read as its command runs).
         let attach = AttachContainerOptionsBuilder::new()
             .stream(true)
             .stdin(true)
+            .stdout(output)
+            .stderr(output)
             .build();
         match docker.attach_container(&container.id, Some(attach)).await {
             Ok(conn) => *lock(&container.keep_alive) = Some(conn),
@@ -91,6 +95,18 @@ impl Container {
 
     pub fn engine(&self) -> &'static str {
         self.endpoint.engine.name()
+    }
+
+    /// The attach connection, lent out to talk to the container's main
+    /// process; [`Container::put_attach`] gives it back.
+    pub(crate) fn take_attach(&self) -> Option<AttachContainerResults> {
+        lock(&self.keep_alive).take()
+    }
+
+    pub(crate) fn put_attach(&self, conn: AttachContainerResults) {
+        if !self.is_removed() {
+            *lock(&self.keep_alive) = Some(conn);
+        }
     }
 
     /// Hands the removal over to the caller: dropping it no longer removes
@@ -283,6 +299,13 @@ fn start_error(engine: Engine, image: &str, doing: &str, e: bollard::errors::Err
         return crate::image::missing_image(engine, image, &text);
     }
     let mut message = format!("{doing} from image `{image}`: {text}");
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("\"sh\"") && (lower.contains("not found") || lower.contains("no such file")) {
+        message.push_str(
+            "; the engine backends run commands through the image's `sh` and `env`, so the \
+             image must provide both (busybox or coreutils); use an image that has them",
+        );
+    }
     if engine == Engine::Podman && text.to_ascii_lowercase().contains("rlimit") {
         message.push_str("; ");
         message.push_str(PODMAN_RLIMIT_FIX);

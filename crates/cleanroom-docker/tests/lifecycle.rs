@@ -61,7 +61,7 @@ async fn podman_drop_removes_the_container() {
 /// The child half of the kill tests. Inert unless the parent test started
 /// this binary with CHILD_ENV set: then it keeps every kind of container
 /// (a warm one in the pool, an idle sandbox, a pod member, one with a main
-/// command), prints its session and waits to be killed.
+/// command, a running one-shot), prints its session and waits to be killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_child_helper() {
     let Ok(engine) = std::env::var(CHILD_ENV) else {
@@ -84,9 +84,22 @@ async fn killed_child_helper() {
     while pooled.warm_containers() < 1 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A one-shot still running when its caller dies: its container's
+    // watcher must end it (the command runs as the main process's child,
+    // not in an exec that the keep-alive's end would take down).
+    let running = tokio::spawn({
+        let b = b.clone();
+        async move { b.run(&spec(), Cmd::new("sleep").arg("1000")).await }
+    });
+    let shown = std::time::Instant::now();
+    while of_session(&b, cleanroom_docker::session()).await.len() < 5
+        && shown.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     println!("SESSION {}", cleanroom_docker::session());
     tokio::time::sleep(Duration::from_secs(600)).await;
-    drop((leader, member, main, pooled));
+    drop((leader, member, main, pooled, running));
 }
 
 /// Runs [`killed_child_helper`] for `engine` and returns it with its session.
@@ -178,7 +191,8 @@ async fn wait_gone(b: &EngineBackend, ids: &[String], within: Duration) -> Vec<S
 }
 
 /// Issue 12, point 2: a caller killed with SIGKILL takes its containers
-/// with it, pooled, idle, pod member or with a main command, with nobody
+/// with it, pooled, idle, pod member, with a main command or running a
+/// one-shot, with nobody
 /// running `gc`; and the next caller removes an unstarted one.
 async fn containers_die_with_their_owner(engine: &str) {
     let b = backend(engine);
@@ -193,8 +207,8 @@ async fn containers_die_with_their_owner(engine: &str) {
         "{engine}: the next caller did not remove a dead owner's unstarted container {planted}"
     );
     assert!(
-        ids.len() >= 4,
-        "{engine}: the child should hold at least 4 containers, has {ids:?}"
+        ids.len() >= 5,
+        "{engine}: the child should hold at least 5 containers, has {ids:?}"
     );
     let left = wait_gone(&b, &ids, Duration::from_secs(30)).await;
     assert!(
