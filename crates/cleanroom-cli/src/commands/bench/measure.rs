@@ -217,6 +217,75 @@ pub(super) async fn rounds(
     Ok(times.into_iter().map(|t| t.map(median)).collect())
 }
 
+/// A warm pool's one-shot `true` beside the anchor process `anchor`,
+/// taking turns (the order swapped every round), after one unmeasured
+/// round. Each contender starts once the pool is full again and the
+/// previous run's container is gone ([`pool_settled`]): the refill and the
+/// removal are the engine's work between runs, not part of either. Medians
+/// in ms: the pool's and the anchor's.
+pub(super) async fn warm_pool_rounds(
+    pooled: &cleanroom::EngineBackend,
+    spec: &SandboxSpec,
+    engine_cli: &str,
+    anchor: &(dyn Fn() -> std::result::Result<Command, String> + Sync),
+    runs: usize,
+) -> Result<(f64, std::result::Result<f64, String>)> {
+    let backend: Arc<dyn Backend> = Arc::new(pooled.clone());
+    let size = pooled.warm_pool_size();
+    let mut ours = Vec::with_capacity(runs);
+    let mut theirs: std::result::Result<Vec<f64>, String> = Ok(Vec::with_capacity(runs));
+    // The first run fills the pool.
+    time_true(&backend, spec).await?;
+    for round in 0..=runs {
+        for anchor_turn in [round % 2 == 1, round % 2 == 0] {
+            pool_settled(pooled, engine_cli, size).await;
+            if !anchor_turn {
+                let took = time_true(&backend, spec).await?;
+                if round > 0 {
+                    ours.push(took);
+                }
+            } else if let Ok(list) = theirs.as_mut() {
+                match anchor().and_then(|mut c| time_once(&mut c)) {
+                    Ok((took, _)) if round > 0 => list.push(took),
+                    Ok(_) => {}
+                    Err(e) => theirs = Err(e),
+                }
+            }
+        }
+    }
+    pool_settled(pooled, engine_cli, size).await;
+    Ok((median(ours), theirs.map(median)))
+}
+
+/// Waits (up to 30 s) until `pooled` holds `size` warm containers and the
+/// engine has no other container of this process's left.
+async fn pool_settled(pooled: &cleanroom::EngineBackend, engine_cli: &str, size: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let cli = engine_cli.to_string();
+        let ours = tokio::task::spawn_blocking(move || count_labelled(&cli, std::process::id()))
+            .await
+            .unwrap_or(usize::MAX);
+        if pooled.warm_containers() >= size && ours <= size {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many containers labelled as made by `pid` the engine has.
+fn count_labelled(cli: &str, pid: u32) -> usize {
+    Command::new(cli)
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=cleanroom.pid={pid}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_or(usize::MAX, |o| {
+            String::from_utf8_lossy(&o.stdout).lines().count()
+        })
+}
+
 pub(super) fn bench_error(e: String) -> Error {
     Error::backend("bench", e)
 }
