@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use cleanroom_core::{
-    async_trait, Availability, Backend, Cmd, Constraint, DetachOptions, Detached, Enforcement,
-    Error, ImageConfig, ImageRun, Network, OutputSink, Prepared, Result, RootFs, RunResult,
-    Sandbox, SandboxInfo, SandboxSpec,
+    async_trait, Availability, Backend, Cmd, DetachOptions, Detached, Enforcement, Error,
+    ImageConfig, ImageRun, Network, OutputSink, Prepared, Result, RootFs, RunResult, Sandbox,
+    SandboxInfo, SandboxSpec,
 };
 
 use crate::cleanup;
 use crate::container::create_body;
 use crate::endpoint::{Endpoint, Engine};
+use crate::engine_info::{fetch_info, EngineInfo};
 use crate::exec::{run_exec, KillMode};
 use crate::image;
 use crate::oneshot;
@@ -26,19 +27,6 @@ use crate::sandbox::{exec_request, run_result, Container, EngineSandbox};
 /// The image engine backends use when a spec asks for the `host` rootfs,
 /// unless configured otherwise.
 pub const DEFAULT_IMAGE: &str = "cleanroom-busybox:latest";
-
-/// What the engine says it can enforce (from `GET /info`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EngineInfo {
-    pub server_version: String,
-    pub memory_limit: bool,
-    pub cpu_cfs_quota: bool,
-    pub pids_limit: bool,
-    /// The engine applies its default seccomp profile.
-    pub seccomp: bool,
-    pub rootless: bool,
-    pub cgroup_version: String,
-}
 
 /// The Docker or Podman backend. Cheap to share: clones see the same
 /// engine, caches and warm pool.
@@ -313,63 +301,6 @@ impl Shared {
         Some(self.info.get_or_init(|| got).clone())
     }
 
-    fn plan(&self, spec: &SandboxSpec, info: Option<&EngineInfo>) -> Enforcement {
-        let mut e = Enforcement::new(self.engine.name());
-        for c in Constraint::ALL {
-            e.enforced(c);
-        }
-        let unknown = "the engine did not answer, so its cgroup support is unknown";
-        match info {
-            Some(i) => {
-                let why = |what: &str| {
-                    format!(
-                        "the {} engine reports no {what} support{}",
-                        self.engine.name(),
-                        if i.rootless {
-                            " (rootless, without delegated cgroup controllers)"
-                        } else {
-                            ""
-                        }
-                    )
-                };
-                if !i.memory_limit {
-                    e.not_enforced(Constraint::MemoryLimit, why("memory cgroup"));
-                }
-                if !i.cpu_cfs_quota {
-                    e.not_enforced(Constraint::CpuLimit, why("CPU quota"));
-                }
-                if !i.pids_limit {
-                    e.not_enforced(Constraint::PidsLimit, why("pids cgroup"));
-                }
-                if !i.seccomp {
-                    e.not_enforced(Constraint::Seccomp, why("seccomp"));
-                }
-            }
-            None => {
-                for c in [
-                    Constraint::MemoryLimit,
-                    Constraint::CpuLimit,
-                    Constraint::PidsLimit,
-                    Constraint::Seccomp,
-                ] {
-                    e.not_enforced(c, unknown);
-                }
-            }
-        }
-        if let Network::Pod(_) = spec.network {
-            e.not_enforced(
-                Constraint::Hostname,
-                "a pod member has the hostname of the sandbox whose network it joins",
-            );
-        }
-        e.not_enforced(
-            Constraint::PublishPorts,
-            "the engine backends run containers without a bridge network, so ports cannot be \
-             published; use network `host` or the native backend",
-        );
-        e.restrict_to(spec).with_tmpfs(spec)
-    }
-
     /// `spec` under its image's config (pulled first if need be), by the
     /// rule of [`cleanroom_core::image_config`]; a named image user is left
     /// to the engine.
@@ -506,38 +437,6 @@ enum Main<'a> {
     Command(&'a Cmd),
     /// A one-shot's: it waits for its one command ([`crate::oneshot`]).
     Waiter,
-}
-
-/// The engine's `/info`, from the on-disk cache when it still applies.
-async fn fetch_info(docker: &Docker, ep: &Endpoint) -> Result<EngineInfo> {
-    if let Some(i) = crate::info_cache::load(&ep.host) {
-        return Ok(i);
-    }
-    let i = ask_info(docker, ep).await?;
-    crate::info_cache::store(&ep.host, &i);
-    Ok(i)
-}
-
-async fn ask_info(docker: &Docker, ep: &Endpoint) -> Result<EngineInfo> {
-    let unreachable = |e: String| Error::Unavailable {
-        backend: ep.engine.name().into(),
-        reason: format!("no answer from {} ({}): {e}", ep.host, ep.origin),
-        hint: Some(ep.engine.start_hint()),
-    };
-    let i = docker
-        .info()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let sec = i.security_options.unwrap_or_default();
-    Ok(EngineInfo {
-        server_version: i.server_version.unwrap_or_default(),
-        memory_limit: i.memory_limit.unwrap_or(false),
-        cpu_cfs_quota: i.cpu_cfs_quota.unwrap_or(false),
-        pids_limit: i.pids_limit.unwrap_or(false),
-        seccomp: sec.iter().any(|s| s.contains("seccomp")),
-        rootless: sec.iter().any(|s| s.contains("rootless")),
-        cgroup_version: i.cgroup_version.map(|v| v.to_string()).unwrap_or_default(),
-    })
 }
 
 #[async_trait]

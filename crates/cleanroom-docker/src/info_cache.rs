@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::backend::EngineInfo;
+use crate::engine_info::EngineInfo;
 
 /// How long an entry is trusted.
 pub const MAX_AGE: Duration = Duration::from_secs(600);
