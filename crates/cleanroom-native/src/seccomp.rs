@@ -20,19 +20,23 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 use cleanroom_core::seccomp_policy as policy;
 use seccompiler::{sock_filter, BpfProgram, TargetArch};
 use serde_json::{json, Value};
 
-/// A compiled filter, ready for [`apply`] in a forked child.
+/// A compiled filter, ready for [`apply`] in a forked child. Cloning it
+/// (once per sandbox's plan) copies two pointers: every clone was an
+/// allocation per denied name, made and freed in the caller around each
+/// fork.
 #[derive(Clone, Debug)]
 pub struct Filter {
     /// BPF programs, installed one after the other; the kernel runs all of
     /// them and the strictest verdict wins. The default filter is one.
-    programs: Vec<BpfProgram>,
+    programs: Arc<[BpfProgram]>,
     /// The syscalls denied with `EPERM` unconditionally or under conditions.
-    denied: BTreeSet<String>,
+    denied: Arc<BTreeSet<String>>,
 }
 
 impl Filter {
@@ -277,8 +281,8 @@ pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
     );
     program.extend(main);
     Ok(Filter {
-        programs: vec![program],
-        denied,
+        programs: Arc::from(vec![program]),
+        denied: Arc::new(denied),
     })
 }
 
@@ -435,7 +439,7 @@ pub fn apply(filter: &Filter) -> io::Result<()> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    for program in &filter.programs {
+    for program in filter.programs.iter() {
         let Ok(len) = libc::c_ushort::try_from(program.len()) else {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         };
