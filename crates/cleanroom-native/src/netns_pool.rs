@@ -5,7 +5,8 @@
 //! Making a network namespace, and the kernel's clean-up of it afterwards
 //! (`cleanup_net`, on a kernel worker), is one of the larger costs of a
 //! short sandbox. A namespace is reused only when a process inside could not
-//! tell it from a fresh one: on return no socket of any kind is left in it
+//! tell it from a fresh one but by its identity (`/proc/self/ns/net`, its
+//! cookie): on return no socket of any kind is left in it
 //! (`TIME_WAIT` included) and its counters (`/proc/net/dev`, `snmp`,
 //! `snmp6`, `netstat`) are exactly as they were when it was made, so not
 //! one packet moved through it. A sandbox that used the network in any way
@@ -14,17 +15,17 @@
 //! Nothing inside can change the namespace itself: a root caller's pooled
 //! namespace belongs to the host's user namespace, a rootless caller's to a
 //! user namespace made for it that maps only the caller, and the sandbox's
-//! own user namespace is another one (a child of the latter), which gives
+//! own user namespace is another one (rootless, a child of that one), which gives
 //! its processes no capability over it (addresses, routes, sysctls, firewall
 //! rules stay as made). Only one-shot runs take part: no other sandbox can
 //! join a one-shot's network (a pod), so when its init is gone, nothing of
 //! it is left in there.
 //!
 //! A process uses the pool only while it runs sandboxes back to back (one
-//! started within the last [`BUSY`]); a single `cleanroom run` makes its
+//! started within the last second); a single `cleanroom run` makes its
 //! namespace as before. Each pooled namespace has a holder: a sleeping
 //! child sharing our memory ([`crate::clone::Sleeper`]) that stays in it, so
-//! its `/proc/PID/net` can be read; idle ones go after [`IDLE`].
+//! its `/proc/PID/net` can be read; idle ones go after a second.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
