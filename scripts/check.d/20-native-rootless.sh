@@ -10,7 +10,8 @@ cd "$(dirname "$0")/../.."
 source scripts/lib/rootless.sh
 
 run_tests_rootless cleanroom-native \
-    conformance_native conformance_native_busybox escape rootfs pods copy userns oom detached detached_pod -- "$@"
+    conformance_native conformance_native_busybox escape rootfs pods copy userns oom detached detached_pod \
+    netns_reuse -- "$@"
 
 # The workspace scenario (snapshot, exec, diff, conflict-safe sync) on native
 # as the same user; its docker and podman twins need the engines' root sockets.

@@ -62,6 +62,10 @@ pub struct Instance {
     first_exec: Mutex<Option<mpsc::UnboundedReceiver<Reply>>>,
     /// OOM kills in its cgroup already reported (by an earlier exec).
     oom_seen: AtomicU64,
+    /// The pooled network namespace it was lent, given back once every
+    /// process of the sandbox is gone (dropped, and so not reused, if the
+    /// sandbox ends any other way).
+    network: Mutex<Option<crate::netns_pool::Lease>>,
 }
 
 impl std::ops::Deref for Instance {
@@ -351,7 +355,22 @@ impl Instance {
             namespaces,
             cgroup: Mutex::new(cgroup),
             first_exec: Mutex::new(first_exec),
+            network: Mutex::new(None),
         })
+    }
+
+    /// Keeps the pooled network namespace the sandbox was started in, to
+    /// give back at [`Instance::shutdown`].
+    pub fn lend_network(&self, lease: Option<crate::netns_pool::Lease>) {
+        *lock(&self.network) = lease;
+    }
+
+    /// Gives the network namespace back: call once no process of the
+    /// sandbox is left.
+    fn give_back_network(&self) {
+        if let Some(lease) = lock(&self.network).take() {
+            crate::netns_pool::give_back(lease);
+        }
     }
 
     /// The replies for the command the plan carried ([`FIRST_EXEC`]).
@@ -410,6 +429,7 @@ impl Instance {
             if cgroup.is_some() {
                 spawn_cleanup(move || remove_cgroup(cgroup));
             }
+            self.give_back_network();
             // Nothing else to clean after the first child: a task that is
             // simply dropped if the runtime shuts down first (the child,
             // already exiting, is then reaped by whoever inherits it).
@@ -419,6 +439,7 @@ impl Instance {
         // Without a pidfd for the init: wait for the first child, which
         // exits right after it.
         reap_async(pid, Duration::from_secs(5)).await;
+        self.give_back_network();
         // Every process of the sandbox is gone; the empty cgroup is removed
         // in the background.
         spawn_cleanup(move || remove_cgroup(cgroup));

@@ -287,23 +287,39 @@ pub struct Sleeper {
     _stack: Stack,
 }
 
-/// The sleeper's whole life: close its copy of the pipe's write end, read
-/// until the caller closes its own (or dies), end. Raw system calls only
-/// (rustix, which leaves `errno` alone): the child shares the memory and
-/// the thread pointer of the caller's thread that made it, so it must not
-/// allocate, lock or write a thread-local.
+/// The sleeper's whole life: close every descriptor but the pipe's read end
+/// (its table is a copy of the caller's: a copy of a pipe's write end kept
+/// here would keep the caller's reader waiting, and its own pipe's would
+/// keep it from ever seeing the end), read until the caller closes its
+/// write end (or dies), end. Raw system calls only (rustix, which leaves
+/// `errno` alone, and `close_range`, which cannot fail for these bounds and
+/// so never writes it): the child shares the memory and the thread pointer
+/// of the caller's thread that made it, so it must not allocate, lock or
+/// write a thread-local.
 extern "C" fn sleep_until_eof(arg: *mut libc::c_void) -> libc::c_int {
-    let [read, write] = {
-        let n = arg as usize;
-        [(n & 0xffff_ffff) as i32, (n >> 32) as i32]
-    };
-    // SAFETY: both numbers were open descriptors in the caller when it
-    // made this child, and this child's descriptor table is its own copy.
+    let read = arg as usize as libc::c_uint;
+    // SAFETY: close_range takes plain integers; it fails only when the
+    // first bound is above the last, which neither call's is. `read` was
+    // an open descriptor in the caller when it made this child, and this
+    // child's descriptor table is its own copy.
     unsafe {
-        rustix::io::close(write);
+        if read > 0 {
+            libc::syscall(
+                libc::SYS_close_range,
+                0 as libc::c_uint,
+                read - 1,
+                0 as libc::c_uint,
+            );
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            read + 1,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
         let mut b = [0u8; 1];
         while let Err(rustix::io::Errno::INTR) =
-            rustix::io::read(BorrowedFd::borrow_raw(read), &mut b)
+            rustix::io::read(BorrowedFd::borrow_raw(read as i32), &mut b)
         {}
     }
     0
@@ -318,7 +334,9 @@ impl Sleeper {
         write: BorrowedFd<'_>,
     ) -> io::Result<Sleeper> {
         let stack = Stack::new(64 << 10)?;
-        let fds = (read.as_raw_fd() as u32 as usize) | ((write.as_raw_fd() as u32 as usize) << 32);
+        // The child closes its copy of `write` with every other descriptor.
+        let _ = write;
+        let fds = read.as_raw_fd() as u32 as usize;
         // SAFETY: the child runs `sleep_until_eof` on its own fresh stack,
         // kept mapped until it is reaped; it makes raw system calls only,
         // so sharing the memory of a multi-threaded caller is sound.

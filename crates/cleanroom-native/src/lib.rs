@@ -22,6 +22,7 @@ pub mod idmap;
 pub mod init;
 pub mod mounts;
 pub mod namespaces;
+pub mod netns_pool;
 pub mod plan;
 pub mod protocol;
 pub mod publish;
@@ -164,14 +165,35 @@ pub fn default_seccomp() -> std::result::Result<&'static seccomp::Filter, String
         .map_err(Clone::clone)
 }
 
+/// What [`resolve`] works out: the report, the init's plan, the sandbox's
+/// cgroup and the pooled network namespace it was lent, if any.
+type Resolved = (
+    Enforcement,
+    Plan,
+    Option<cgroups::Cgroup>,
+    Option<netns_pool::Lease>,
+);
+
 /// Resolves `run` on the host (off the async threads: a tarball may be
 /// unpacked) into the init's plan and the sandbox's cgroup, and adds the
 /// user mapping the plan chose to the report. Runs after the preamble
-/// ([`Backend::prepare`]).
+/// ([`Backend::prepare`]). Never pooled: other sandboxes may join this
+/// one's network (a pod).
 async fn resolve(
     run: &ImageRun,
-    mut enforcement: Enforcement,
+    enforcement: Enforcement,
 ) -> Result<(Enforcement, Plan, Option<cgroups::Cgroup>)> {
+    let (enforcement, plan, cgroup, _) = resolve_with(run, enforcement, false).await?;
+    Ok((enforcement, plan, cgroup))
+}
+
+/// [`resolve`] for a `one_shot` run, which, without a network of its own,
+/// may be lent a pooled network namespace ([`netns_pool`]).
+async fn resolve_with(
+    run: &ImageRun,
+    mut enforcement: Enforcement,
+    one_shot: bool,
+) -> Result<Resolved> {
     let spec = &run.spec;
     let pod = match &spec.network {
         // A sandbox of this process, else a named one of this user's.
@@ -183,12 +205,19 @@ async fn resolve(
     };
     let owned = spec.clone();
     let start_dir = run.start_dir.clone();
-    let (plan, cgroup) = tokio::task::spawn_blocking(move || -> Result<_> {
-        // Making the plan may make the sandbox's user namespace, which takes
-        // a child of this process: not on a thread the caller's runtime
-        // needs meanwhile.
+    let (plan, cgroup, lease) = tokio::task::spawn_blocking(move || -> Result<_> {
+        // Making the plan may make the sandbox's user namespace (or a
+        // pooled network namespace), which takes a child of this process:
+        // not on a thread the caller's runtime needs meanwhile.
         let mut plan = Plan::new(&owned, pod)?;
         plan.start_dir = start_dir;
+        let lease = match plan.network {
+            plan::NetPlan::Isolated if one_shot => netns_pool::lease().map(|(lease, join)| {
+                plan.network = plan::NetPlan::Pooled(join);
+                lease
+            }),
+            _ => None,
+        };
         let cgroup = cgroup_for(&owned)?;
         if let Some(cg) = &cgroup {
             plan.cgroup = Some(
@@ -196,12 +225,12 @@ async fn resolve(
                     .map_err(|e| Error::io("opening the sandbox cgroup's procs files", e))?,
             );
         }
-        Ok((plan, cgroup))
+        Ok((plan, cgroup, lease))
     })
     .await
     .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
     enforcement.user_mapping = Some(plan.user_mapping.clone());
-    Ok((enforcement, plan, cgroup))
+    Ok((enforcement, plan, cgroup, lease))
 }
 
 /// `spec` under its image's config (read off the async threads: the
@@ -276,7 +305,8 @@ impl Backend for NativeBackend {
         let run = image_run(spec).await?;
         let cmd = run.main_command(cmd)?;
         let spec = &run.spec;
-        let (enforcement, mut plan, cgroup) = resolve(&run, prepared.into_enforcement()).await?;
+        let (enforcement, mut plan, cgroup, lease) =
+            resolve_with(&run, prepared.into_enforcement(), true).await?;
         // Without published ports, the command travels in the plan and the
         // init starts it the moment it is ready (no round trip). With them,
         // the proxies are in place before the command starts.
@@ -293,7 +323,9 @@ impl Backend for NativeBackend {
             });
             carried = Some(ours);
         }
-        let inst = std::sync::Arc::new(Instance::start(plan, cgroup).await?);
+        let inst = Instance::start(plan, cgroup).await?;
+        inst.lend_network(lease);
+        let inst = std::sync::Arc::new(inst);
         let (_, proxies) = publish::publish(&inst, &spec.publish).await?;
         let started = match (carried, inst.take_first_exec()) {
             (Some(ours), Some(rx)) => ours.attach(client::FIRST_EXEC, rx, sink),

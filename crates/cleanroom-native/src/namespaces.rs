@@ -36,6 +36,22 @@ pub fn enter(plan: &Plan) -> Step {
             setns(pod.net.as_fd(), Some(LinkNameSpaceType::Network))
                 .map_err(|e| format!("joining the pod's network namespace: {e}"))?;
         }
+        NetPlan::Pooled(pooled) => {
+            // As for a pod: the user namespace owning it first (a rootless
+            // caller's pool has one; the caller owns it, so it may enter),
+            // then the namespace. The sandbox's own user namespace, made or
+            // joined below, is another one: nothing inside has any
+            // capability over this network namespace.
+            if let Some(user) = &pooled.user {
+                setns(user.as_fd(), Some(LinkNameSpaceType::User))
+                    .map_err(|e| format!("entering the network pool's user namespace: {e}"))?;
+            }
+            setns(pooled.net.as_fd(), Some(LinkNameSpaceType::Network))
+                .map_err(|e| format!("joining a pooled network namespace: {e}"))?;
+            if pooled.bring_up {
+                loopback_up()?;
+            }
+        }
     }
     // A root caller's sandbox joins the user namespace the caller made with
     // its mapping (a pod member: the pod's, entered above, which is that

@@ -18,6 +18,9 @@ pub enum NetPlan {
     Host,
     /// The network namespace of a live sandbox (a pod).
     Join(Pod),
+    /// A namespace of the process's pool ([`crate::netns_pool`]): only
+    /// loopback, brought up by whoever first uses it.
+    Pooled(crate::netns_pool::Join),
 }
 
 /// What joining a pod takes: its network namespace and the user namespace

@@ -20,19 +20,23 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 use cleanroom_core::seccomp_policy as policy;
 use seccompiler::{sock_filter, BpfProgram, TargetArch};
 use serde_json::{json, Value};
 
-/// A compiled filter, ready for [`apply`] in a forked child.
+/// A compiled filter, ready for [`apply`] in a forked child. Cloning it
+/// (once per sandbox's plan) copies two pointers: every clone was an
+/// allocation per denied name, made and freed in the caller around each
+/// fork.
 #[derive(Clone, Debug)]
 pub struct Filter {
     /// BPF programs, installed one after the other; the kernel runs all of
     /// them and the strictest verdict wins. The default filter is one.
-    programs: Vec<BpfProgram>,
+    programs: Arc<[BpfProgram]>,
     /// The syscalls denied with `EPERM` unconditionally or under conditions.
-    denied: BTreeSet<String>,
+    denied: Arc<BTreeSet<String>>,
 }
 
 impl Filter {
@@ -277,8 +281,8 @@ pub fn filter(options: &FilterOptions) -> Result<Filter, Error> {
     );
     program.extend(main);
     Ok(Filter {
-        programs: vec![program],
-        denied,
+        programs: Arc::from(vec![program]),
+        denied: Arc::new(denied),
     })
 }
 
@@ -328,26 +332,20 @@ fn check_name(name: &str) -> Result<(), Error> {
 /// `ENOSYS` (when `clone3_enosys`); on x86_64, so does every x32-ABI call (a
 /// number with bit 30 set under the same audit architecture), so none can
 /// bypass the rules that match the 64-bit numbers; and each of `denied`
-/// fails with `EPERM`, one comparison each. A foreign architecture falls
-/// straight through to the main program, which kills it. Jumps in classic
-/// BPF are relative and forward only, so the main program runs unchanged
-/// after this prefix.
+/// fails with `EPERM`, found by a binary search ([`denial_tree`]). A foreign
+/// architecture falls straight through to the main program, which kills
+/// it. Jumps in classic BPF are relative and forward only, so the main
+/// program runs unchanged after this prefix.
 fn prefix(clone3_enosys: bool, denied: &[u32]) -> BpfProgram {
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
-    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     #[cfg(target_arch = "x86_64")]
     const AUDIT_ARCH: u32 = 0xc000_003e;
     #[cfg(target_arch = "aarch64")]
     const AUDIT_ARCH: u32 = 0xc000_00b7;
-    let ins = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
     // After the architecture check: A = seccomp_data.nr, then the checks.
     let mut checks = vec![ins(LD_W_ABS, 0, 0, 0)];
     #[cfg(target_arch = "x86_64")]
     {
-        const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
         const X32_SYSCALL_BIT: u32 = 0x4000_0000;
         checks.push(ins(JGE_K, 0, 1, X32_SYSCALL_BIT));
         checks.push(ins(RET_K, 0, 0, enosys));
@@ -356,21 +354,10 @@ fn prefix(clone3_enosys: bool, denied: &[u32]) -> BpfProgram {
         checks.push(ins(JEQ_K, 0, 1, libc::SYS_clone3 as u32));
         checks.push(ins(RET_K, 0, 0, enosys));
     }
-    // A jump offset is 8 bits: tables longer than that are split.
-    for chunk in denied.chunks(200) {
-        let n = chunk.len();
-        for (i, &nr) in chunk.iter().enumerate() {
-            // To the `ret EPERM` after this chunk's `ja`.
-            checks.push(ins(JEQ_K, (n - i) as u8, 0, nr));
-        }
-        checks.push(ins(JA, 0, 0, 1));
-        checks.push(ins(
-            RET_K,
-            0,
-            0,
-            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
-        ));
-    }
+    let mut sorted = denied.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    checks.extend(denial_tree(&sorted));
     // The architecture check skips every check on a mismatch; keep its
     // offset in range by construction (at most 255 instructions).
     assert!(checks.len() <= u8::MAX as usize, "seccomp prefix too long");
@@ -381,6 +368,53 @@ fn prefix(clone3_enosys: bool, denied: &[u32]) -> BpfProgram {
     ];
     program.extend(checks);
     program
+}
+
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// Numbers per leaf of [`denial_tree`], compared one by one.
+const LEAF: usize = 4;
+
+/// A block that returns `EPERM` when A (the system call number) is one of
+/// `sorted` and otherwise runs off its end: a binary search, so a call
+/// passes about six comparisons instead of one per denied call. That
+/// matters twice: the kernel runs the filter on each system call it cannot
+/// decide from its cache, and builds that cache for every sandbox by running
+/// the filter once per system call number of each architecture while
+/// installing it.
+fn denial_tree(sorted: &[u32]) -> Vec<sock_filter> {
+    let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    if sorted.len() <= LEAF {
+        // Each match jumps to the `ret EPERM` after this leaf's `ja`.
+        let n = sorted.len();
+        let mut block: Vec<sock_filter> = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, &nr)| ins(JEQ_K, (n - i) as u8, 0, nr))
+            .collect();
+        block.push(ins(JA, 0, 0, 1));
+        block.push(ins(RET_K, 0, 0, eperm));
+        return block;
+    }
+    // A >= the middle number: the upper half; else the lower half, which
+    // then jumps over the upper one.
+    let mid = sorted.len() / 2;
+    let lower = denial_tree(&sorted[..mid]);
+    let upper = denial_tree(&sorted[mid..]);
+    let over_lower = u8::try_from(lower.len() + 1).expect("seccomp denial table too long");
+    let mut block = vec![ins(JGE_K, over_lower, 0, sorted[mid])];
+    block.extend(lower);
+    block.push(ins(JA, 0, 0, upper.len() as u32));
+    block.extend(upper);
+    block
 }
 
 /// Sets `no_new_privs` and installs `filter` on the calling thread.
@@ -405,7 +439,7 @@ pub fn apply(filter: &Filter) -> io::Result<()> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    for program in &filter.programs {
+    for program in filter.programs.iter() {
         let Ok(len) = libc::c_ushort::try_from(program.len()) else {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         };
@@ -430,4 +464,107 @@ pub fn apply(filter: &Filter) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a classic BPF program of the kinds built here on a system call
+    /// number (arguments all zero), as the kernel would: the return value
+    /// and how many instructions ran.
+    fn run(program: &[sock_filter], arch: u32, nr: u32) -> (u32, usize) {
+        let mut a = 0u32;
+        let mut pc = 0usize;
+        let mut steps = 0;
+        loop {
+            let i = &program[pc];
+            pc += 1;
+            steps += 1;
+            match i.code {
+                LD_W_ABS => {
+                    a = if i.k == 4 {
+                        arch
+                    } else if i.k == 0 {
+                        nr
+                    } else {
+                        0
+                    }
+                }
+                RET_K => return (i.k, steps),
+                JA => pc += i.k as usize,
+                JEQ_K | JGE_K => {
+                    let hit = if i.code == JEQ_K { a == i.k } else { a >= i.k };
+                    pc += usize::from(if hit { i.jt } else { i.jf });
+                }
+                other => panic!("instruction {other:#x} is not expected in the prefix"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_denial_search_finds_exactly_the_denied_numbers() {
+        const FELL_THROUGH: u32 = 0x1234;
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        #[cfg(target_arch = "x86_64")]
+        let arch = 0xc000_003e;
+        #[cfg(target_arch = "aarch64")]
+        let arch = 0xc000_00b7;
+        let policy: Vec<u32> = plain_denials()
+            .unwrap()
+            .iter()
+            .map(|d| d.1 as u32)
+            .collect();
+        // Every table size up to the policy's, and odd sets with gaps and
+        // neighbours, against a plain membership test.
+        let mut tables: Vec<Vec<u32>> = (0..=policy.len()).map(|n| policy[..n].to_vec()).collect();
+        tables.push(vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1000]);
+        tables.push((0..300).step_by(3).collect());
+        for denied in tables {
+            let mut program = prefix(true, &denied);
+            program.push(ins(RET_K, 0, 0, FELL_THROUGH));
+            for nr in 0..1100u32 {
+                let want = if nr == libc::SYS_clone3 as u32 {
+                    enosys
+                } else if denied.contains(&nr) {
+                    eperm
+                } else {
+                    FELL_THROUGH
+                };
+                assert_eq!(run(&program, arch, nr).0, want, "nr {nr}, table {denied:?}");
+            }
+            // Another architecture skips every check.
+            assert_eq!(
+                run(&program, 0x4000_0003, denied.first().copied().unwrap_or(0)).0,
+                FELL_THROUGH
+            );
+            #[cfg(target_arch = "x86_64")]
+            assert_eq!(run(&program, arch, 0x4000_0000 | 1).0, enosys);
+        }
+    }
+
+    #[test]
+    fn a_call_passes_few_checks() {
+        // The kernel runs the filter once per system call number while
+        // installing it (for its cache), for every sandbox, and on each
+        // call it cannot decide from that cache.
+        let denied: Vec<u32> = plain_denials()
+            .unwrap()
+            .iter()
+            .map(|d| d.1 as u32)
+            .collect();
+        let mut program = prefix(true, &denied);
+        program.push(ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+        #[cfg(target_arch = "x86_64")]
+        let arch = 0xc000_003e;
+        #[cfg(target_arch = "aarch64")]
+        let arch = 0xc000_00b7;
+        let longest = (0..1100).map(|nr| run(&program, arch, nr).1).max().unwrap();
+        assert!(
+            longest <= 20,
+            "{longest} instructions for {} denied calls",
+            denied.len()
+        );
+    }
 }

@@ -173,9 +173,16 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
             .map_or(fd, IntoRawFd::into_raw_fd)
     };
     let mut kept: Vec<&mut OwnedFd> = Vec::new();
-    if let NetPlan::Join(pod) = &mut plan.network {
-        kept.push(&mut pod.net);
-        kept.push(&mut pod.user);
+    match &mut plan.network {
+        NetPlan::Join(pod) => {
+            kept.push(&mut pod.net);
+            kept.push(&mut pod.user);
+        }
+        NetPlan::Pooled(pooled) => {
+            kept.push(&mut pooled.net);
+            kept.extend(pooled.user.as_mut());
+        }
+        NetPlan::Isolated | NetPlan::Host => {}
     }
     if let Some(first) = &mut plan.first_exec {
         kept.extend(first.stdio.iter_mut());
@@ -233,14 +240,16 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         let _ = protocol::send(control.as_fd(), &Message::Fail { reason: msg }, &[]);
         exit(1);
     }
-    if let NetPlan::Join(pod) = &plan.network {
-        // Joined: the descriptors are not needed in the sandbox.
-        // SAFETY: closes the numbers behind their OwnedFds, which are
-        // never dropped: the init takes the plan over and ends in `_exit`.
-        unsafe {
-            rustix::io::close(pod.net.as_raw_fd());
-            rustix::io::close(pod.user.as_raw_fd());
-        }
+    // Joined: the descriptors are not needed in the sandbox.
+    let joined = match &plan.network {
+        NetPlan::Join(pod) => [Some(&pod.net), Some(&pod.user)],
+        NetPlan::Pooled(pooled) => [Some(&pooled.net), pooled.user.as_ref()],
+        NetPlan::Isolated | NetPlan::Host => [None, None],
+    };
+    for fd in joined.into_iter().flatten() {
+        // SAFETY: closes the number behind its OwnedFd, which is never
+        // dropped: the init takes the plan over and ends in `_exit`.
+        unsafe { rustix::io::close(fd.as_raw_fd()) };
     }
     // The init borrows this process's memory rather than copying it (see
     // [`crate::clone`]); this process sleeps in the kernel until the init
