@@ -8,6 +8,8 @@
 //!
 //! `cargo run --profile profiling -p cleanroom-image --example bench_import -- [MB] [ROUNDS]`
 //!
+//! `BENCH_CASES=plain` (or `gzip`) runs one case only.
+//!
 //! With `CLEANROOM_BIN=path/to/cleanroom` it also times the CLI as whole
 //! processes: `cleanroom import FILE` and the first
 //! `cleanroom run --backend native --image bench:1 -- /bin/true` (the first
@@ -181,6 +183,11 @@ fn main() {
             gz: true,
         },
     ];
+    let only = std::env::var("BENCH_CASES").ok();
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| only.as_deref().is_none_or(|o| o == c.name))
+        .collect();
     for c in &cases {
         make_archive(&c.archive, &c.layers, &diff_ids);
     }

@@ -8,25 +8,26 @@
 //!   the other into one tree, each layer's whiteouts and opaque directories
 //!   removing what the layers below put there (what overlayfs would show).
 //!
-//! Regular files are written in one buffered pass and hashed on the way, so
-//! sealing the tree afterwards (`crate::tree`) reads no file back.
+//! Regular files are written in one pass and hashed (BLAKE3, see
+//! `crate::tree`) on the way, so sealing the tree afterwards reads no file
+//! back; small ones on worker threads (`crate::writer`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use cleanroom_core::{Error, IoContext, Result};
 
-use crate::digest::{Digest, Hasher};
 use crate::safepath::{clean, lookup, remove_existing, unsafe_entry};
+use crate::tree::FileHash;
 use crate::unpack::LayerMeta;
+use crate::writer::{create_new, finish_file, Done, FileJob, FileMeta, Writers, JOB_MAX};
 
-/// The SHA-256 of every regular file written, by (device, inode), so a
-/// tree's content fingerprint needs no second read (hard links share theirs).
-pub(crate) type FileDigests = HashMap<(u64, u64), Digest>;
+/// The hash of every regular file written, by (device, inode), so a tree's
+/// content fingerprint needs no second read (hard links share theirs).
+pub(crate) type FileDigests = HashMap<(u64, u64), FileHash>;
 
 /// How much of a file is read before it is written (one `write` for most files).
 const FILE_BUF: usize = 1 << 20;
@@ -51,6 +52,10 @@ pub(crate) struct Extractor<'a> {
     known_dirs: HashSet<String>,
     digests: FileDigests,
     buf: Vec<u8>,
+    /// Workers writing small files, started with the first one.
+    writers: Option<Writers>,
+    /// Paths handed to a worker and not settled yet.
+    pending: HashSet<String>,
 }
 
 impl<'a> Extractor<'a> {
@@ -81,6 +86,8 @@ impl<'a> Extractor<'a> {
             known_dirs: HashSet::new(),
             digests: FileDigests::new(),
             buf: Vec::new(),
+            writers: None,
+            pending: HashSet::new(),
         }
     }
 
@@ -90,8 +97,14 @@ impl<'a> Extractor<'a> {
         self.touched.clear();
     }
 
-    /// Extracts one tar stream.
+    /// Extracts one tar stream; every file of it is written when this returns.
     pub(crate) fn run(&mut self, r: impl Read) -> Result<()> {
+        let parsed = self.parse(r);
+        let settled = self.settle();
+        parsed.and(settled)
+    }
+
+    fn parse(&mut self, r: impl Read) -> Result<()> {
         let mut ar = tar::Archive::new(r);
         let what = self.what.clone();
         let ctx = || format!("reading the tar stream of {what}");
@@ -102,9 +115,63 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
+    /// Waits for the files handed to the workers, records their hashes,
+    /// and writes those a directory was in the way of; the first failure
+    /// is the error.
+    fn settle(&mut self) -> Result<()> {
+        let Some(writers) = self.writers.as_mut() else {
+            return Ok(());
+        };
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let outcomes = writers.settle();
+        self.pending.clear();
+        let mut first = Ok(());
+        for d in outcomes {
+            let r = match d {
+                Done::Written(key, hash) => {
+                    self.digests.insert(key, hash);
+                    Ok(())
+                }
+                Done::DirInTheWay(job) => self.write_here(job),
+                Done::Failed(rel, e) => {
+                    Err(Error::io(format!("unpacking `{rel}` of {}", self.what), e))
+                }
+            };
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Settles first if a worker owns `rel`, so it can be touched.
+    fn wait_for(&mut self, rel: &str) -> Result<()> {
+        if self.pending.contains(rel) {
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// A job a worker handed back, written here after removing what is in the way.
+    fn write_here(&mut self, job: FileJob) -> Result<()> {
+        self.remove(&job.path)?;
+        let what = &self.what;
+        let ctx = || format!("unpacking `{}` of {what}", job.rel);
+        let mut f = create_new(&job.path).context(ctx)?;
+        let hash = *blake3::hash(&job.data).as_bytes();
+        f.write_all(&job.data).context(ctx)?;
+        let key = finish_file(&f, job.meta).context(ctx)?;
+        self.digests.insert(key, hash);
+        Ok(())
+    }
+
     /// Applies the directory modes and returns what was found and the
     /// digests of the files written.
     pub(crate) fn finish(mut self) -> (LayerMeta, FileDigests) {
+        // `run` settled already unless it failed; the tree is not used then.
+        let _ = self.settle();
         for (dir, mode, mtime) in self.dir_modes.iter().rev() {
             // A later layer may have replaced the directory by something else.
             if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
@@ -119,6 +186,8 @@ impl<'a> Extractor<'a> {
     }
 
     fn remove(&mut self, path: &Path) -> Result<()> {
+        // A removed tree may hold files a worker is writing.
+        self.settle()?;
         self.known_dirs.clear();
         remove_existing(path)
     }
@@ -143,6 +212,7 @@ impl<'a> Extractor<'a> {
             if self.known_dirs.contains(&rel) {
                 continue;
             }
+            self.wait_for(&rel)?;
             match fs::symlink_metadata(&cur) {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) if from_below => {
@@ -194,6 +264,7 @@ impl<'a> Extractor<'a> {
             return self.whiteout(&parts[..parts.len() - 1], target);
         }
         let dst = self.parents(&parts)?;
+        self.wait_for(&rel)?;
         if self.merged {
             self.touched.insert(rel.clone());
         }
@@ -214,6 +285,40 @@ impl<'a> Extractor<'a> {
             return Ok(());
         }
         if kind.is_file() || kind == tar::EntryType::Continuous || kind.is_gnu_sparse() {
+            let meta = FileMeta {
+                mode: if self.as_root { mode } else { mode | 0o400 },
+                owner: match (u32::try_from(uid), u32::try_from(gid)) {
+                    (Ok(u), Ok(g)) if self.as_root => Some((u, g)),
+                    _ => None,
+                },
+                mtime,
+            };
+            // A sparse entry's size is not its length, and a directory in
+            // the way goes first (entries below it may follow): written here.
+            if e.size() <= JOB_MAX && !kind.is_gnu_sparse() && !self.known_dirs.contains(&rel) {
+                let mut data = Vec::with_capacity(e.size() as usize);
+                e.read_to_end(&mut data).context(io_ctx)?;
+                let job = FileJob {
+                    path: dst,
+                    rel: rel.clone(),
+                    data,
+                    meta,
+                };
+                if self.writers.is_none() {
+                    self.writers = Writers::start(worker_count()).ok();
+                }
+                let handed = match self.writers.as_mut() {
+                    Some(w) => w.submit(job),
+                    None => Err(job),
+                };
+                return match handed {
+                    Ok(()) => {
+                        self.pending.insert(rel);
+                        Ok(())
+                    }
+                    Err(job) => self.write_here(job),
+                };
+            }
             let mut f = match create_new(&dst) {
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                     self.remove(&dst)?;
@@ -223,19 +328,8 @@ impl<'a> Extractor<'a> {
             }
             .context(io_ctx)?;
             let digest = self.write_file(e, &mut f).context(io_ctx)?;
-            let mode = if self.as_root { mode } else { mode | 0o400 };
-            if self.as_root {
-                if let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) {
-                    let _ = std::os::unix::fs::fchown(&f, Some(uid), Some(gid));
-                }
-            }
-            // After chown, which clears set-id bits.
-            f.set_permissions(fs::Permissions::from_mode(mode))
-                .context(io_ctx)?;
-            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(mtime);
-            let _ = f.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t));
-            let m = f.metadata().context(io_ctx)?;
-            self.digests.insert((m.dev(), m.ino()), digest);
+            let key = finish_file(&f, meta).context(io_ctx)?;
+            self.digests.insert(key, digest);
             return Ok(());
         }
         if fs::symlink_metadata(&dst).is_ok() {
@@ -278,11 +372,11 @@ impl<'a> Extractor<'a> {
     }
 
     /// Writes an entry's bytes to `f` in large writes, hashing them.
-    fn write_file(&mut self, r: &mut impl Read, f: &mut File) -> io::Result<Digest> {
+    fn write_file(&mut self, r: &mut impl Read, f: &mut File) -> io::Result<FileHash> {
         if self.buf.len() < FILE_BUF {
             self.buf.resize(FILE_BUF, 0);
         }
-        let mut h = Hasher::new();
+        let mut h = blake3::Hasher::new();
         loop {
             let mut filled = 0;
             while filled < self.buf.len() {
@@ -294,12 +388,12 @@ impl<'a> Extractor<'a> {
                 }
             }
             if filled == 0 {
-                return Ok(h.finish());
+                return Ok(*h.finalize().as_bytes());
             }
             h.update(&self.buf[..filled]);
             f.write_all(&self.buf[..filled])?;
             if filled < self.buf.len() {
-                return Ok(h.finish());
+                return Ok(*h.finalize().as_bytes());
             }
         }
     }
@@ -307,14 +401,21 @@ impl<'a> Extractor<'a> {
     /// A hard link must point at a file this layer put there earlier.
     fn hard_link<R: Read>(&mut self, e: &tar::Entry<'_, R>, rel: &str, dst: &Path) -> Result<()> {
         let target_raw = e.link_name_bytes().unwrap_or_default().into_owned();
-        let refuse = |why: String| unsafe_entry(&self.what, rel, &why);
         let tparts = clean(&target_raw, &self.what).map_err(|_| {
-            refuse(format!(
-                "is a hard link to `{}`, outside the image",
-                String::from_utf8_lossy(&target_raw)
-            ))
+            unsafe_entry(
+                &self.what,
+                rel,
+                &format!(
+                    "is a hard link to `{}`, outside the image",
+                    String::from_utf8_lossy(&target_raw)
+                ),
+            )
         })?;
-        let this_layer = !self.merged || self.touched.contains(&tparts.join("/"));
+        let target = tparts.join("/");
+        // A file a worker is writing is linked once it is there.
+        self.wait_for(&target)?;
+        let refuse = |why: String| unsafe_entry(&self.what, rel, &why);
+        let this_layer = !self.merged || self.touched.contains(&target);
         let src = lookup(self.root, &tparts)
             .filter(|p| this_layer && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()))
             .ok_or_else(|| {
@@ -429,13 +530,9 @@ impl<'a> Extractor<'a> {
     }
 }
 
-/// A new file only its owner can touch until its mode is set.
-fn create_new(path: &Path) -> io::Result<File> {
-    File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+/// Workers for the small files: one per core, at most 4.
+fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(4))
 }
 
 fn set_xattr(path: &Path, name: &str) -> bool {

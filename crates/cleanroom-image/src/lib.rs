@@ -36,6 +36,7 @@ mod stream;
 mod tree;
 use cleanroom_core::time;
 mod unpack;
+mod writer;
 
 pub use archive::docker_archive;
 pub use digest::{Digest, Hasher};

@@ -30,6 +30,10 @@ use crate::digest::{Digest, HashingWriter};
 use crate::image::{Compression, Image, ImageInfo, LayerRef};
 use crate::lock::StoreLock;
 use crate::reference::Reference;
+use crate::stream::Pass;
+
+/// Bytes read at a time while a blob is copied into the store.
+const COPY_CHUNK: usize = 1 << 20;
 
 /// One entry of `refs.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -151,21 +155,22 @@ impl Store {
     /// is given and the content does not match, nothing is stored and the
     /// error names both digests. Returns the digest and size.
     pub fn put_blob(&self, reader: impl Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
-        let (d, n, _) = self.put_blob_with(reader, expected, true, &mut |_| {})?;
+        let (d, n, _) = self.put_blob_with(reader, expected, None, &mut |_| {})?;
         Ok((d, n))
     }
 
     /// [`Store::put_blob`], reporting bytes written so far to `progress`;
-    /// also says whether the blob is new to the store. With `reuse`, an
+    /// also says whether the blob is new to the store. Each chunk, once
+    /// hashed and written, is handed on to `pass` if given; without one, an
     /// intact stored blob of the `expected` digest is not read again.
     pub(crate) fn put_blob_with(
         &self,
         mut reader: impl Read,
         expected: Option<&Digest>,
-        reuse: bool,
+        mut pass: Option<Pass>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(Digest, u64, bool)> {
-        if let Some(d) = expected.filter(|_| reuse) {
+        if let Some(d) = expected.filter(|_| pass.is_none()) {
             if self.has_blob(d) && self.blob_is_intact(d).unwrap_or(false) {
                 let n = self.blob_path(d).metadata().map_or(0, |m| m.len());
                 return Ok((d.clone(), n, false));
@@ -173,7 +178,7 @@ impl Store {
         }
         let tmp = self.temp_file("blob")?;
         let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; COPY_CHUNK];
         let mut total = 0u64;
         loop {
             let n = match reader.read(&mut buf) {
@@ -186,7 +191,16 @@ impl Store {
                 .context(|| format!("writing into {}", self.tmp_dir().display()))?;
             total += n as u64;
             progress(total);
+            if let Some(p) = &pass {
+                let mut chunk = std::mem::replace(&mut buf, p.buffer(COPY_CHUNK));
+                chunk.truncate(n);
+                if !p.send(chunk) {
+                    pass = None;
+                }
+            }
         }
+        // The receiver sees the end of the blob.
+        drop(pass);
         let (buffered, digest, size) = w.finish();
         let tmp = buffered
             .into_inner()

@@ -28,9 +28,13 @@ pub(crate) enum Blob {
         path: PathBuf,
         compression: Compression,
     },
-    /// The bytes an import is copying into the store, which hashes them
-    /// (see [`Tee`]); the compression is sniffed here.
-    Copied(Receiver<Vec<u8>>),
+    /// The chunks an import is copying into the store, which hashes them
+    /// (see [`Pass`]); the compression is sniffed here. Spent chunks go
+    /// back to the import through `back`.
+    Copied {
+        chunks: Receiver<Vec<u8>>,
+        back: SyncSender<Vec<u8>>,
+    },
 }
 
 /// What streaming a blob found.
@@ -43,31 +47,47 @@ pub(crate) struct Streamed {
     pub(crate) diff_id: Option<Digest>,
 }
 
-/// The import's end of a [`Blob::Copied`]: a reader that passes on a copy
-/// of every byte read through it. When the layer thread is gone, it stops
-/// passing and the import goes on without it.
-pub(crate) struct Tee<R> {
-    pub(crate) inner: R,
-    pub(crate) to: Option<SyncSender<Vec<u8>>>,
+/// The import's end of a [`Blob::Copied`]: every chunk the import has
+/// hashed and written into the store is handed over whole (moved, not
+/// copied), and buffers come back from the layer thread for the next
+/// reads, so a layer's bytes are copied once, from the archive. When the
+/// layer thread is gone the import goes on without it.
+pub(crate) struct Pass {
+    to: SyncSender<Vec<u8>>,
+    back: Receiver<Vec<u8>>,
 }
 
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            if let Some(to) = &self.to {
-                if to.send(buf[..n].to_vec()).is_err() {
-                    self.to = None;
-                }
-            }
-        }
-        Ok(n)
+/// A [`Pass`] and the [`Blob::Copied`] it feeds, `ahead` chunks in flight.
+pub(crate) fn pass(ahead: usize) -> (Pass, Blob) {
+    let (to, chunks) = sync_channel(ahead);
+    let (back_tx, back) = sync_channel(ahead + 2);
+    (
+        Pass { to, back },
+        Blob::Copied {
+            chunks,
+            back: back_tx,
+        },
+    )
+}
+
+impl Pass {
+    /// A buffer of `len` bytes for the next read: a spent one if any came back.
+    pub(crate) fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut b = self.back.try_recv().unwrap_or_default();
+        b.resize(len, 0);
+        b
+    }
+
+    /// Hands `chunk` on; false when the layer thread stopped listening.
+    pub(crate) fn send(&self, chunk: Vec<u8>) -> bool {
+        self.to.send(chunk).is_ok()
     }
 }
 
-/// A channel of a blob's bytes as a reader.
+/// A channel of a blob's bytes as a reader; spent chunks go `back`.
 struct Chunks {
     rx: Receiver<Vec<u8>>,
+    back: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
 }
@@ -77,7 +97,8 @@ impl Read for Chunks {
         while self.pos == self.cur.len() {
             match self.rx.recv() {
                 Ok(v) => {
-                    self.cur = v;
+                    let spent = std::mem::replace(&mut self.cur, v);
+                    let _ = self.back.try_send(spent);
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0), // the import closed it: the end
@@ -128,7 +149,7 @@ pub(crate) fn feed(blobs: Vec<Blob>) -> io::Result<Feed> {
                             _ => Failure::Unreadable(e),
                         })
                         .map(|f| stream_one(f, true, Some(compression), &tx, &spares)),
-                    Blob::Copied(rx) => Ok(pass_copied(rx, &tx, &spares)),
+                    Blob::Copied { chunks, back } => Ok(pass_copied(chunks, back, &tx, &spares)),
                 };
                 let end = match end {
                     Ok(Some(end)) => end,
@@ -151,9 +172,11 @@ pub(crate) fn feed(blobs: Vec<Blob>) -> io::Result<Feed> {
 }
 
 /// Streams a copied blob: a plain one's chunks are handed on as they are
-/// (the import hashes them), a compressed one is decompressed and hashed.
+/// (the import hashes them) and the extractor's spent ones sent `back`; a
+/// compressed one is decompressed and hashed.
 fn pass_copied(
     rx: Receiver<Vec<u8>>,
+    back: SyncSender<Vec<u8>>,
     tx: &SyncSender<Msg>,
     spares: &Receiver<Vec<u8>>,
 ) -> Option<Result<Streamed, Failure>> {
@@ -163,6 +186,11 @@ fn pass_copied(
         tx.send(Msg::Data(first)).ok()?;
         for chunk in rx.iter() {
             tx.send(Msg::Data(chunk)).ok()?;
+            while let Ok(spent) = spares.try_recv() {
+                if back.try_send(spent).is_err() {
+                    break;
+                }
+            }
         }
         return Some(Ok(Streamed {
             digest: None,
@@ -171,6 +199,7 @@ fn pass_copied(
     }
     let chunks = Chunks {
         rx,
+        back,
         cur: first,
         pos: 0,
     };

@@ -132,18 +132,19 @@ impl<'a> Tx<'a> {
         item: &str,
         total: Option<u64>,
     ) -> Result<(Digest, u64)> {
-        self.put_as(reader, expected, item, total, true)
+        self.put_as(reader, expected, item, total, None)
     }
 
-    /// [`Tx::put`]; with `reuse` false the whole source is read and hashed
-    /// even when the blob is stored already (its bytes are passed on).
+    /// [`Tx::put`], handing every chunk on to `pass` once it is hashed and
+    /// written; then the whole source is read even when the blob is stored
+    /// already.
     pub(crate) fn put_as(
         &mut self,
         reader: impl std::io::Read,
         expected: Option<&Digest>,
         item: &str,
         total: Option<u64>,
-        reuse: bool,
+        pass: Option<crate::stream::Pass>,
     ) -> Result<(Digest, u64)> {
         let progress = self.progress;
         let mut report = |done| {
@@ -155,7 +156,7 @@ impl<'a> Tx<'a> {
         };
         let (d, n, new) = self
             .store
-            .put_blob_with(reader, expected, reuse, &mut report)?;
+            .put_blob_with(reader, expected, pass, &mut report)?;
         if new && !self.added.contains(&d) {
             self.added.push(d.clone());
         }

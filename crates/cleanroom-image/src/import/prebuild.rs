@@ -10,7 +10,6 @@ use std::collections::VecDeque;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
 use cleanroom_core::{IoContext, Result};
@@ -18,7 +17,7 @@ use cleanroom_core::{IoContext, Result};
 use crate::digest::Digest;
 use crate::extract::{Extractor, FileDigests};
 use crate::store::Store;
-use crate::stream::{feed, Blob};
+use crate::stream::{feed, pass, Pass};
 
 /// Chunks of one layer in flight from the import to the layer thread.
 const AHEAD: usize = 8;
@@ -33,7 +32,7 @@ struct Built {
 
 /// A merged rootfs being built beside an import.
 pub(crate) struct Prebuild {
-    tees: VecDeque<SyncSender<Vec<u8>>>,
+    passes: VecDeque<Pass>,
     thread: Option<JoinHandle<Built>>,
     built: Option<Built>,
     tmp: tempfile::TempDir,
@@ -47,12 +46,7 @@ impl Prebuild {
         fs::create_dir(&root).context(|| format!("creating {}", root.display()))?;
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755))
             .context(|| format!("setting permissions of {}", root.display()))?;
-        let (tees, blobs): (VecDeque<_>, Vec<_>) = (0..layers)
-            .map(|_| {
-                let (tx, rx) = sync_channel(AHEAD);
-                (tx, Blob::Copied(rx))
-            })
-            .unzip();
+        let (passes, blobs): (VecDeque<_>, Vec<_>) = (0..layers).map(|_| pass(AHEAD)).unzip();
         let mut feed = feed(blobs).context(|| "starting a layer thread".to_owned())?;
         let thread = std::thread::Builder::new()
             .name("layer-extract".into())
@@ -83,7 +77,7 @@ impl Prebuild {
             })
             .context(|| "starting a layer thread".to_owned())?;
         Ok(Prebuild {
-            tees,
+            passes,
             thread: Some(thread),
             built: None,
             tmp,
@@ -91,14 +85,14 @@ impl Prebuild {
     }
 
     /// Where the next layer's bytes go.
-    pub(crate) fn next_tee(&mut self) -> Option<SyncSender<Vec<u8>>> {
-        self.tees.pop_front()
+    pub(crate) fn next_pass(&mut self) -> Option<Pass> {
+        self.passes.pop_front()
     }
 
     /// Waits for the last layer; returns each layer's diff ID where the
     /// layer thread hashed it.
     pub(crate) fn finish_layers(&mut self) -> Vec<Option<Digest>> {
-        self.tees.clear();
+        self.passes.clear();
         if let Some(t) = self.thread.take() {
             self.built = t.join().ok();
         }

@@ -14,7 +14,6 @@ use super::bundle::{decompress, looks_like_tar, read_head, unknown_format};
 use super::{write_manifest, Imported, Tx};
 use crate::digest::{Digest, HashingReader};
 use crate::image::Compression;
-use crate::stream::Tee;
 
 /// A layer blob in the store.
 pub(crate) struct StoredLayer {
@@ -38,13 +37,10 @@ pub(crate) fn store_layer(
 ) -> Result<StoredLayer> {
     let head = read_head(&mut reader, 8).context(|| format!("reading layer `{item}`"))?;
     let compression = Compression::sniff(&head);
-    let tee = tx.prebuild.as_mut().and_then(|p| p.next_tee());
-    let teed = tee.is_some();
-    let source = Tee {
-        inner: head.as_slice().chain(reader),
-        to: tee,
-    };
-    let (digest, size) = tx.put_as(source, expected, item, total, !teed)?;
+    let pass = tx.prebuild.as_mut().and_then(|p| p.next_pass());
+    let teed = pass.is_some();
+    let source = head.as_slice().chain(reader);
+    let (digest, size) = tx.put_as(source, expected, item, total, pass)?;
     let diff_id = match compression {
         Compression::None => Some(digest.clone()),
         _ if teed => None,
