@@ -183,12 +183,11 @@ async fn resolve(
     };
     let owned = spec.clone();
     let start_dir = run.start_dir.clone();
-    let (plan, cgroup) = tokio::task::spawn_blocking(move || -> Result<_> {
+    let (plan, cgroup) = cleanroom_core::bridge::blocking(move || -> Result<_> {
         // Making the plan may make the sandbox's user namespace, which takes
         // a child of this process: not on a thread the caller's runtime
         // needs meanwhile.
-        let mut plan = Plan::new(&owned, pod)?;
-        plan.start_dir = start_dir;
+        let mut plan = Plan::new(&owned, pod, start_dir)?;
         let cgroup = cgroup_for(&owned)?;
         if let Some(cg) = &cgroup {
             plan.cgroup = Some(
@@ -211,7 +210,7 @@ async fn image_run(spec: &SandboxSpec) -> Result<ImageRun> {
         return Ok(ImageRun::plain(spec));
     }
     let owned = spec.clone();
-    tokio::task::spawn_blocking(move || rootfs::image_run(&owned))
+    cleanroom_core::bridge::blocking(move || rootfs::image_run(&owned))
         .await
         .map_err(|e| Error::backend(NAME, format!("reading the image's config: {e}")))?
 }
