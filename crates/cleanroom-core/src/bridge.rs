@@ -13,6 +13,9 @@
 //! - on a current-thread runtime (a plain `#[tokio::test]`), which cannot
 //!   give its only thread away, on a helper thread, while the caller waits.
 //!
+//! A process that makes one call and exits (the CLI's `run`) uses
+//! [`wait_here`] instead: a runtime on its own thread, no worker threads.
+//!
 //! The bridge's runtime is built once per process and has worker threads of
 //! its own, so what a call starts in the background (a long-lived sandbox's
 //! log reader, a container's removal) keeps running between calls and after

@@ -1,7 +1,8 @@
 //! Starting a sandbox: one fork of the caller, no exec of any binary.
 //!
-//! The caller forks from one long-lived thread (so `PR_SET_PDEATHSIG`, which
-//! follows the parent *thread*, fires only when the caller process dies). The
+//! The caller forks from one long-lived thread, or from its main thread in
+//! a one-shot process (so `PR_SET_PDEATHSIG`, which follows the parent
+//! *thread*, fires only when the caller process dies). The
 //! first child creates the namespaces ([`crate::namespaces::enter`]) and
 //! starts the sandbox's PID 1 ([`crate::init::main`]) as a vfork-style
 //! child that borrows its memory (see [`crate::clone`]), created straight
