@@ -289,6 +289,7 @@ impl Backend for NativeBackend {
             plan.first_exec = Some(plan::FirstExec {
                 msg: request.message(client::FIRST_EXEC, None),
                 stdio: theirs,
+                last: true,
             });
             carried = Some(ours);
         }

@@ -174,6 +174,10 @@ pub struct ScratchSizes {
 pub struct FirstExec {
     pub msg: crate::protocol::Message,
     pub stdio: [OwnedFd; 3],
+    /// The sandbox ends once this command has ended and its exit has been
+    /// sent (a one-shot run): the init exits by itself instead of waiting
+    /// for the caller to close the socket, one round trip less.
+    pub last: bool,
 }
 
 impl Plan {
