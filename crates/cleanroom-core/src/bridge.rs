@@ -13,6 +13,9 @@
 //! - on a current-thread runtime (a plain `#[tokio::test]`), which cannot
 //!   give its only thread away, on a helper thread, while the caller waits.
 //!
+//! A process that makes one call and exits (the CLI's `run`) uses
+//! [`wait_here`] instead: a runtime on its own thread, no worker threads.
+//!
 //! The bridge's runtime is built once per process and has worker threads of
 //! its own, so what a call starts in the background (a long-lived sandbox's
 //! log reader, a container's removal) keeps running between calls and after
@@ -70,6 +73,64 @@ where
     }
 }
 
+thread_local! {
+    /// Whether this thread is running a [`wait_here`] call.
+    static ONE_SHOT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `fut` to completion on a runtime of the calling thread alone, for a
+/// process that makes this one call and then exits (the CLI's `run`).
+///
+/// No worker threads are started, and while it runs, [`inline_allowed`]
+/// tells the backends that blocking work (making a plan, forking a sandbox)
+/// may run right here instead of on a thread of its own: nothing else waits
+/// for this thread. A one-shot `cleanroom run` used to start five threads
+/// (two workers, a blocking thread, the spawner, and the runtime's own)
+/// for one sandbox. What `fut` spawns and leaves running is dropped when
+/// it returns, except clean-ups ([`spawn_cleanup`]), which [`drain`]
+/// waits for at exit. Must not be called inside a runtime.
+pub fn wait_here<F: Future>(fut: F) -> F::Output {
+    /// Clears the flag however the call ends, panics included.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ONE_SHOT.with(|f| f.set(false));
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        // As for the bridge's own runtime: only without threads or
+        // descriptors, when nothing could run anyway.
+        .expect("the OS refused to start cleanroom's runtime");
+    ONE_SHOT.with(|f| f.set(true));
+    let _reset = Reset;
+    let out = rt.block_on(fut);
+    // Kept, not dropped: dropping it would wait here for the clean-ups on
+    // its blocking threads, which the exit's `drain` waits for anyway, and
+    // would cancel nothing that matters (the process ends next).
+    std::mem::forget(rt);
+    out
+}
+
+/// Whether blocking work may run on the calling thread rather than on a
+/// thread of its own: true inside [`wait_here`], whose thread nothing else
+/// needs meanwhile.
+pub fn inline_allowed() -> bool {
+    ONE_SHOT.with(|f| f.get())
+}
+
+/// Runs the blocking `f` off the async threads (`spawn_blocking`), or right
+/// here when [`inline_allowed`]. Call from inside a tokio runtime.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, tokio::task::JoinError> {
+    if inline_allowed() {
+        return Ok(f());
+    }
+    tokio::task::spawn_blocking(f).await
+}
+
 /// Clean-ups still running in the background, and a signal when one ends.
 static CLEANUPS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 
@@ -80,8 +141,14 @@ fn cleanups_running() -> std::sync::MutexGuard<'static, usize> {
 /// Runs the blocking clean-up `f` (removing a cgroup, reaping a process) in
 /// the background, on the current runtime's blocking threads, and counts it
 /// until it ends, so that [`drain`] can wait for it before the process exits.
-/// Call from inside a tokio runtime.
+/// Call from inside a tokio runtime. Inside [`wait_here`] it runs at once,
+/// on the calling thread: the process would wait for it at exit anyway, and
+/// a thread for it costs more than the overlap gains.
 pub fn spawn_cleanup(f: impl FnOnce() + Send + 'static) {
+    if inline_allowed() {
+        f();
+        return;
+    }
     *cleanups_running() += 1;
     tokio::task::spawn_blocking(move || {
         /// Counts the clean-up as ended however `f` ends, panics included.

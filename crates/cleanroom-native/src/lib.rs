@@ -205,12 +205,11 @@ async fn resolve_with(
     };
     let owned = spec.clone();
     let start_dir = run.start_dir.clone();
-    let (plan, cgroup, lease) = tokio::task::spawn_blocking(move || -> Result<_> {
+    let (plan, cgroup, lease) = cleanroom_core::bridge::blocking(move || -> Result<_> {
         // Making the plan may make the sandbox's user namespace (or a
         // pooled network namespace), which takes a child of this process:
         // not on a thread the caller's runtime needs meanwhile.
-        let mut plan = Plan::new(&owned, pod)?;
-        plan.start_dir = start_dir;
+        let mut plan = Plan::new(&owned, pod, start_dir)?;
         let lease = match plan.network {
             plan::NetPlan::Isolated if one_shot => netns_pool::lease().map(|(lease, join)| {
                 plan.network = plan::NetPlan::Pooled(join);
@@ -240,7 +239,7 @@ async fn image_run(spec: &SandboxSpec) -> Result<ImageRun> {
         return Ok(ImageRun::plain(spec));
     }
     let owned = spec.clone();
-    tokio::task::spawn_blocking(move || rootfs::image_run(&owned))
+    cleanroom_core::bridge::blocking(move || rootfs::image_run(&owned))
         .await
         .map_err(|e| Error::backend(NAME, format!("reading the image's config: {e}")))?
 }
@@ -320,6 +319,7 @@ impl Backend for NativeBackend {
             plan.first_exec = Some(plan::FirstExec {
                 msg: request.message(client::FIRST_EXEC, None),
                 stdio: theirs,
+                last: true,
             });
             carried = Some(ours);
         }

@@ -157,6 +157,20 @@ pub fn cpath(p: &Path) -> Step<CString> {
 /// components are created as directories, the last one as a directory or an
 /// empty file (`last_is_dir`). Returns the host-side path under `root`.
 pub fn create_inside(root: &Path, inside: &Path, last_is_dir: bool) -> Step<PathBuf> {
+    walk_inside(root, inside, Some(last_is_dir))?
+        .ok_or_else(|| format!("{} could not be created", inside.display()))
+}
+
+/// Whether the absolute sandbox path `inside` already exists under `root`,
+/// resolved as [`create_inside`] resolves it (so that it would create
+/// nothing). A path that climbs out of `root` counts as missing.
+pub fn exists_inside(root: &Path, inside: &Path) -> bool {
+    matches!(walk_inside(root, inside, None), Ok(Some(_)))
+}
+
+/// [`create_inside`]'s walk: creates what is missing when `create` says
+/// what the last component is, else stops at the first missing one (`None`).
+fn walk_inside(root: &Path, inside: &Path, create: Option<bool>) -> Step<Option<PathBuf>> {
     // Components still to walk, in order (owned, so symlink targets can be
     // spliced in).
     let mut pending: std::collections::VecDeque<std::ffi::OsString> = inside
@@ -206,6 +220,9 @@ pub fn create_inside(root: &Path, inside: &Path, last_is_dir: bool) -> Step<Path
             }
             Ok(_) => resolved.push(name),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(last_is_dir) = create else {
+                    return Ok(None);
+                };
                 if last && !last_is_dir {
                     std::fs::write(&candidate, b"")
                         .map_err(|e| fail(format!("creating {}", candidate.display()), e))?;
@@ -218,5 +235,7 @@ pub fn create_inside(root: &Path, inside: &Path, last_is_dir: bool) -> Step<Path
             Err(e) => return Err(fail(format!("looking at {}", candidate.display()), e)),
         }
     }
-    Ok(resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
+    Ok(Some(
+        resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c)),
+    ))
 }

@@ -55,13 +55,20 @@ pub enum RootPlan {
         etc_binds: Vec<(PathBuf, bool)>,
     },
     /// A host directory: lower layer of an overlay (upper on tmpfs), or, where
-    /// overlayfs is refused, a tmpfs with its top-level entries bound.
+    /// overlayfs is refused, a tmpfs with its top-level entries bound; or,
+    /// without `upper`, the directory itself bound read-only.
     Dir {
         path: PathBuf,
         entries: Vec<TopEntry>,
         /// The directory as a detached, idmapped mount made by the caller,
         /// for a sandbox that cannot reach host paths as the caller does.
         tree: Option<OwnedFd>,
+        /// Whether a tmpfs layer goes over it: for a writable root, or for
+        /// a read-only one that lacks a mount point the init must create
+        /// (`/workdir`, a mount's target). A read-only root with all its
+        /// mount points is bound as it is, read-only, as `bwrap --ro-bind`
+        /// binds one: two mounts fewer (the tmpfs and the overlay).
+        upper: bool,
     },
 }
 
@@ -170,12 +177,16 @@ pub struct ScratchSizes {
 pub struct FirstExec {
     pub msg: crate::protocol::Message,
     pub stdio: [OwnedFd; 3],
+    /// The sandbox ends once this command has ended and its exit has been
+    /// sent (a one-shot run): the init exits by itself instead of waiting
+    /// for the caller to close the socket, one round trip less.
+    pub last: bool,
 }
 
 impl Plan {
     /// Resolves `spec` on the host. `pod` is the pod to join for
     /// `Network::Pod`, looked up by the caller.
-    pub fn new(spec: &SandboxSpec, pod: Option<Pod>) -> Result<Plan> {
+    pub fn new(spec: &SandboxSpec, pod: Option<Pod>, start_dir: Option<PathBuf>) -> Result<Plan> {
         let (mut outer_uid, mut outer_gid) = (
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
@@ -248,7 +259,17 @@ impl Plan {
             workdir: next(),
             shm: next(),
         };
-        let tmpfs = sized.collect();
+        let tmpfs: Vec<(PathBuf, u64)> = sized.collect();
+        if let RootPlan::Dir { path, upper, .. } = &mut root {
+            // Every path the init mounts on or makes in the new root.
+            let mut points = [Path::new("/dev"), Path::new("/proc"), Path::new("/tmp")]
+                .into_iter()
+                .chain([spec.workdir.as_path()])
+                .chain(start_dir.as_deref())
+                .chain(tmpfs.iter().map(|(t, _)| t.as_path()))
+                .chain(binds.iter().map(|b| b.target.as_path()));
+            *upper = !spec.read_only_root || !points.all(|p| crate::mounts::exists_inside(path, p));
+        }
         Ok(Plan {
             hostname: spec.hostname.clone(),
             user: spec.user,
@@ -261,7 +282,7 @@ impl Plan {
             root,
             read_only_root: spec.read_only_root,
             workdir: spec.workdir.clone(),
-            start_dir: None,
+            start_dir,
             binds,
             scratch_sizes,
             tmpfs,

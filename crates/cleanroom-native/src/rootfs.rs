@@ -205,6 +205,8 @@ fn directory(dir: &Path) -> Result<RootPlan> {
         path,
         entries,
         tree: None,
+        // Settled by the plan once it knows the mount points.
+        upper: true,
     })
 }
 

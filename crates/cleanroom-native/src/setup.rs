@@ -156,7 +156,16 @@ fn root_filesystem(plan: &Plan, new: &Path) -> Step {
             path,
             entries,
             tree,
+            upper,
         } => {
+            if !upper {
+                // Read-only as it is: the caller's detached copy (made
+                // read-only, nosuid, nodev) or the host path, bound so.
+                return match tree {
+                    Some(tree) => mounts::attach(tree, new),
+                    None => mounts::bind_with(&host(path), new, false),
+                };
+            }
             // The caller's detached copy of the directory, where it made one.
             let lower = match tree {
                 Some(tree) => {

@@ -1,7 +1,8 @@
 //! Starting a sandbox: one fork of the caller, no exec of any binary.
 //!
-//! The caller forks from one long-lived thread (so `PR_SET_PDEATHSIG`, which
-//! follows the parent *thread*, fires only when the caller process dies). The
+//! The caller forks from one long-lived thread, or from its main thread in
+//! a one-shot process (so `PR_SET_PDEATHSIG`, which follows the parent
+//! *thread*, fires only when the caller process dies). The
 //! first child creates the namespaces ([`crate::namespaces::enter`]) and
 //! starts the sandbox's PID 1 ([`crate::init::main`]) as a vfork-style
 //! child that borrows its memory (see [`crate::clone`]), created straight
@@ -47,10 +48,17 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
 }
 
 /// Runs `f` on the spawner thread, which lives as long as the process, and
-/// resolves to its result (without blocking the async caller).
+/// resolves to its result (without blocking the async caller). In a
+/// one-shot process ([`cleanroom_core::bridge::wait_here`]) on its main
+/// thread, `f` runs right here: the main thread lives as long as the
+/// process too, and nothing else needs it meanwhile, so the spawner thread
+/// is never started.
 pub async fn on_spawner<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<T> {
+    if cleanroom_core::bridge::inline_allowed() && on_main_thread() {
+        return Ok(f());
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
         let _ = tx.send(f());
@@ -62,6 +70,13 @@ pub async fn on_spawner<T: Send + 'static>(
         .map_err(|_| std::io::Error::other("the cleanroom spawner thread is gone"))?;
     rx.await
         .map_err(|_| std::io::Error::other("the cleanroom spawner thread dropped a request"))
+}
+
+/// Whether the calling thread is the process's main thread, whose end is
+/// the process's end (so a death signal set by its children fires only
+/// when the caller dies).
+fn on_main_thread() -> bool {
+    rustix::thread::gettid() == rustix::process::getpid()
 }
 
 /// The first child and the caller's end of the control socket.

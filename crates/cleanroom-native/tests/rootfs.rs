@@ -182,3 +182,66 @@ async fn host_rootfs_has_os_release() {
     assert_eq!(r.exit_code, 0, "{}", r.stderr_lossy());
     assert_eq!(r.stdout_lossy(), host);
 }
+
+/// A read-only root that has every mount point the sandbox needs is bound
+/// read-only as it is, without the overlay and its tmpfs layer; one that
+/// lacks a mount point (here a mount's target) still gets the layer. Either
+/// way the root stays read-only and the host directory unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_root_with_its_mount_points_is_bound_as_it_is() {
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("root");
+    for d in ["bin", "etc", "proc", "dev", "tmp", "workdir"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(
+        busybox_rootfs().join("bin/busybox"),
+        root.join("bin/busybox"),
+    )
+    .unwrap();
+    for applet in ["sh", "awk", "touch", "cat"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let listing = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&root);
+    // The root's filesystem type, a write to it, and one to the workdir.
+    let probe = Cmd::shell(
+        "awk '$5 == \"/\" { for (i = 6; i <= NF; i++) if ($i == \"-\") print $(i + 1) }' \
+         /proc/self/mountinfo; touch /x; echo ok > /workdir/f && cat /workdir/f",
+    );
+    let spec = SandboxSpec::with_rootfs(RootFs::Dir(root.clone()));
+    let r = NativeBackend::new()
+        .run(&spec, probe.clone())
+        .await
+        .unwrap();
+    let out = r.stdout_lossy();
+    let mut lines = out.lines();
+    let fs = lines.next().unwrap_or_default().to_string();
+    assert!(!fs.is_empty() && fs != "overlay", "root fs {fs:?}: {out}");
+    assert_eq!(lines.collect::<Vec<_>>(), ["ok"], "{}", r.stderr_lossy());
+    assert!(r.stderr_lossy().contains("Read-only file system"));
+
+    let data = tempfile::tempdir().unwrap();
+    let mut spec = spec;
+    spec.mounts
+        .push(cleanroom_core::Mount::read_only(data.path(), "/data"));
+    let r = NativeBackend::new().run(&spec, probe).await.unwrap();
+    assert_eq!(
+        r.stdout_lossy(),
+        "overlay\nok\n",
+        "a missing mount point needs the layer: {}",
+        r.stderr_lossy()
+    );
+    assert!(r.stderr_lossy().contains("Read-only file system"));
+    assert_eq!(listing(&root), before, "the host directory changed");
+}

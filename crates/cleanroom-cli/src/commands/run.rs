@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use cleanroom::bridge::wait;
+use cleanroom::bridge::wait_here;
 use cleanroom::{
     backend_for, output_channel, AutoBackend, Backend, BackendChoice, Cmd, Error, Mount,
     OutputSink, Prepared, Result, RunResult, SandboxSpec, Stream, Warnings,
@@ -30,7 +30,9 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
                     .into(),
         });
     }
-    wait(run(args))
+    // One sandbox, then exit: a runtime on this thread alone, with no
+    // worker threads (see `wait_here`).
+    wait_here(run(args))
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {

@@ -137,6 +137,8 @@ pub async fn create(
         plan.first_exec = Some(FirstExec {
             msg: request.message(FIRST_EXEC, None),
             stdio: [null, out_w, err_w],
+            // It ends the sandbox as its main command instead.
+            last: false,
         });
         main_output = Some([out_r, err_r]);
     }

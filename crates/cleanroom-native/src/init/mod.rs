@@ -119,6 +119,10 @@ struct Server {
     /// The main command (a detached sandbox's, or a run's first exec) and,
     /// once it ended, its status.
     main: Option<i32>,
+    /// A one-shot run's command ([`FirstExec::last`]) until its exit is
+    /// sent; then `done`, and the init ends.
+    last: Option<i32>,
+    done: bool,
     main_status: Option<i32>,
     /// A stop in progress: the request to answer and when to SIGKILL.
     stopping: Option<(usize, u64, Instant)>,
@@ -168,6 +172,8 @@ impl Server {
             jobs: HashMap::new(),
             signals,
             main: None,
+            last: None,
+            done: false,
             main_status: None,
             stopping: None,
             buf: vec![0u8; MAX_MESSAGE],
@@ -209,6 +215,7 @@ impl Server {
             let is_main = self.detached.is_some();
             match self.handle(CREATOR, first.msg, first.stdio.into()) {
                 Some(pid) if is_main => self.main = Some(pid),
+                Some(pid) if first.last => self.last = Some(pid),
                 Some(_) => {}
                 // The main command could not start (the creator was told
                 // why): the sandbox has ended.
@@ -223,6 +230,11 @@ impl Server {
         loop {
             if let Some(code) = self.ended() {
                 return code;
+            }
+            if self.done {
+                // Exiting kills whatever the command left running, as the
+                // caller's close would have.
+                return 0;
             }
             if quiet_at.is_some_and(|t| t <= Instant::now()) {
                 idle::release_memory();
@@ -446,6 +458,9 @@ impl Server {
                     timed_out: job.timed_out,
                 };
                 self.send(job.conn, &msg, &[]);
+                if self.last == Some(pid) {
+                    self.done = true;
+                }
             }
         }
     }
