@@ -145,6 +145,14 @@ fn timed(home: &Path, args: &[&str]) -> Duration {
     start.elapsed()
 }
 
+/// The shortest of three timings, less a tenth: kill points are drawn
+/// below it, so a slow first run (a cold page cache, a busy machine) does
+/// not put points after the end of a fast one, where they cannot land.
+fn shortest(mut time: impl FnMut() -> Duration) -> Duration {
+    let best = (0..3).map(|_| time()).min().unwrap();
+    best.mul_f64(0.9)
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
         Ok(list) => list
@@ -162,9 +170,12 @@ fn killed_imports_leave_nothing_once_the_store_is_opened_again() {
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let archive = archive.to_str().unwrap();
-    let whole = timed(&home, &["import", archive]);
-    let out = run(&home, &["rmi", "big:1"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let whole = shortest(|| {
+        let took = timed(&home, &["import", archive]);
+        let out = run(&home, &["rmi", "big:1"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        took
+    });
 
     let mut points = Points::new();
     let mut landed = 0;
@@ -225,8 +236,11 @@ fn killed_tar_unpacks_leave_nothing_after_the_next_start() {
             }
         }
     };
-    let whole = timed(&home, &args);
-    drop_cache();
+    let whole = shortest(|| {
+        let took = timed(&home, &args);
+        drop_cache();
+        took
+    });
 
     let mut points = Points::new();
     let mut landed = 0;

@@ -148,15 +148,10 @@ async fn settle(engine_cli: Option<&str>, last_child: Option<u32>) {
     .await;
 }
 
-/// Whether the engine still has a container labelled as made by `pid`.
+/// Whether the engine still has a container labelled as made by `pid`
+/// (an engine that cannot be asked has none to wait for).
 fn containers_labelled(cli: &str, pid: u32) -> bool {
-    Command::new(cli)
-        .args(["ps", "-aq", "--filter"])
-        .arg(format!("label=cleanroom.pid={pid}"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|o| !o.stdout.is_empty())
+    !matches!(count_labelled(cli, pid), 0 | usize::MAX)
 }
 
 /// Runs every contender once per round, in an order rotated by one each
