@@ -362,6 +362,20 @@ impl Cgroup {
         if self.removed {
             return Ok(());
         }
+        // The usual end: the sandbox's processes are gone already, and each
+        // directory goes with one `rmdir`. The kernel removes only a cgroup
+        // with no process and no child cgroup, so a success leaves nothing
+        // behind; whatever is refused is killed and walked below. (Listing,
+        // killing and walking first cost a one-shot `cleanroom run
+        // --memory` about a tenth of its caller's time.)
+        self.dirs.retain(|d| match fs::remove_dir(&d.path) {
+            Ok(()) => false,
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        });
+        if self.dirs.is_empty() {
+            self.removed = true;
+            return Ok(());
+        }
         let killed = self.kill_all();
         let mut first_err = killed.err();
         for d in &self.dirs {
