@@ -62,10 +62,14 @@ pub async fn pump<R: AsyncRead + Unpin>(
     mut sink: Option<OutputSink>,
 ) -> std::io::Result<Captured> {
     let mut captured = Captured::default();
-    // Reused across runs (see `scratch`): not zeroed again for every run.
-    let mut buf = crate::scratch::take(64 * 1024);
+    // Read into spare capacity (`read_buf`), never zeroed: only the pages a
+    // read fills are ever touched, so a quiet command costs no page at all
+    // (zeroing 64 KiB per stream was 32 page faults per `cleanroom run`,
+    // and more while the caller's pages are shared with a forked child).
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
-        let n = match reader.read(&mut buf).await {
+        buf.clear();
+        let n = match reader.read_buf(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -7,7 +7,8 @@
 //! a fault and a page copy. Zeroing a 256 KiB control-socket buffer and two
 //! 64 KiB output buffers per run was about a tenth of the caller's CPU time
 //! in a suite of 200 one-step tests (perf: `memset` under `read_loop` and
-//! `pump`, in `do_wp_page`).
+//! `pump`, in `do_wp_page`). The control socket's reader uses this pool;
+//! the output pumps read into spare capacity and need no zeroed buffer.
 
 use std::sync::Mutex;
 
