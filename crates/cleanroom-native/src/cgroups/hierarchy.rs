@@ -210,10 +210,20 @@ fn unescape(field: &str) -> String {
 }
 
 /// Reads a whole file, naming it in the error.
+///
+/// Files under `/proc` report a size of 0, so `fs::read_to_string` starts
+/// with 32 bytes and doubles: eight `read` calls for a 4 KiB mountinfo,
+/// each of which the kernel answers by formatting the table again up to
+/// that point. One buffer of a usual mountinfo's size takes two.
 pub(crate) fn read(path: impl AsRef<Path>) -> io::Result<String> {
+    use std::io::Read;
     let path = path.as_ref();
-    fs::read_to_string(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("reading {}: {e}", path.display()));
+    let mut text = String::with_capacity(16 * 1024);
+    fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(named)?;
+    Ok(text)
 }
 
 /// Whether this process may write `path` (`access(2)` with `W_OK`, which
