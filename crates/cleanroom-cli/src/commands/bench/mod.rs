@@ -100,8 +100,9 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
     };
     let runs = args.runs.max(3);
     eprintln!(
-        "benchmarking the {choice} backend: {runs} runs each, medians (rootfs {})",
-        spec.rootfs
+        "benchmarking the {choice} backend: {runs} runs each, medians (rootfs {}; this binary {})",
+        spec.rootfs,
+        linkage()
     );
     let mut rows = Vec::new();
 
@@ -400,4 +401,14 @@ fn print_rows(rows: &[Row]) {
         "library: a call in this process, its anchor a process this one spawns; \
          process: a whole process timed from spawn to exit, its anchor the same way"
     );
+}
+
+/// How this binary was linked, for the header: the process rows time it
+/// (`scripts/build-release` links it statically; `cargo build` does not).
+fn linkage() -> &'static str {
+    if cfg!(target_feature = "crt-static") {
+        "linked statically, as scripts/build-release builds it"
+    } else {
+        "linked dynamically; scripts/build-release builds the static one we ship"
+    }
 }
