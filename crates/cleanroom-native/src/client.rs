@@ -526,15 +526,8 @@ fn watch_init(pid: u64, first: Pid) -> Option<OwnedFd> {
     // Taken after the pidfd: if the pid was reused before it, the parent
     // is not our first child and the pidfd is dropped; if the init died
     // after it, the pidfd simply reports that.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ppid: i32 = stat
-        .rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    (ppid == first.as_raw_pid()).then_some(fd)
+    let stat = crate::proc_stat::read(pid as u32).ok()?;
+    (crate::proc_stat::parent(&stat)? == first.as_raw_pid()).then_some(fd)
 }
 
 /// Kills the first child (its death signal kills the init, and with it the

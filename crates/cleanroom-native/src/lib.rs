@@ -24,6 +24,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod netns_pool;
 pub mod plan;
+pub mod proc_stat;
 pub mod protocol;
 pub mod publish;
 pub mod rlimits;

@@ -90,12 +90,18 @@ pub(crate) fn reap_dead_once<'a>(bases: impl Iterator<Item = &'a Path>) -> Vec<P
             }
             scanned.push(base.to_path_buf());
         }
-        for sub in subdirs(base) {
-            let name = sub.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let Some(owner) = parse_name(name) else {
+        // Only our own names are looked at further: the caller's cgroup
+        // may hold dozens of others, each a path to build otherwise.
+        let Ok(entries) = std::fs::read_dir(base) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let Some(owner) = name.to_str().and_then(parse_name) else {
                 continue;
             };
-            if !owner.alive() && remove_empty_tree(&sub).is_ok() {
+            let sub = entry.path();
+            if !owner.alive() && sub.is_dir() && remove_empty_tree(&sub).is_ok() {
                 removed.push(sub);
             }
         }
@@ -164,13 +170,8 @@ fn own_start_time() -> Option<u64> {
 /// When process `pid` started, in clock ticks after boot (field 22 of
 /// `/proc/<pid>/stat`): with the pid it names one process for all time.
 fn read_start_time(pid: u32) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) is in parentheses and may hold anything.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    after_name
-        .split_whitespace()
-        .nth(19)
-        .and_then(|t| t.parse().ok())
+    let stat = crate::proc_stat::read(pid)?;
+    crate::proc_stat::start_time(&stat)
         .ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat has no start time")))
 }
 

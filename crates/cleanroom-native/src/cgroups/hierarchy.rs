@@ -216,13 +216,15 @@ fn unescape(field: &str) -> String {
 /// each of which the kernel answers by formatting the table again up to
 /// that point. One buffer of a usual mountinfo's size takes two.
 pub(crate) fn read(path: impl AsRef<Path>) -> io::Result<String> {
-    use std::io::Read;
     let path = path.as_ref();
-    let named = |e: io::Error| io::Error::new(e.kind(), format!("reading {}: {e}", path.display()));
-    let mut text = String::with_capacity(16 * 1024);
-    fs::File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .map_err(named)?;
+    read_sized(path, 16 * 1024)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
+}
+
+fn read_sized(path: &Path, capacity: usize) -> io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(capacity);
+    fs::File::open(path)?.read_to_string(&mut text)?;
     Ok(text)
 }
 
