@@ -266,6 +266,13 @@ impl Channel {
 impl Instance {
     /// Forks the sandbox and waits until its init reports ready.
     pub async fn start(plan: Plan, cgroup: Option<crate::cgroups::Cgroup>) -> Result<Instance> {
+        Instance::start_with(plan, CgroupPlan::Made(cgroup)).await
+    }
+
+    /// [`Instance::start`], with the cgroup made before the fork or, for a
+    /// plan with [`Plan::cgroup_later`], right after it (while the first
+    /// child creates the namespaces) and sent to it.
+    pub async fn start_with(plan: Plan, cgroup: CgroupPlan) -> Result<Instance> {
         let carries_exec = plan.first_exec.is_some();
         let spawned = spawn::on_spawner(move || spawn::spawn(plan))
             .await
@@ -278,6 +285,16 @@ impl Instance {
                 kill_and_reap(first);
                 return Err(Error::io("registering the control socket", e));
             }
+        };
+        let cgroup = match cgroup {
+            CgroupPlan::Made(cgroup) => cgroup,
+            CgroupPlan::Later(limits) => match send_cgroup(&sock, limits).await {
+                Ok(cgroup) => Some(cgroup),
+                Err(e) => {
+                    kill_and_reap(first);
+                    return Err(e);
+                }
+            },
         };
         // "ready" or "fail" with its reason. The pool's buffer, which the
         // reader below takes next: nothing is zeroed per sandbox.
@@ -516,6 +533,43 @@ fn remove_cgroup(cgroup: Option<crate::cgroups::Cgroup>) {
             tracing::warn!("native: removing the sandbox's cgroup: {e}");
         }
     }
+}
+
+/// Where a sandbox's cgroup comes from (see [`Instance::start_with`]).
+pub enum CgroupPlan {
+    /// Made before the fork (or none).
+    Made(Option<crate::cgroups::Cgroup>),
+    /// To be made with these limits after the fork, for a plan with
+    /// [`Plan::cgroup_later`].
+    Later(crate::cgroups::Limits),
+}
+
+/// Makes the cgroup for `limits` and sends its files to the first child,
+/// which waits for them before it starts the init.
+async fn send_cgroup(
+    sock: &AsyncFd<OwnedFd>,
+    limits: crate::cgroups::Limits,
+) -> Result<crate::cgroups::Cgroup> {
+    let (cgroup, files) = cleanroom_core::bridge::blocking(move || -> Result<_> {
+        // One-shot: no v2 directory just to track processes (see there).
+        let cgroup = crate::cgroups::Cgroup::create_with(&limits, false)
+            .map_err(|e| Error::io("creating the sandbox's cgroup for its limits", e))?;
+        let files = cgroup
+            .open_procs()
+            .map_err(|e| Error::io("opening the sandbox cgroup's procs files", e))?;
+        Ok((cgroup, files))
+    })
+    .await
+    .map_err(|e| Error::backend("native", format!("making the sandbox's cgroup: {e}")))??;
+    let (v1, v2, fds) = files.into_parts();
+    let attached: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    protocol::send(
+        sock.get_ref().as_fd(),
+        &Message::Cgroup { v1, v2 },
+        &attached,
+    )
+    .map_err(|e| Error::io("sending the sandbox its cgroup", e))?;
+    Ok(cgroup)
 }
 
 /// A pidfd for the init, whose pid in our namespace it reported, once it is

@@ -45,7 +45,7 @@ use cleanroom_core::{
 
 pub use sandbox::NativeSandbox;
 
-use client::Instance;
+use client::{CgroupPlan, Instance};
 use plan::Plan;
 
 const NAME: &str = "native";
@@ -144,11 +144,16 @@ fn limits_of(spec: &SandboxSpec) -> cgroups::Limits {
     }
 }
 
+/// The limits of `spec` that can be enforced here.
+fn enforceable_limits(spec: &SandboxSpec) -> cgroups::Limits {
+    let wanted = limits_of(spec);
+    cgroups::probe(&wanted).enforceable(&wanted)
+}
+
 /// The sandbox's cgroup with the limits that can be enforced here, or none
 /// when no limit is asked for (or none can be enforced, which the report says).
 fn cgroup_for(spec: &SandboxSpec) -> Result<Option<cgroups::Cgroup>> {
-    let wanted = limits_of(spec);
-    let limits = cgroups::probe(&wanted).enforceable(&wanted);
+    let limits = enforceable_limits(spec);
     if !limits.any() {
         return Ok(None);
     }
@@ -168,12 +173,7 @@ pub fn default_seccomp() -> std::result::Result<&'static seccomp::Filter, String
 
 /// What [`resolve`] works out: the report, the init's plan, the sandbox's
 /// cgroup and the pooled network namespace it was lent, if any.
-type Resolved = (
-    Enforcement,
-    Plan,
-    Option<cgroups::Cgroup>,
-    Option<netns_pool::Lease>,
-);
+type Resolved = (Enforcement, Plan, CgroupPlan, Option<netns_pool::Lease>);
 
 /// Resolves `run` on the host (off the async threads: a tarball may be
 /// unpacked) into the init's plan and the sandbox's cgroup, and adds the
@@ -185,6 +185,11 @@ async fn resolve(
     enforcement: Enforcement,
 ) -> Result<(Enforcement, Plan, Option<cgroups::Cgroup>)> {
     let (enforcement, plan, cgroup, _) = resolve_with(run, enforcement, false).await?;
+    let cgroup = match cgroup {
+        CgroupPlan::Made(cgroup) => cgroup,
+        // Only a one-shot run defers its cgroup.
+        CgroupPlan::Later(_) => unreachable!("a cgroup deferred outside a one-shot run"),
+    };
     Ok((enforcement, plan, cgroup))
 }
 
@@ -218,6 +223,16 @@ async fn resolve_with(
             }),
             _ => None,
         };
+        // A one-shot run's cgroup is made after the fork, while the first
+        // child creates the namespaces (see `Plan::cgroup_later`).
+        if one_shot {
+            let limits = enforceable_limits(&owned);
+            if !limits.any() {
+                return Ok((plan, CgroupPlan::Made(None), lease));
+            }
+            plan.cgroup_later = true;
+            return Ok((plan, CgroupPlan::Later(limits), lease));
+        }
         let cgroup = cgroup_for(&owned)?;
         if let Some(cg) = &cgroup {
             plan.cgroup = Some(
@@ -225,7 +240,7 @@ async fn resolve_with(
                     .map_err(|e| Error::io("opening the sandbox cgroup's procs files", e))?,
             );
         }
-        Ok((plan, cgroup, lease))
+        Ok((plan, CgroupPlan::Made(cgroup), lease))
     })
     .await
     .map_err(|e| Error::backend(NAME, format!("preparing the sandbox: {e}")))??;
@@ -324,7 +339,7 @@ impl Backend for NativeBackend {
             });
             carried = Some(ours);
         }
-        let inst = Instance::start(plan, cgroup).await?;
+        let inst = Instance::start_with(plan, cgroup).await?;
         inst.lend_network(lease);
         let inst = std::sync::Arc::new(inst);
         let (_, proxies) = publish::publish(&inst, &spec.publish).await?;

@@ -119,6 +119,12 @@ pub struct Plan {
     /// The sandbox cgroup's `cgroup.procs` files; the init joins them
     /// before it does anything else (the first child stays outside).
     pub cgroup: Option<crate::cgroups::ProcsFiles>,
+    /// The caller makes the cgroup only after the fork, while the first
+    /// child creates the namespaces, and sends its files
+    /// ([`crate::protocol::Message::Cgroup`]); the first child waits for
+    /// them before it starts the init. A one-shot run: making a v1 memory
+    /// cgroup took 0.16 ms of the caller's time before the fork.
+    pub cgroup_later: bool,
     /// A command the init starts as soon as it is ready, without waiting
     /// for a request: a one-shot run saves a round trip to the caller.
     pub first_exec: Option<FirstExec>,
@@ -289,6 +295,7 @@ impl Plan {
             seccomp: crate::default_seccomp().ok().cloned(),
             rlimits: crate::rlimits::Rlimits::sandbox_default(),
             cgroup: None,
+            cgroup_later: false,
             first_exec: None,
             detached: None,
         })

@@ -151,6 +151,15 @@ pub enum Message {
     },
 
     // ---- caller to init ----
+    /// The sandbox's cgroup, made by the caller while its first child was
+    /// creating the namespaces (a one-shot run, see
+    /// [`crate::plan::Plan::cgroup_later`]): `v1` `tasks` files, then, if
+    /// `v2`, the v2 `cgroup.procs` file and directory, attached in that
+    /// order. The first message to the first child, before anything else.
+    Cgroup {
+        v1: u32,
+        v2: bool,
+    },
     /// Run a command. Its stdin, stdout and stderr come attached, except
     /// with `tty`: then the init makes a pseudo-terminal and attaches its
     /// controlling side to the [`Message::Started`] reply (the caller
@@ -262,7 +271,7 @@ impl Message {
     pub fn id(&self) -> Option<u64> {
         use Message::*;
         match self {
-            Hello { .. } | Ready { .. } | Fail { .. } => None,
+            Hello { .. } | Ready { .. } | Fail { .. } | Cgroup { .. } => None,
             Exec { id, .. }
             | Stop { id, .. }
             | Mkdir { id, .. }
@@ -328,6 +337,10 @@ fn bad(what: &str) -> io::Error {
     )
 }
 
+/// The most descriptors one message carries: a cgroup's files are up to
+/// five (three v1 hierarchies, the v2 `cgroup.procs` and directory).
+const MAX_FDS: usize = 8;
+
 /// Sends `msg` with `fds` attached. Never raises SIGPIPE.
 pub fn send(sock: BorrowedFd<'_>, msg: &Message, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let bytes = msg.encode();
@@ -341,7 +354,7 @@ pub fn send(sock: BorrowedFd<'_>, msg: &Message, fds: &[BorrowedFd<'_>]) -> io::
         ));
     }
     let iov = [IoSlice::new(&bytes)];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::new(
@@ -361,7 +374,7 @@ pub fn send(sock: BorrowedFd<'_>, msg: &Message, fds: &[BorrowedFd<'_>]) -> io::
 /// Receives one message and the descriptors sent with it (close-on-exec).
 /// `None` at end of stream: the other side is gone.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(Message, Vec<OwnedFd>)>> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let r = loop {
         let mut iov = [IoSliceMut::new(buf)];

@@ -266,6 +266,16 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
         // dropped: the init takes the plan over and ends in `_exit`.
         unsafe { rustix::io::close(fd.as_raw_fd()) };
     }
+    // A one-shot run's cgroup was made by the caller meanwhile.
+    if plan.cgroup_later {
+        match receive_cgroup(control.as_fd()) {
+            Ok(files) => plan.cgroup = Some(files),
+            Err(reason) => {
+                let _ = protocol::send(control.as_fd(), &Message::Fail { reason }, &[]);
+                exit(1);
+            }
+        }
+    }
     // The init borrows this process's memory rather than copying it (see
     // [`crate::clone`]); this process sleeps in the kernel until the init
     // exits, then reaps it and ends.
@@ -343,6 +353,23 @@ fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
             }
             exit(1)
         }
+    }
+}
+
+/// The cgroup files the caller sends right after the fork
+/// ([`Plan::cgroup_later`]). The caller gone means no sandbox: exit.
+fn receive_cgroup(sock: BorrowedFd<'_>) -> Result<crate::cgroups::ProcsFiles, String> {
+    let mut buf = vec![0u8; 4096];
+    match protocol::recv(sock, &mut buf) {
+        Ok(Some((Message::Cgroup { v1, v2 }, fds))) => {
+            crate::cgroups::ProcsFiles::from_parts(v1, v2, fds)
+                .ok_or_else(|| "the sandbox's cgroup files arrived incomplete".to_string())
+        }
+        Ok(Some((other, _))) => Err(format!(
+            "expected the sandbox's cgroup from the caller, got {other:?}"
+        )),
+        Ok(None) => exit(1),
+        Err(e) => Err(format!("receiving the sandbox's cgroup: {e}")),
     }
 }
 

@@ -78,6 +78,16 @@ impl Cgroup {
     /// *process* is first moved into a leaf `cleanroom-<pid>-self` beside
     /// the sandbox cgroups. That only works if it is the only process there.
     pub fn create(limits: &Limits) -> io::Result<Cgroup> {
+        Cgroup::create_with(limits, true)
+    }
+
+    /// [`Cgroup::create`]; without `track_in_v2`, a v2 directory is made
+    /// only for limits that live there, not to track the processes of
+    /// limits that are all set in v1 (hybrid machines). For a one-shot
+    /// sandbox: nothing joins it later, and its pid namespace, which ends
+    /// with its init, already ends every process in it. A pair of `mkdir`
+    /// and `rmdir` fewer per run.
+    pub fn create_with(limits: &Limits, track_in_v2: bool) -> io::Result<Cgroup> {
         validate(limits)?;
         let layout = layout()?;
         let mut plan: Vec<Planned> = Vec::new();
@@ -98,7 +108,11 @@ impl Cgroup {
                 }),
             }
         }
-        if let Some(v2) = &layout.v2 {
+        if let Some(v2) = layout
+            .v2
+            .as_ref()
+            .filter(|_| track_in_v2 || plan.is_empty())
+        {
             if !plan.iter().any(|e| e.version == Version::V2) && writable(&v2.base) {
                 plan.push(Planned {
                     base: v2.base.clone(),
@@ -122,7 +136,14 @@ impl Cgroup {
             }
         }
 
-        super::gc::reap_dead_once(plan.iter().map(|p| p.base.as_path()));
+        // The v2 base too when this cgroup has no directory there: a dead
+        // caller's tracking directory may be waiting in it.
+        let unused_v2 = layout
+            .v2
+            .as_ref()
+            .map(|v2| v2.base.as_path())
+            .filter(|b| !plan.iter().any(|p| p.base == *b) && writable(b));
+        super::gc::reap_dead_once(plan.iter().map(|p| p.base.as_path()).chain(unused_v2));
         let mut attempts = 0;
         let (name, dirs) = loop {
             attempts += 1;
@@ -409,6 +430,36 @@ pub struct ProcsFiles {
 }
 
 impl ProcsFiles {
+    /// Its descriptors in order (each v1 `tasks` file, then the v2
+    /// `cgroup.procs` file and directory), how many are v1 and whether v2
+    /// follows: to send them to a sandbox's first child.
+    pub fn into_parts(self) -> (u32, bool, Vec<OwnedFd>) {
+        let v1 = self.v1.len() as u32;
+        let v2 = self.v2.is_some();
+        let mut fds = self.v1;
+        if let Some((procs, dir)) = self.v2 {
+            fds.push(procs);
+            fds.push(dir);
+        }
+        (v1, v2, fds)
+    }
+
+    /// The files [`ProcsFiles::into_parts`] listed, received; `None` if
+    /// their number does not match.
+    pub fn from_parts(v1: u32, v2: bool, fds: Vec<OwnedFd>) -> Option<ProcsFiles> {
+        let v1 = v1 as usize;
+        if fds.len() != v1 + if v2 { 2 } else { 0 } {
+            return None;
+        }
+        let mut fds = fds.into_iter();
+        let tasks: Vec<OwnedFd> = fds.by_ref().take(v1).collect();
+        let v2 = match (fds.next(), fds.next()) {
+            (Some(procs), Some(dir)) => Some((procs, dir)),
+            _ => None,
+        };
+        Some(ProcsFiles { v1: tasks, v2 })
+    }
+
     /// Moves the calling process into the cgroup by writing `0` ("myself")
     /// to every file. Async-signal-safe: raw `write(2)` only, so it can run
     /// in a forked child before `exec`, which must be single-threaded (a v1
