@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 rounds="${1:-10}"
 tests="${2:-200}"
 bin="${CLEANROOM:-${CARGO_TARGET_DIR:-$PWD/target}/release/cleanroom}"
-[ -x "$bin" ] || { echo "no cleanroom binary at $bin: cargo build --release -p cleanroom-cli" >&2; exit 1; }
+[ -x "$bin" ] || { echo "no cleanroom binary at $bin: scripts/build-release" >&2; exit 1; }
 command -v bwrap >/dev/null || { echo "bwrap is missing: apt-get install bubblewrap" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
