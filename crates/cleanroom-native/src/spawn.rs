@@ -3,8 +3,10 @@
 //! The caller forks from one long-lived thread, or from its main thread in
 //! a one-shot process (so `PR_SET_PDEATHSIG`, which follows the parent
 //! *thread*, fires only when the caller process dies). The
-//! first child creates the namespaces ([`crate::namespaces::enter`]) and
-//! starts the sandbox's PID 1 ([`crate::init::main`]) as a vfork-style
+//! first child creates the namespaces ([`crate::namespaces::enter`]),
+//! takes the sandbox's cgroup files from the caller if the caller made the
+//! cgroup meanwhile ([`crate::plan::Plan::cgroup_later`], a one-shot run),
+//! and starts the sandbox's PID 1 ([`crate::init::main`]) as a vfork-style
 //! child that borrows its memory (see [`crate::clone`]), created straight
 //! into the v2 cgroup; PID 1 joins the v1 cgroups itself. Then the first
 //! child sleeps in the kernel until PID 1 exits, outside the sandbox's
