@@ -264,15 +264,11 @@ impl Channel {
 }
 
 impl Instance {
-    /// Forks the sandbox and waits until its init reports ready.
-    pub async fn start(plan: Plan, cgroup: Option<crate::cgroups::Cgroup>) -> Result<Instance> {
-        Instance::start_with(plan, CgroupPlan::Made(cgroup)).await
-    }
-
-    /// [`Instance::start`], with the cgroup made before the fork or, for a
-    /// plan with [`Plan::cgroup_later`], right after it (while the first
-    /// child creates the namespaces) and sent to it.
-    pub async fn start_with(plan: Plan, cgroup: CgroupPlan) -> Result<Instance> {
+    /// Forks the sandbox and waits until its init reports ready. Its cgroup
+    /// was made before the fork or, for a plan with [`Plan::cgroup_later`],
+    /// is made right after it (while the first child creates the
+    /// namespaces) and sent to it.
+    pub async fn start(plan: Plan, cgroup: CgroupPlan) -> Result<Instance> {
         let carries_exec = plan.first_exec.is_some();
         let spawned = spawn::on_spawner(move || spawn::spawn(plan))
             .await
@@ -535,7 +531,7 @@ fn remove_cgroup(cgroup: Option<crate::cgroups::Cgroup>) {
     }
 }
 
-/// Where a sandbox's cgroup comes from (see [`Instance::start_with`]).
+/// Where a sandbox's cgroup comes from (see [`Instance::start`]).
 pub enum CgroupPlan {
     /// Made before the fork (or none).
     Made(Option<crate::cgroups::Cgroup>),

@@ -183,13 +183,8 @@ type Resolved = (Enforcement, Plan, CgroupPlan, Option<netns_pool::Lease>);
 async fn resolve(
     run: &ImageRun,
     enforcement: Enforcement,
-) -> Result<(Enforcement, Plan, Option<cgroups::Cgroup>)> {
+) -> Result<(Enforcement, Plan, CgroupPlan)> {
     let (enforcement, plan, cgroup, _) = resolve_with(run, enforcement, false).await?;
-    let cgroup = match cgroup {
-        CgroupPlan::Made(cgroup) => cgroup,
-        // Only a one-shot run defers its cgroup.
-        CgroupPlan::Later(_) => unreachable!("a cgroup deferred outside a one-shot run"),
-    };
     Ok((enforcement, plan, cgroup))
 }
 
@@ -339,7 +334,7 @@ impl Backend for NativeBackend {
             });
             carried = Some(ours);
         }
-        let inst = Instance::start_with(plan, cgroup).await?;
+        let inst = Instance::start(plan, cgroup).await?;
         inst.lend_network(lease);
         let inst = std::sync::Arc::new(inst);
         let (_, proxies) = publish::publish(&inst, &spec.publish).await?;

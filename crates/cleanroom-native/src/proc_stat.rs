@@ -1,15 +1,23 @@
 //! `/proc/PID/stat`: a process's parent and start time, read in one call.
 //!
-//! The file reports a size of 0, so `fs::read_to_string` would start with
-//! 32 bytes and double, six `read` calls for one line; these helpers read
-//! it once into a buffer that always fits.
+//! Files under `/proc` report a size of 0, so `fs::read_to_string` would
+//! start with 32 bytes and double, a `read` call per doubling, each of
+//! which the kernel answers by formatting the file again up to that point.
+//! [`read_sized`] reads into a buffer the file usually fits in.
 
 use std::io::{self, Read};
+use std::path::Path;
 
 /// The text of `/proc/<pid>/stat`.
 pub fn read(pid: u32) -> io::Result<String> {
-    let mut text = String::with_capacity(1024);
-    std::fs::File::open(format!("/proc/{pid}/stat"))?.read_to_string(&mut text)?;
+    read_sized(format!("/proc/{pid}/stat"), 1024)
+}
+
+/// The whole text of the (`/proc`) file at `path`, read into a buffer of
+/// `capacity` bytes first: one `read` when it fits, one more for its end.
+pub fn read_sized(path: impl AsRef<Path>, capacity: usize) -> io::Result<String> {
+    let mut text = String::with_capacity(capacity);
+    std::fs::File::open(path)?.read_to_string(&mut text)?;
     Ok(text)
 }
 

@@ -101,7 +101,8 @@ pub(crate) fn reap_dead_once<'a>(bases: impl Iterator<Item = &'a Path>) -> Vec<P
                 continue;
             };
             let sub = entry.path();
-            if !owner.alive() && sub.is_dir() && remove_empty_tree(&sub).is_ok() {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && !owner.alive() && remove_empty_tree(&sub).is_ok() {
                 removed.push(sub);
             }
         }

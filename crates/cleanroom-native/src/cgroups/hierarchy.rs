@@ -1,7 +1,6 @@
 //! Where the cgroup hierarchies are and where this process sits in them,
 //! from `/proc/self/mountinfo` and `/proc/self/cgroup`.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -209,23 +208,13 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads a whole file, naming it in the error.
-///
-/// Files under `/proc` report a size of 0, so `fs::read_to_string` starts
-/// with 32 bytes and doubles: eight `read` calls for a 4 KiB mountinfo,
-/// each of which the kernel answers by formatting the table again up to
-/// that point. One buffer of a usual mountinfo's size takes two.
+/// Reads a whole file, naming it in the error. A buffer of a usual
+/// mountinfo's size (see [`crate::proc_stat::read_sized`]): two `read`
+/// calls where growing from 32 bytes took eight.
 pub(crate) fn read(path: impl AsRef<Path>) -> io::Result<String> {
     let path = path.as_ref();
-    read_sized(path, 16 * 1024)
+    crate::proc_stat::read_sized(path, 16 * 1024)
         .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
-}
-
-fn read_sized(path: &Path, capacity: usize) -> io::Result<String> {
-    use std::io::Read;
-    let mut text = String::with_capacity(capacity);
-    fs::File::open(path)?.read_to_string(&mut text)?;
-    Ok(text)
 }
 
 /// Whether this process may write `path` (`access(2)` with `W_OK`, which

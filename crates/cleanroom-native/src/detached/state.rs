@@ -185,12 +185,7 @@ pub use cleanroom_core::detached::names_in as names;
 
 /// When process `pid` started (field 22 of its stat), if it exists.
 pub fn start_time(pid: u32) -> Option<u64> {
-    parse_start_time(&crate::proc_stat::read(pid).ok()?)
-}
-
-/// The start time (field 22) in the text of a `/proc/PID/stat`.
-pub fn parse_start_time(stat: &str) -> Option<u64> {
-    crate::proc_stat::start_time(stat)
+    crate::proc_stat::start_time(&crate::proc_stat::read(pid).ok()?)
 }
 
 /// Removes the sandbox's cgroup directories (empty once nothing runs).
