@@ -565,6 +565,14 @@ async fn send_cgroup(
         &attached,
     )
     .map_err(|e| Error::io("sending the sandbox its cgroup", e))?;
+    // What dead callers left beside it goes while the sandbox starts (the
+    // exit waits for it), not before the first child can go on.
+    let bases = cgroup.neighbourhood();
+    if crate::cgroups::reap_dead_pending(&bases) {
+        spawn_cleanup(move || {
+            crate::cgroups::reap_dead_once(&bases);
+        });
+    }
     Ok(cgroup)
 }
 

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::files::{annotate, collect_procs, remove_tree, write_file, write_raw};
+use super::gc::reap_dead_once;
 use super::hierarchy::{leaf_name, writable};
 use super::limits::{set_limit, validate};
 use super::{is_v2_root, layout, placement, read_words, Controller, Limits, Version};
@@ -77,11 +78,18 @@ impl Cgroup {
     /// rule forbids for a cgroup with enabled controllers), the calling
     /// *process* is first moved into a leaf `cleanroom-<pid>-self` beside
     /// the sandbox cgroups. That only works if it is the only process there.
+    ///
+    /// It also removes what dead callers left beside it
+    /// ([`Cgroup::neighbourhood`]).
     pub fn create(limits: &Limits) -> io::Result<Cgroup> {
-        Cgroup::create_with(limits, true)
+        let cgroup = Cgroup::create_with(limits, true)?;
+        reap_dead_once(&cgroup.neighbourhood());
+        Ok(cgroup)
     }
 
-    /// [`Cgroup::create`]; without `track_in_v2`, a v2 directory is made
+    /// [`Cgroup::create`] without the sweep for dead callers' cgroups,
+    /// which the caller runs when it suits it (a one-shot run: while its
+    /// sandbox starts). Without `track_in_v2`, a v2 directory is made
     /// only for limits that live there, not to track the processes of
     /// limits that are all set in v1 (hybrid machines). For a one-shot
     /// sandbox: nothing joins it later, and its pid namespace, which ends
@@ -92,7 +100,7 @@ impl Cgroup {
         let layout = layout()?;
         let mut plan: Vec<Planned> = Vec::new();
         for c in limits.controllers() {
-            let p = placement(c).map_err(|(_, reason)| {
+            let p = placement(c).as_ref().map_err(|(_, reason)| {
                 io::Error::new(
                     io::ErrorKind::Unsupported,
                     format!("cannot enforce the {} limit: {reason}", c.limit_name()),
@@ -101,7 +109,7 @@ impl Cgroup {
             match plan.iter_mut().find(|e| e.base == p.base) {
                 Some(e) => e.controllers.push(c),
                 None => plan.push(Planned {
-                    base: p.base,
+                    base: p.base.clone(),
                     version: p.version,
                     controllers: vec![c],
                     optional: false,
@@ -136,14 +144,6 @@ impl Cgroup {
             }
         }
 
-        // The v2 base too when this cgroup has no directory there: a dead
-        // caller's tracking directory may be waiting in it.
-        let unused_v2 = layout
-            .v2
-            .as_ref()
-            .map(|v2| v2.base.as_path())
-            .filter(|b| !plan.iter().any(|p| p.base == *b) && writable(b));
-        super::gc::reap_dead_once(plan.iter().map(|p| p.base.as_path()).chain(unused_v2));
         let mut attempts = 0;
         let (name, dirs) = loop {
             attempts += 1;
@@ -167,6 +167,23 @@ impl Cgroup {
             }
         }
         Ok(cgroup)
+    }
+
+    /// Where cgroups of dead callers may wait beside this one, for
+    /// [`reap_dead_once`]: the parent of each of its directories, and the v2
+    /// base when it has no directory there (a dead caller's tracking
+    /// directory may be waiting in it).
+    pub(crate) fn neighbourhood(&self) -> Vec<PathBuf> {
+        let mut bases: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter_map(|d| d.path.parent().map(Path::to_path_buf))
+            .collect();
+        let v2 = layout().ok().and_then(|l| l.v2.as_ref()).map(|v2| &v2.base);
+        if let Some(base) = v2.filter(|b| !bases.contains(b)) {
+            bases.push(base.clone());
+        }
+        bases
     }
 
     /// The name shared by all its directories, `cleanroom-<pid>-<n>-<start>`.

@@ -73,14 +73,25 @@ pub fn gc() -> io::Result<GcReport> {
     Ok(report)
 }
 
+/// The directories [`reap_dead_once`] has looked at in this process.
+static SCANNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Whether [`reap_dead_once`] would still look at one of `bases`: a
+/// process making many sandboxes sweeps once, and hands no work to a
+/// clean-up thread after that.
+pub(crate) fn reap_dead_pending(bases: &[PathBuf]) -> bool {
+    let scanned = SCANNED.lock().unwrap_or_else(|p| p.into_inner());
+    bases.iter().any(|b| !scanned.contains(b))
+}
+
 /// Once per process and directory: removes the empty cgroups whose owner
-/// is gone from `bases`, the directories this process is about to create a
-/// sandbox cgroup in. A caller killed with SIGKILL cannot remove its
-/// cgroups and there is no daemon to do it, so the next caller does, at
-/// the cost of one `readdir` per directory. Cgroups still holding
-/// processes are left to [`gc`]. Returns the directories removed.
-pub(crate) fn reap_dead_once<'a>(bases: impl Iterator<Item = &'a Path>) -> Vec<PathBuf> {
-    static SCANNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// is gone from `bases`, the directories this process creates sandbox
+/// cgroups in (one it may not write to is skipped). A caller killed with
+/// SIGKILL cannot remove its cgroups and there is no daemon to do it, so
+/// the next caller does, at the cost of one `readdir` per directory.
+/// Cgroups still holding processes are left to [`gc`]. Returns the
+/// directories removed.
+pub(crate) fn reap_dead_once(bases: &[PathBuf]) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for base in bases {
         {
@@ -89,6 +100,9 @@ pub(crate) fn reap_dead_once<'a>(bases: impl Iterator<Item = &'a Path>) -> Vec<P
                 continue;
             }
             scanned.push(base.to_path_buf());
+        }
+        if !writable(base) {
+            continue;
         }
         // Only our own names are looked at further: the caller's cgroup
         // may hold dozens of others, each a path to build otherwise.

@@ -68,6 +68,7 @@ use std::sync::OnceLock;
 pub(crate) use cgroup::join_self;
 pub use cgroup::{Cgroup, ProcsFiles};
 pub use gc::{gc, GcReport};
+pub(crate) use gc::{reap_dead_once, reap_dead_pending};
 
 use hierarchy::{writable, Hierarchy, Layout};
 
@@ -227,20 +228,17 @@ pub(crate) struct Placement {
 
 /// Whether each requested limit can be enforced here, with the reason.
 ///
-/// Cheap: the hierarchies are read once per process and each controller is
-/// checked once (mount, delegation, write permission; nothing is created).
-/// The answers are cached for the life of the process.
+/// Cheap: the hierarchies are read once per process and each requested
+/// controller is checked once (mount, delegation, write permission; nothing
+/// is created). The answers are cached for the life of the process, and
+/// [`Cgroup::create`] places its directories by the same answers.
 pub fn probe(limits: &Limits) -> Support {
-    // No limit, nothing to find out: a run without limits does not read
-    // the mount table and the cgroup files at all.
-    if !limits.any() {
-        return Support { limits: Vec::new() };
-    }
-    static CACHE: OnceLock<Vec<LimitSupport>> = OnceLock::new();
-    let all = CACHE.get_or_init(|| {
-        Controller::ALL
-            .iter()
-            .map(|&c| match placement(c) {
+    // A run without limits asks for no controller, so it reads neither the
+    // mount table nor any cgroup file.
+    Support {
+        limits: limits
+            .controllers()
+            .map(|c| match placement(c) {
                 Ok(p) => LimitSupport {
                     controller: c,
                     enforceable: true,
@@ -255,16 +253,10 @@ pub fn probe(limits: &Limits) -> Support {
                 Err((version, reason)) => LimitSupport {
                     controller: c,
                     enforceable: false,
-                    version,
-                    reason,
+                    version: *version,
+                    reason: reason.clone(),
                 },
             })
-            .collect()
-    });
-    Support {
-        limits: limits
-            .controllers()
-            .filter_map(|c| all.iter().find(|l| l.controller == c).cloned())
             .collect(),
     }
 }
@@ -274,8 +266,23 @@ const DELEGATION_HINT: &str = "rootless cgroups need a cgroup v2 subtree delegat
      (systemd `Delegate=yes`: run under `systemd-run --user --scope -p Delegate=yes ...`)";
 
 /// Where `controller`'s limits can be set, or (the hierarchy it lives in,
-/// why not).
-pub(crate) fn placement(controller: Controller) -> Result<Placement, (Option<Version>, String)> {
+/// why not): worked out once per process and controller, and only for the
+/// controllers asked for (a `--memory` run looks at the memory hierarchy
+/// alone, once, not again when it makes the cgroup after the fork).
+pub(crate) fn placement(
+    controller: Controller,
+) -> &'static Result<Placement, (Option<Version>, String)> {
+    type Answer = OnceLock<Result<Placement, (Option<Version>, String)>>;
+    static ANSWERS: [Answer; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match controller {
+        Controller::Memory => 0,
+        Controller::Cpu => 1,
+        Controller::Pids => 2,
+    };
+    ANSWERS[slot].get_or_init(|| find_placement(controller))
+}
+
+fn find_placement(controller: Controller) -> Result<Placement, (Option<Version>, String)> {
     let layout = hierarchy::layout().map_err(|e| {
         (
             None,
