@@ -97,7 +97,6 @@ impl Cgroup {
     /// and `rmdir` fewer per run.
     pub fn create_with(limits: &Limits, track_in_v2: bool) -> io::Result<Cgroup> {
         validate(limits)?;
-        let layout = layout()?;
         let mut plan: Vec<Planned> = Vec::new();
         for c in limits.controllers() {
             let p = placement(c).as_ref().map_err(|(_, reason)| {
@@ -116,11 +115,13 @@ impl Cgroup {
                 }),
             }
         }
-        if let Some(v2) = layout
-            .v2
-            .as_ref()
-            .filter(|_| track_in_v2 || plan.is_empty())
-        {
+        // The mount table only when a v2 directory may be wanted: the
+        // limits' own hierarchies came from `placement`.
+        let v2 = match track_in_v2 || plan.is_empty() {
+            true => layout()?.v2.as_ref(),
+            false => None,
+        };
+        if let Some(v2) = v2 {
             if !plan.iter().any(|e| e.version == Version::V2) && writable(&v2.base) {
                 plan.push(Planned {
                     base: v2.base.clone(),
@@ -179,9 +180,13 @@ impl Cgroup {
             .iter()
             .filter_map(|d| d.path.parent().map(Path::to_path_buf))
             .collect();
-        let v2 = layout().ok().and_then(|l| l.v2.as_ref()).map(|v2| &v2.base);
+        // Not from the mount table if it can be helped: this runs while the
+        // sandbox's init makes its mounts (see `hierarchy::quick`).
+        let v2 = super::hierarchy::quick_v2()
+            .map(|h| h.base)
+            .or_else(|| layout().ok()?.v2.as_ref().map(|h| h.base.clone()));
         if let Some(base) = v2.filter(|b| !bases.contains(b)) {
-            bases.push(base.clone());
+            bases.push(base);
         }
         bases
     }

@@ -283,6 +283,15 @@ pub(crate) fn placement(
 }
 
 fn find_placement(controller: Controller) -> Result<Placement, (Option<Version>, String)> {
+    match hierarchy::quick(controller.name()) {
+        Some(hierarchy::Quick::V1(h)) => {
+            return v1_placement(&h, controller).map_err(|r| (Some(Version::V1), r))
+        }
+        Some(hierarchy::Quick::V2(h)) => {
+            return v2_placement(&h, controller).map_err(|r| (Some(Version::V2), r))
+        }
+        None => {}
+    }
     let layout = hierarchy::layout().map_err(|e| {
         (
             None,
