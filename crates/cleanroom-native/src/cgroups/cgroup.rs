@@ -79,8 +79,7 @@ impl Cgroup {
     /// *process* is first moved into a leaf `cleanroom-<pid>-self` beside
     /// the sandbox cgroups. That only works if it is the only process there.
     ///
-    /// It also removes what dead callers left beside it
-    /// ([`Cgroup::neighbourhood`]).
+    /// It also removes the empty cgroups that dead callers left beside it.
     pub fn create(limits: &Limits) -> io::Result<Cgroup> {
         let cgroup = Cgroup::create_with(limits, true)?;
         reap_dead_once(&cgroup.neighbourhood());
