@@ -71,11 +71,7 @@ pub(crate) fn parse(mountinfo: &str, membership: &str, pid: u32) -> Layout {
     // (hierarchy controllers, path) from /proc/self/cgroup; v2 is "0::path".
     let mut v2_path: Option<&str> = None;
     let mut v1_paths: Vec<(Vec<&str>, &str)> = Vec::new();
-    for line in membership.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(ctls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
+    for (id, ctls, path) in memberships(membership) {
         if id == "0" && ctls.is_empty() {
             v2_path = Some(path);
         } else if !ctls.is_empty() {
@@ -142,6 +138,15 @@ pub(crate) fn parse(mountinfo: &str, membership: &str, pid: u32) -> Layout {
         }
     }
     layout
+}
+
+/// The lines of `/proc/self/cgroup` as (hierarchy id, controllers, path);
+/// v2's is `("0", "", path)`.
+fn memberships(text: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    text.lines().filter_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        Some((parts.next()?, parts.next()?, parts.next()?))
+    })
 }
 
 /// A v1 mount option that names a controller (not `rw`, `name=...`, ...).
@@ -240,11 +245,7 @@ pub(crate) fn quick(controller: &str) -> Option<Quick> {
     let membership = read("/proc/self/cgroup").ok()?;
     let pid = std::process::id();
     let mut v2_path = None;
-    for line in membership.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(list), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
+    for (id, list, path) in memberships(&membership) {
         if id == "0" && list.is_empty() {
             v2_path = Some(path);
             continue;
