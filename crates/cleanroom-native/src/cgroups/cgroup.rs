@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::files::{annotate, collect_procs, remove_tree, write_file, write_raw};
@@ -179,13 +179,17 @@ impl Cgroup {
             .iter()
             .filter_map(|d| d.path.parent().map(Path::to_path_buf))
             .collect();
-        // Not from the mount table if it can be helped: this runs while the
-        // sandbox's init makes its mounts (see `hierarchy::quick`).
-        let v2 = super::hierarchy::quick_v2()
-            .map(|h| h.base)
-            .or_else(|| layout().ok()?.v2.as_ref().map(|h| h.base.clone()));
-        if let Some(base) = v2.filter(|b| !bases.contains(b)) {
-            bases.push(base);
+        // Looked up once per process, as the layout is, and not from the
+        // mount table if it can be helped: this runs while the sandbox's
+        // init makes its mounts (see `hierarchy::quick`).
+        static V2_BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
+        let v2 = V2_BASE.get_or_init(|| {
+            super::hierarchy::quick_v2()
+                .map(|h| h.base)
+                .or_else(|| layout().ok()?.v2.as_ref().map(|h| h.base.clone()))
+        });
+        if let Some(base) = v2.as_ref().filter(|b| !bases.contains(b)) {
+            bases.push(base.clone());
         }
         bases
     }

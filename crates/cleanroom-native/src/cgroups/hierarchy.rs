@@ -275,7 +275,8 @@ pub(crate) fn quick(controller: &str) -> Option<Quick> {
 /// The v2 hierarchy as [`quick`] finds it, or `None` (then [`layout`]).
 pub(crate) fn quick_v2() -> Option<Hierarchy> {
     let membership = read("/proc/self/cgroup").ok()?;
-    let path = membership.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let (_, _, path) =
+        memberships(&membership).find(|(id, list, _)| *id == "0" && list.is_empty())?;
     quick_v2_at(path, std::process::id())
 }
 
@@ -309,7 +310,7 @@ fn is_fs(path: &Path, magic: i64) -> bool {
 
 /// Whether cgroup directory `dir` lists process `pid`.
 fn lists(dir: &Path, pid: u32) -> bool {
-    let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+    let Ok(procs) = read(dir.join("cgroup.procs")) else {
         return false;
     };
     let pid = pid.to_string();
