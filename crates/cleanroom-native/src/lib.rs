@@ -18,6 +18,7 @@ pub mod clone;
 pub mod copy;
 pub mod detached;
 pub mod exec;
+pub mod fdpass;
 pub mod idmap;
 pub mod init;
 pub mod mounts;

@@ -63,8 +63,11 @@ pub struct Lease {
 
 /// What the sandbox's first process needs to enter a pooled namespace:
 /// copies of the descriptors, since the plan goes with the fork.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Join {
+    #[serde(with = "crate::fdpass")]
     pub net: OwnedFd,
+    #[serde(with = "crate::fdpass::option")]
     pub user: Option<OwnedFd>,
     /// Bring `lo` up after entering (the namespace is new).
     pub bring_up: bool,

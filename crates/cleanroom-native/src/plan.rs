@@ -2,15 +2,18 @@
 //! fork: host paths resolved, the rootfs unpacked, `/etc` generated. The
 //! child then only performs system calls in order; it never reads the spec.
 
+use std::borrow::Cow;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use cleanroom_core::{Error, Network, Result, SandboxSpec, User};
+use serde::{Deserialize, Serialize};
 
 use crate::idmap::{detached, Mapping};
 use crate::rootfs;
 
 /// Which network namespace the sandbox gets.
+#[derive(Serialize, Deserialize)]
 pub enum NetPlan {
     /// A fresh one with only loopback, brought up.
     Isolated,
@@ -26,15 +29,18 @@ pub enum NetPlan {
 /// What joining a pod takes: its network namespace and the user namespace
 /// that owns it (entered first, since only there the network namespace may
 /// be joined), and the pod's uid/gid, which the caller's ids are seen as there.
+#[derive(Serialize, Deserialize)]
 pub struct Pod {
+    #[serde(with = "crate::fdpass")]
     pub net: OwnedFd,
+    #[serde(with = "crate::fdpass")]
     pub user: OwnedFd,
     pub uid: u32,
     pub gid: u32,
 }
 
 /// One entry at the top of the new root.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum TopEntry {
     /// A directory bound read-only from the host.
     Dir(String),
@@ -45,11 +51,12 @@ pub enum TopEntry {
 }
 
 /// Where the root filesystem comes from.
+#[derive(Serialize, Deserialize)]
 pub enum RootPlan {
     /// A tmpfs holding host directories bound read-only and a generated `/etc`.
     Host {
         entries: Vec<TopEntry>,
-        etc_files: Vec<(&'static str, Vec<u8>)>,
+        etc_files: Vec<(Cow<'static, str>, Vec<u8>)>,
         /// Host paths under `/etc` bound read-only at the same place, and
         /// whether each is a directory.
         etc_binds: Vec<(PathBuf, bool)>,
@@ -62,6 +69,7 @@ pub enum RootPlan {
         entries: Vec<TopEntry>,
         /// The directory as a detached, idmapped mount made by the caller,
         /// for a sandbox that cannot reach host paths as the caller does.
+        #[serde(with = "crate::fdpass::option")]
         tree: Option<OwnedFd>,
         /// Whether a tmpfs layer goes over it: for a writable root, or for
         /// a read-only one that lacks a mount point the init must create
@@ -73,7 +81,7 @@ pub enum RootPlan {
 }
 
 /// A host path bound into the sandbox.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BindPlan {
     /// Canonical host path.
     pub source: PathBuf,
@@ -82,15 +90,20 @@ pub struct BindPlan {
     pub is_dir: bool,
     /// The source as a detached mount made by the caller (idmapped where
     /// the filesystem allows), attached instead of binding `source`.
+    #[serde(with = "crate::fdpass::option")]
     pub tree: Option<OwnedFd>,
 }
 
-/// The whole sandbox, ready for the child.
+/// The whole sandbox, ready for the child: built in the caller, and moved
+/// to the first child by the fork, or sent to the fork server
+/// ([`crate::fork_server`]) with its descriptors beside it ([`crate::fdpass`]).
+#[derive(Serialize, Deserialize)]
 pub struct Plan {
     pub hostname: String,
     pub user: User,
     /// The user namespace the caller made for this mapping, joined instead
     /// of making one (a root caller's sandbox; see [`crate::idmap`]).
+    #[serde(with = "crate::fdpass::option")]
     pub userns: Option<OwnedFd>,
     /// The ids (inside) the init takes before it builds the sandbox, when
     /// it joins `userns` as the caller, whose id that map leaves out.
@@ -128,7 +141,9 @@ pub struct Plan {
     /// A command the init starts as soon as it is ready, without waiting
     /// for a request: a one-shot run saves a round trip to the caller.
     pub first_exec: Option<FirstExec>,
-    /// For a sandbox that outlives its caller (`create`, `run -d`).
+    /// For a sandbox that outlives its caller (`create`, `run -d`). Never
+    /// sent to the fork server: such a plan is forked by its caller.
+    #[serde(skip)]
     pub detached: Option<DetachedPlan>,
 }
 
@@ -171,7 +186,7 @@ impl DetachedPlan {
 }
 
 /// Sizes in bytes of the tmpfs mounts every sandbox gets.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct ScratchSizes {
     pub tmp: u64,
     pub workdir: u64,
@@ -180,8 +195,10 @@ pub struct ScratchSizes {
 
 /// An `exec` request carried in the plan, with the command's end of its
 /// stdin, stdout and stderr pipes.
+#[derive(Serialize, Deserialize)]
 pub struct FirstExec {
     pub msg: crate::protocol::Message,
+    #[serde(with = "crate::fdpass::array")]
     pub stdio: [OwnedFd; 3],
     /// The sandbox ends once this command has ended and its exit has been
     /// sent (a one-shot run): the init exits by itself instead of waiting

@@ -353,9 +353,31 @@ pub fn send(sock: BorrowedFd<'_>, msg: &Message, fds: &[BorrowedFd<'_>]) -> io::
             ),
         ));
     }
-    let iov = [IoSlice::new(&bytes)];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
+    }
+    send_bytes(sock, &bytes, fds)
+}
+
+/// Sends one datagram of `bytes` with `fds` attached (any number the
+/// kernel takes, `SCM_MAX_FD` = 253). Never raises SIGPIPE.
+pub fn send_bytes(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let iov = [IoSlice::new(bytes)];
+    let mut small = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut large = Vec::new();
+    let space: &mut [MaybeUninit<u8>] = if fds.len() <= MAX_FDS {
+        &mut small
+    } else {
+        large.resize(
+            rustix::cmsg_space!(ScmRights(fds.len())),
+            MaybeUninit::uninit(),
+        );
+        &mut large
+    };
+    let mut control = SendAncillaryBuffer::new(space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -374,8 +396,32 @@ pub fn send(sock: BorrowedFd<'_>, msg: &Message, fds: &[BorrowedFd<'_>]) -> io::
 /// Receives one message and the descriptors sent with it (close-on-exec).
 /// `None` at end of stream: the other side is gone.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(Message, Vec<OwnedFd>)>> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
+    match recv_bytes(sock, buf, MAX_FDS)? {
+        None => Ok(None),
+        Some((len, fds)) => Ok(Some((Message::decode(&buf[..len])?, fds))),
+    }
+}
+
+/// Receives one datagram into `buf` and up to `max_fds` descriptors sent
+/// with it (close-on-exec): its length and the descriptors. `None` at end
+/// of stream: the other side is gone.
+pub fn recv_bytes(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
+    let mut small = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut large = Vec::new();
+    let space: &mut [MaybeUninit<u8>] = if max_fds <= MAX_FDS {
+        &mut small
+    } else {
+        large.resize(
+            rustix::cmsg_space!(ScmRights(max_fds)),
+            MaybeUninit::uninit(),
+        );
+        &mut large
+    };
+    let mut control = RecvAncillaryBuffer::new(space);
     let r = loop {
         let mut iov = [IoSliceMut::new(buf)];
         match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
@@ -393,10 +439,13 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(Message,
     if r.flags.contains(ReturnFlags::TRUNC) {
         return Err(bad("message larger than the receive buffer"));
     }
+    if r.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(bad("more descriptors than the receiver takes"));
+    }
     if r.bytes == 0 {
         return Ok(None);
     }
-    Ok(Some((Message::decode(&buf[..r.bytes])?, fds)))
+    Ok(Some((r.bytes, fds)))
 }
 
 /// The uid of the process at the other end of a Unix socket, as this

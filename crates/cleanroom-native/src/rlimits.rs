@@ -104,7 +104,7 @@ pub const INFINITY: u64 = u64::MAX;
 /// both the soft and the hard limit (lowering the hard limit is what keeps
 /// the sandboxed process from raising the soft one again), clamped to the
 /// hard limit in force.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rlimits {
     values: [Option<u64>; Resource::ALL.len()],
 }

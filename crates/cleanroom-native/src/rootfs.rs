@@ -1,6 +1,7 @@
 //! Root filesystems, prepared in the caller: the host's own toolchain with a
 //! generated `/etc`, a directory, or a tarball unpacked once into a cache.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use cleanroom_core::image_config::Accounts;
@@ -109,7 +110,7 @@ fn host(spec: &SandboxSpec) -> RootPlan {
 }
 
 /// The generated `/etc`: the spec's user and nothing of the host's accounts.
-fn etc_files(spec: &SandboxSpec) -> Vec<(&'static str, Vec<u8>)> {
+fn etc_files(spec: &SandboxSpec) -> Vec<(Cow<'static, str>, Vec<u8>)> {
     let (uid, gid) = (spec.user.uid, spec.user.gid);
     let home = spec.workdir.display();
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
@@ -128,7 +129,7 @@ fn etc_files(spec: &SandboxSpec) -> Vec<(&'static str, Vec<u8>)> {
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
         spec.hostname
     );
-    vec![
+    [
         ("passwd", passwd.into_bytes()),
         ("group", group.into_bytes()),
         ("hosts", hosts.into_bytes()),
@@ -143,6 +144,9 @@ fn etc_files(spec: &SandboxSpec) -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("os-release", os_release()),
     ]
+    .into_iter()
+    .map(|(name, content)| (Cow::Borrowed(name), content))
+    .collect()
 }
 
 /// The host's `os-release` (it describes the `/usr` the sandbox runs), read

@@ -58,6 +58,51 @@ impl Filter {
     }
 }
 
+/// On the wire to the fork server ([`crate::fork_server`]): each instruction
+/// packed into one number (code, jt, jf, k from the high bits down).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FilterWire {
+    programs: Vec<Vec<u64>>,
+    denied: Vec<String>,
+}
+
+impl serde::Serialize for Filter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let pack = |i: &sock_filter| {
+            u64::from(i.code) << 48 | u64::from(i.jt) << 40 | u64::from(i.jf) << 32 | u64::from(i.k)
+        };
+        FilterWire {
+            programs: self
+                .programs
+                .iter()
+                .map(|p| p.iter().map(pack).collect())
+                .collect(),
+            denied: self.denied.iter().cloned().collect(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Filter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let wire = FilterWire::deserialize(d)?;
+        let unpack = |n: u64| sock_filter {
+            code: (n >> 48) as u16,
+            jt: (n >> 40) as u8,
+            jf: (n >> 32) as u8,
+            k: n as u32,
+        };
+        Ok(Filter {
+            programs: wire
+                .programs
+                .into_iter()
+                .map(|p| p.into_iter().map(unpack).collect())
+                .collect(),
+            denied: Arc::new(wire.denied.into_iter().collect()),
+        })
+    }
+}
+
 /// Changes to the default filter, by system call name (as in `man 2
 /// syscalls` and Docker profiles: `"ptrace"`, `"mount"`, `"clone3"`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -143,7 +143,7 @@ fn root_filesystem(plan: &Plan, new: &Path) -> Step {
             let etc = new.join("etc");
             std::fs::create_dir(&etc).map_err(|e| format!("creating /etc: {e}"))?;
             for (name, content) in etc_files {
-                std::fs::write(etc.join(name), content)
+                std::fs::write(etc.join(&**name), content)
                     .map_err(|e| format!("writing /etc/{name}: {e}"))?;
             }
             for (p, is_dir) in etc_binds {

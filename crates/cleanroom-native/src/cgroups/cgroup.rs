@@ -446,11 +446,13 @@ impl Drop for Cgroup {
 /// The files a child writes to move itself into a [`Cgroup`] (v1 `tasks`,
 /// v2 `cgroup.procs`), opened before `fork` so it needs no allocation; and
 /// its v2 directory.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ProcsFiles {
     /// `tasks` of each v1 directory.
+    #[serde(with = "crate::fdpass::vec")]
     v1: Vec<OwnedFd>,
     /// `cgroup.procs` of the v2 directory, and the directory itself.
+    #[serde(with = "crate::fdpass::pair")]
     v2: Option<(OwnedFd, OwnedFd)>,
 }
 
