@@ -11,7 +11,7 @@ source scripts/lib/rootless.sh
 
 run_tests_rootless cleanroom-native \
     conformance_native conformance_native_busybox escape rootfs pods copy userns oom detached detached_pod \
-    netns_reuse -- "$@"
+    netns_reuse fork_server -- "$@"
 
 # The workspace scenario (snapshot, exec, diff, conflict-safe sync) on native
 # as the same user; its docker and podman twins need the engines' root sockets.

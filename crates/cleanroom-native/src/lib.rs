@@ -1,7 +1,8 @@
 //! The native backend: runs each sandbox directly on Linux kernel primitives,
 //! with no daemon, no setuid helper and no binary of ours inside.
 //!
-//! A sandbox is one fork of the caller ([`spawn`]), which creates the user,
+//! A sandbox is one fork of the caller ([`spawn`], done by a
+//! [`fork_server`] for a multi-threaded caller), which creates the user,
 //! pid, mount, uts, ipc, net and cgroup namespaces ([`namespaces`]) and
 //! starts the sandbox's PID 1 ([`init`]) on its own memory ([`clone`]). PID 1
 //! builds the root filesystem and pivots into it ([`setup`], [`mounts`],
@@ -19,6 +20,7 @@ pub mod copy;
 pub mod detached;
 pub mod exec;
 pub mod fdpass;
+pub mod fork_server;
 pub mod idmap;
 pub mod init;
 pub mod mounts;

@@ -2,7 +2,10 @@
 //!
 //! The caller forks from one long-lived thread, or from its main thread in
 //! a one-shot process (so `PR_SET_PDEATHSIG`, which follows the parent
-//! *thread*, fires only when the caller process dies). The
+//! *thread*, fires only when the caller process dies). Off the main thread
+//! the fork itself is done by the caller's fork server
+//! ([`crate::fork_server`]), which makes the first child the caller's child
+//! all the same, without the cost of forking a multi-threaded process. The
 //! first child creates the namespaces ([`crate::namespaces::enter`]),
 //! takes the sandbox's cgroup files from the caller if the caller made the
 //! cgroup meanwhile ([`crate::plan::Plan::cgroup_later`], a one-shot run),
@@ -87,14 +90,26 @@ pub struct Spawned {
     pub control: OwnedFd,
 }
 
-/// Forks the sandbox (call on the spawner thread).
+/// Forks the sandbox (call on the spawner thread, or inline on the main
+/// thread of a one-shot process). Off the main thread the fork server
+/// ([`crate::fork_server`]) forks it, where it can.
 pub fn spawn(plan: Plan) -> std::io::Result<Spawned> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let control = || {
+        socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+    };
+    if plan.detached.is_none() && !on_main_thread() {
+        let (ours, theirs) = control()?;
+        match crate::fork_server::fork_sandbox(&plan, theirs.as_fd()) {
+            Ok(pid) => return Ok(Spawned { pid, control: ours }),
+            Err(e) => tracing::debug!("native: forking here, not in the fork server: {e}"),
+        }
+    }
+    let (ours, theirs) = control()?;
     let caller = rustix::process::getpid();
     // SAFETY: glibc's fork leaves the allocator usable in the child; the
     // child touches no lock another thread of the caller could hold (no
@@ -148,7 +163,9 @@ fn dup_onto(fd: RawFd, target: RawFd) {
     }
 }
 
-fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
+/// The sandbox's first process, forked by the caller or by its fork server
+/// as the caller's child: `caller` is its parent's pid.
+pub(crate) fn first_child(mut plan: Plan, control: RawFd, caller: Pid) -> ! {
     let detached = plan.detached.is_some();
     if detached {
         // A detached sandbox outlives the caller: its supervisor is a child
