@@ -86,6 +86,18 @@ pub fn forked() -> u64 {
     FORKED.load(Ordering::Relaxed)
 }
 
+/// The running server's pid, if this process has one: a process of ours
+/// that lives as long as the caller (tools that wait for a caller's
+/// children to be gone leave it out).
+pub fn server_pid() -> Option<u32> {
+    match &*STATE.lock().unwrap_or_else(|p| p.into_inner()) {
+        State::Running(s) if s.owner == rustix::process::getpid() => {
+            Some(s.pid.as_raw_nonzero().get() as u32)
+        }
+        _ => None,
+    }
+}
+
 /// Whether the environment turns the server off.
 fn turned_off() -> bool {
     std::env::var_os("CLEANROOM_FORK_SERVER").is_some_and(|v| v == "0")

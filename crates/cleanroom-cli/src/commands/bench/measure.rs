@@ -123,6 +123,7 @@ pub(super) enum Contender<'a> {
 /// bwrap anchor measured 5.7 ms right after a library run but 3.5 ms after
 /// a `cleanroom run` process, which waits for its own clean-ups before it
 /// exits. Waits for the clean-ups, for every child process to be gone,
+/// (but the native fork server, which lives as long as this process),
 /// and, on an engine (`engine_cli`), for the containers of this process
 /// and of `last_child` (labelled with their pid) to be removed: a one-shot
 /// leaves its removal to the engine, as `docker run --rm` does not.
@@ -133,7 +134,11 @@ async fn settle(engine_cli: Option<&str>, last_child: Option<u32>) {
         let deadline = Instant::now() + Duration::from_secs(5);
         let busy = || {
             super::memory::reap_zombie_children();
-            !super::memory::descendants(std::process::id()).is_empty()
+            // The fork server lives as long as this process.
+            let server = cleanroom::native::fork_server::server_pid();
+            super::memory::descendants(std::process::id())
+                .into_iter()
+                .any(|pid| Some(pid) != server)
                 || engine_cli.as_deref().is_some_and(|cli| {
                     [Some(std::process::id()), last_child]
                         .into_iter()

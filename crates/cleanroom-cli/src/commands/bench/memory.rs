@@ -25,8 +25,10 @@ pub(super) async fn idle_memory(
     let mut counted: Vec<u32> = Vec::new();
     let mut total: u64 = 0;
     let mut unreadable = false;
+    // The native fork server, made for the first of them, is not a sandbox.
+    let server = cleanroom::native::fork_server::server_pid();
     for pid in descendants(std::process::id()) {
-        if before.contains(&pid) {
+        if before.contains(&pid) || Some(pid) == server {
             continue;
         }
         if counted
