@@ -6,8 +6,8 @@
 //! Serde has no place for a descriptor, so the list lives for the length
 //! of one [`encode`] or [`decode`] call on the calling thread; the fields
 //! that hold descriptors name one of the `with` modules here
-//! (`#[serde(with = "crate::fdpass")]`, [`option`], [`vec`], [`pair`],
-//! [`array`]). Used for the plan sent to the fork server ([`crate::fork_server`]).
+//! (`#[serde(with = "crate::fdpass")]`, [`option`], [`vec`](mod@vec), [`pair`],
+//! [`array`](mod@array)). Used for the plan sent to the fork server ([`crate::fork_server`]).
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
