@@ -33,7 +33,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use rustix::process::{waitpid, Pid, Signal, WaitOptions};
 use serde::{Deserialize, Serialize};
 
@@ -189,32 +188,19 @@ fn stop(server: Server) {
 /// Forks the server (on the spawner thread, whose end is the process's end:
 /// the server's death signal fires with it).
 fn start() -> std::io::Result<Server> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    let caller = rustix::process::getpid();
-    // SAFETY: as for a sandbox's first child (`spawn::spawn`): the child
-    // touches no lock another thread of the caller could hold until it has
-    // closed what it inherited, and from then on it is a single-threaded
-    // process of its own that ends with `_exit`.
-    let forked = unsafe { libc::fork() };
-    if forked < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    match Pid::from_raw(forked) {
-        Some(pid) => {
-            drop(theirs);
+    match crate::spawn::fork_with_socket()? {
+        crate::spawn::Forked::Parent { pid, ours } => {
             register_stop_at_exit();
             Ok(Server {
                 sock: ours,
                 pid,
-                owner: caller,
+                owner: rustix::process::getpid(),
             })
         }
-        None => serve(theirs.into_raw_fd(), caller),
+        // Until it has closed what it inherited, the server keeps to the
+        // rule for a child of a threaded process; from then on it is a
+        // single-threaded process of its own, ending with `_exit`.
+        crate::spawn::Forked::Child { theirs, caller } => serve(theirs, caller),
     }
 }
 

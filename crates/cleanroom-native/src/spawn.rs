@@ -94,44 +94,64 @@ pub struct Spawned {
 /// thread of a one-shot process). Off the main thread the fork server
 /// ([`crate::fork_server`]) forks it, where it can.
 pub fn spawn(plan: Plan) -> std::io::Result<Spawned> {
-    let control = || {
-        socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-    };
     if plan.detached.is_none() && !on_main_thread() {
-        let (ours, theirs) = control()?;
+        let (ours, theirs) = seqpacket_pair()?;
         match crate::fork_server::fork_sandbox(&plan, theirs.as_fd()) {
             Ok(pid) => return Ok(Spawned { pid, control: ours }),
             Err(e) => tracing::debug!("native: forking here, not in the fork server: {e}"),
         }
     }
-    let (ours, theirs) = control()?;
+    match fork_with_socket()? {
+        Forked::Parent { pid, ours } => Ok(Spawned { pid, control: ours }),
+        Forked::Child { theirs, caller } => first_child(plan, theirs, caller),
+    }
+}
+
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets, close-on-exec.
+pub(crate) fn seqpacket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Each side of [`fork_with_socket`].
+pub(crate) enum Forked {
+    /// The caller: the child's pid and the caller's end of their socket.
+    Parent { pid: Pid, ours: OwnedFd },
+    /// The child: its end of the socket, by number, and its parent's pid.
+    Child { theirs: RawFd, caller: Pid },
+}
+
+/// Forks this (possibly multi-threaded) process with a socket between
+/// parent and child. The child must touch no lock another thread of the
+/// caller could hold (no stdio, no tracing, no environment) and end with
+/// `_exit`.
+pub(crate) fn fork_with_socket() -> std::io::Result<Forked> {
+    let (ours, theirs) = seqpacket_pair()?;
     let caller = rustix::process::getpid();
-    // SAFETY: glibc's fork leaves the allocator usable in the child; the
-    // child touches no lock another thread of the caller could hold (no
-    // stdio, no tracing, no environment), and ends with `_exit`. rustix
-    // has no fork: a child of a threaded process is libc's to make.
+    // SAFETY: glibc's fork leaves the allocator usable in the child, and
+    // both callers' children keep to the rule above. rustix has no fork: a
+    // child of a threaded process is libc's to make.
     let forked = unsafe { libc::fork() };
     if forked < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    match Pid::from_raw(forked) {
-        Some(child) => {
+    Ok(match Pid::from_raw(forked) {
+        Some(pid) => {
             drop(theirs);
-            Ok(Spawned {
-                pid: child,
-                control: ours,
-            })
+            Forked::Parent { pid, ours }
         }
         None => {
-            let theirs = theirs.into_raw_fd();
-            first_child(plan, theirs, caller)
+            drop(ours);
+            Forked::Child {
+                theirs: theirs.into_raw_fd(),
+                caller,
+            }
         }
-    }
+    })
 }
 
 /// The init's stack; only the pages it touches are ever backed.
