@@ -362,22 +362,28 @@ pub fn send(sock: BorrowedFd<'_>, msg: &Message, fds: &[BorrowedFd<'_>]) -> io::
     send_bytes(sock, &bytes, fds)
 }
 
+/// Room for the ancillary data of `n` descriptors: `small` (room for
+/// [`MAX_FDS`], on the stack) when that is enough, else `large` grown to fit.
+fn rights_space<'a>(
+    n: usize,
+    small: &'a mut [MaybeUninit<u8>],
+    large: &'a mut Vec<MaybeUninit<u8>>,
+) -> &'a mut [MaybeUninit<u8>] {
+    if n <= MAX_FDS {
+        small
+    } else {
+        large.resize(rustix::cmsg_space!(ScmRights(n)), MaybeUninit::uninit());
+        large
+    }
+}
+
 /// Sends one datagram of `bytes` with `fds` attached (any number the
 /// kernel takes, `SCM_MAX_FD` = 253). Never raises SIGPIPE.
 pub fn send_bytes(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let iov = [IoSlice::new(bytes)];
     let mut small = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut large = Vec::new();
-    let space: &mut [MaybeUninit<u8>] = if fds.len() <= MAX_FDS {
-        &mut small
-    } else {
-        large.resize(
-            rustix::cmsg_space!(ScmRights(fds.len())),
-            MaybeUninit::uninit(),
-        );
-        &mut large
-    };
-    let mut control = SendAncillaryBuffer::new(space);
+    let mut control = SendAncillaryBuffer::new(rights_space(fds.len(), &mut small, &mut large));
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -412,16 +418,7 @@ pub fn recv_bytes(
 ) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
     let mut small = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut large = Vec::new();
-    let space: &mut [MaybeUninit<u8>] = if max_fds <= MAX_FDS {
-        &mut small
-    } else {
-        large.resize(
-            rustix::cmsg_space!(ScmRights(max_fds)),
-            MaybeUninit::uninit(),
-        );
-        &mut large
-    };
-    let mut control = RecvAncillaryBuffer::new(space);
+    let mut control = RecvAncillaryBuffer::new(rights_space(max_fds, &mut small, &mut large));
     let r = loop {
         let mut iov = [IoSliceMut::new(buf)];
         match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
