@@ -1,7 +1,7 @@
 //! SHA-256 digests: parsing, formatting and hashing while data streams past.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::str::FromStr;
 
 use cleanroom_core::Error;
@@ -178,40 +178,6 @@ impl<R: Read> Read for HashingReader<R> {
             self.hasher.len += n as u64;
         }
         Ok(n)
-    }
-}
-
-/// A writer that hashes everything written through it.
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> HashingWriter<W> {
-    /// Wraps `inner`.
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Hasher::new(),
-        }
-    }
-
-    /// The inner writer, digest and total length.
-    pub fn finish(self) -> (W, Digest, u64) {
-        let len = self.hasher.len();
-        (self.inner, self.hasher.finish(), len)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -20,6 +20,7 @@
 //! ```
 
 mod archive;
+mod copy;
 mod digest;
 mod extract;
 mod fsutil;

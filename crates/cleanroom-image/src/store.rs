@@ -26,14 +26,11 @@ use cleanroom_core::{Error, IoContext, Result};
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::Digest;
 use crate::image::{Compression, Image, ImageInfo, LayerRef};
 use crate::lock::StoreLock;
 use crate::reference::Reference;
 use crate::stream::Pass;
-
-/// Bytes read at a time while a blob is copied into the store.
-const COPY_CHUNK: usize = 1 << 20;
 
 /// One entry of `refs.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -165,9 +162,9 @@ impl Store {
     /// intact stored blob of the `expected` digest is not read again.
     pub(crate) fn put_blob_with(
         &self,
-        mut reader: impl Read,
+        reader: impl Read,
         expected: Option<&Digest>,
-        mut pass: Option<Pass>,
+        pass: Option<Pass>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(Digest, u64, bool)> {
         if let Some(d) = expected.filter(|_| pass.is_none()) {
@@ -177,34 +174,8 @@ impl Store {
             }
         }
         let tmp = self.temp_file("blob")?;
-        let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
-        let mut buf = vec![0u8; COPY_CHUNK];
-        let mut total = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("reading a blob being imported", e)),
-            };
-            w.write_all(&buf[..n])
-                .context(|| format!("writing into {}", self.tmp_dir().display()))?;
-            total += n as u64;
-            progress(total);
-            if let Some(p) = &pass {
-                let mut chunk = std::mem::replace(&mut buf, p.buffer(COPY_CHUNK));
-                chunk.truncate(n);
-                if !p.send(chunk) {
-                    pass = None;
-                }
-            }
-        }
-        // The receiver sees the end of the blob.
-        drop(pass);
-        let (buffered, digest, size) = w.finish();
-        let tmp = buffered
-            .into_inner()
-            .map_err(|e| Error::io("flushing a blob being imported", e.into_error()))?;
+        let (digest, size, tmp) =
+            crate::copy::copy_hashed(reader, tmp, pass, &self.tmp_dir(), progress)?;
         if let Some(exp) = expected {
             if *exp != digest {
                 return Err(Error::Image {

@@ -71,16 +71,10 @@ pub(crate) fn pass(ahead: usize) -> (Pass, Blob) {
 }
 
 impl Pass {
-    /// A buffer of `len` bytes for the next read: a spent one if any came back.
-    pub(crate) fn buffer(&self, len: usize) -> Vec<u8> {
-        let mut b = self.back.try_recv().unwrap_or_default();
-        b.resize(len, 0);
-        b
-    }
-
-    /// Hands `chunk` on; false when the layer thread stopped listening.
-    pub(crate) fn send(&self, chunk: Vec<u8>) -> bool {
-        self.to.send(chunk).is_ok()
+    /// The sender of chunks (for the thread that writes the blob) and the
+    /// receiver of spent buffers (for the thread that reads it).
+    pub(crate) fn into_parts(self) -> (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) {
+        (self.to, self.back)
     }
 }
 
