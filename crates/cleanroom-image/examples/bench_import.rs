@@ -8,7 +8,8 @@
 //!
 //! `cargo run --profile profiling -p cleanroom-image --example bench_import -- [MB] [ROUNDS]`
 //!
-//! `BENCH_CASES=plain` (or `gzip`) runs one case only.
+//! `BENCH_CASES=plain` (or `gzip`) runs one case only. `BENCH_FRESH_FS=1`
+//! (root) gives every measurement a new ext4 filesystem (see [`Target`]).
 //!
 //! With `CLEANROOM_BIN=path/to/cleanroom` it also times the CLI as whole
 //! processes: `cleanroom import FILE` and the first
@@ -102,11 +103,70 @@ fn make_archive(archive: &Path, layers: &[PathBuf], diff_ids: &[String]) {
     b.into_inner().unwrap().flush().unwrap();
 }
 
-fn clean(paths: &[&Path]) {
-    for p in paths {
-        let _ = Command::new("rm").arg("-rf").arg(p).status();
+/// Where the outputs go, made empty before every measurement.
+///
+/// By default a directory beside the inputs, emptied and `sync`ed. On a
+/// journal-less ext4 the inode allocator then skips every inode freed in the
+/// last minute, and a disk mounted with `discard` adds delays of its own, so
+/// one contender's time swings 3x between rounds (measured: `tar -x` from
+/// 0.18 to 0.58 s). With `BENCH_FRESH_FS=1` (root, `mkfs.ext4` and loop
+/// devices needed) every measurement gets a new ext4 made on a loop file
+/// instead: all contenders start from the same empty filesystem.
+struct Target {
+    dir: PathBuf,
+    image: Option<PathBuf>,
+}
+
+impl Target {
+    fn new(parent: &Path, total_mb: usize) -> Target {
+        let dir = parent.join("target");
+        fs::create_dir(&dir).unwrap();
+        let image = std::env::var("BENCH_FRESH_FS")
+            .is_ok_and(|v| v == "1")
+            .then(|| {
+                let image = parent.join("target.ext4");
+                // Room for the store and the unpacked tree, sparse.
+                let f = fs::File::create(&image).unwrap();
+                f.set_len((total_mb as u64 * 4 + 512) << 20).unwrap();
+                image
+            });
+        Target { dir, image }
     }
-    Command::new("sync").status().unwrap();
+
+    fn reset(&self) {
+        match &self.image {
+            Some(image) => {
+                let _ = Command::new("umount")
+                    .arg(&self.dir)
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                run(Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-O", "^has_journal"])
+                    .arg(image));
+                run(Command::new("mount")
+                    .args(["-o", "loop"])
+                    .arg(image)
+                    .arg(&self.dir));
+            }
+            None => {
+                for e in fs::read_dir(&self.dir).unwrap() {
+                    let _ = Command::new("rm")
+                        .arg("-rf")
+                        .arg(e.unwrap().path())
+                        .status();
+                }
+            }
+        }
+        Command::new("sync").status().unwrap();
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if self.image.is_some() {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        }
+    }
 }
 
 fn run(cmd: &mut Command) {
@@ -199,15 +259,24 @@ fn main() {
         gz_bytes as f64 / 1e6,
         dir.display()
     );
-    let out = dir.join("out");
-    let store_dir = dir.join("store");
+    let target = Target::new(dir, total_mb);
+    println!(
+        "outputs: {}",
+        if target.image.is_some() {
+            "a new ext4 on a loop file for every measurement (BENCH_FRESH_FS=1)"
+        } else {
+            "a directory emptied and synced before every measurement"
+        }
+    );
+    let out = target.dir.join("out");
+    let store_dir = target.dir.join("store");
     for c in &cases {
         let (mut tar_t, mut imp_t, mut unp_t, mut lib_t) = (vec![], vec![], vec![], vec![]);
         let (mut cli_imp, mut cli_run, mut cli_t) = (vec![], vec![], vec![]);
         let (mut tar_cpu, mut lib_cpu, mut cli_cpu) = (vec![], vec![], vec![]);
         for _ in 0..rounds {
             // A: tar -x of the layers into one directory, one after the other.
-            clean(&[&out, &store_dir]);
+            target.reset();
             fs::create_dir(&out).unwrap();
             let c0 = cpu().1;
             let t = Instant::now();
@@ -219,7 +288,7 @@ fn main() {
             tar_cpu.push(cpu().1 - c0);
 
             // B: the library: import, then the merged rootfs a first run needs.
-            clean(&[&out, &store_dir]);
+            target.reset();
             let c0 = cpu().0;
             let t = Instant::now();
             let store = Store::open(&store_dir).unwrap();
@@ -235,7 +304,7 @@ fn main() {
 
             // C: the CLI as whole processes.
             if let Some(bin) = &cli {
-                clean(&[&out, &store_dir]);
+                target.reset();
                 let c0 = cpu().1;
                 let t = Instant::now();
                 run(Command::new(bin)
@@ -259,7 +328,7 @@ fn main() {
                 cli_cpu.push(cpu().1 - c0);
             }
         }
-        clean(&[&out, &store_dir]);
+        target.reset();
         let mbps = |s: f64| bytes as f64 / 1e6 / s;
         let tar = median(&mut tar_t);
         let row = |what: &str, s: f64| {
