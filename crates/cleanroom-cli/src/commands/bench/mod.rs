@@ -271,6 +271,17 @@ pub fn main(args: BenchArgs) -> Result<ExitCode> {
     }
     if let Err(why) = &anchor {
         eprintln!("anchor not measured: {why}");
+        if engine {
+            // Our backend talks to the engine's API with its own settings;
+            // the anchor is the engine's CLI as configured on this machine.
+            eprintln!(
+                "hint: the anchor is `{} run --rm {} true` with the CLI's own configuration; make that \
+                 command work first (on machines without CAP_SYS_RESOURCE or with hybrid cgroups, \
+                 podman needs CONTAINERS_CONF pointing at settings like scripts/podman/containers.conf)",
+                choice.as_str(),
+                args.image
+            );
+        }
     }
 
     // 2. Exec into a warm sandbox.
