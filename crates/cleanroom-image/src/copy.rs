@@ -80,12 +80,20 @@ fn read_chunks(
     loop {
         let mut buf = spent.try_recv().unwrap_or_default();
         buf.resize(CHUNK, 0);
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        // Whole chunks, even from a source that reads a little at a time
+        // (a decompressor, a network body): large writes, few hand-overs.
+        let mut n = 0;
+        while n < CHUNK {
+            match reader.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
         buf.truncate(n);
         hasher.update(&buf);
         progress(hasher.len());
@@ -135,6 +143,40 @@ mod tests {
         assert_eq!(out, data);
         assert_eq!(n, data.len() as u64);
         assert_eq!(seen, n);
+        assert_eq!(d, Digest::of(&data));
+    }
+
+    #[test]
+    fn a_trickling_source_still_makes_whole_chunks() {
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(1000);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        struct Writes(Vec<usize>);
+        impl Write for Writes {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.push(buf.len());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let data = vec![7u8; 2 * CHUNK + 10];
+        let (d, _, w) = copy_hashed(
+            Trickle(&data),
+            Writes(Vec::new()),
+            None,
+            std::path::Path::new("test"),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(w.0, [CHUNK, CHUNK, 10]);
         assert_eq!(d, Digest::of(&data));
     }
 
