@@ -12,6 +12,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use cleanroom_core::{Error, Result};
 
 use crate::digest::{Digest, Hasher};
+use crate::fsutil::read_full;
 use crate::stream::Pass;
 
 /// Bytes read at a time.
@@ -68,6 +69,8 @@ enum Onward {
     Extractor(SyncSender<Vec<u8>>),
     /// Straight back to the reader.
     Spare(SyncSender<Vec<u8>>),
+    /// Nowhere: the extractor stopped listening, the copy goes on.
+    Dropped,
 }
 
 fn read_chunks(
@@ -80,17 +83,7 @@ fn read_chunks(
     loop {
         let mut buf = spent.try_recv().unwrap_or_default();
         buf.resize(CHUNK, 0);
-        // Whole chunks, even from a source that reads a little at a time
-        // (a decompressor, a network body): large writes, few hand-overs.
-        let mut n = 0;
-        while n < CHUNK {
-            match reader.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let n = read_full(reader, &mut buf)?;
         if n == 0 {
             return Ok(());
         }
@@ -110,14 +103,13 @@ fn write_chunks<F: Write>(mut file: F, chunks: Receiver<Vec<u8>>, mut on: Onward
         match &on {
             Onward::Extractor(to) => {
                 if to.send(chunk).is_err() {
-                    // The extractor stopped listening; the copy goes on.
-                    let (back_tx, _) = sync_channel(0);
-                    on = Onward::Spare(back_tx);
+                    on = Onward::Dropped;
                 }
             }
             Onward::Spare(back) => {
                 let _ = back.try_send(chunk);
             }
+            Onward::Dropped => {}
         }
     }
     file.flush()?;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use cleanroom_core::{Error, IoContext, Result};
 
+use crate::fsutil::read_full;
 use crate::safepath::{clean, lookup, remove_existing, unsafe_entry};
 use crate::tree::FileHash;
 use crate::unpack::LayerMeta;
@@ -378,15 +379,7 @@ impl<'a> Extractor<'a> {
         }
         let mut h = blake3::Hasher::new();
         loop {
-            let mut filled = 0;
-            while filled < self.buf.len() {
-                match r.read(&mut self.buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let filled = read_full(r, &mut self.buf)?;
             if filled == 0 {
                 return Ok(*h.finalize().as_bytes());
             }

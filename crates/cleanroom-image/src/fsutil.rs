@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 
 use cleanroom_core::{IoContext, Result};
@@ -38,4 +38,20 @@ pub fn host_arch() -> &'static str {
         "loongarch64" => "loong64",
         other => other,
     }
+}
+
+/// Reads until `buf` is full or the source ends; the bytes read. A source
+/// that returns a little at a time (a decompressor, a network body, a tar
+/// entry) still fills whole buffers, so writes and hand-overs stay large.
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }

@@ -13,6 +13,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::digest::{Digest, HashingReader};
+use crate::fsutil::read_full;
 use crate::image::Compression;
 use crate::import::decompress;
 
@@ -281,19 +282,6 @@ fn stream_one(
         }),
         Err(e) => Err(Failure::Unreadable(e)),
     })
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 impl Feed {
